@@ -1,0 +1,48 @@
+"""lossjit: loss functions and their exact gradients as fused Numba kernels.
+
+>>> import numpy as np
+>>> import lossjit
+>>> loss, grad = lossjit.value_and_grad("mse", np.array([1.5, 2.3, 0.8]),
+...                                     np.array([1.0, 2.0, 1.0]))
+>>> round(loss, 6)
+0.126667
+
+The public API: :func:`value_and_grad`, :func:`loss`, :func:`grad`, :func:`get`,
+:func:`names`, :func:`register`, and the seed's classes. Raw kernels are in
+:mod:`lossjit.kernels`. Importing lossjit does not import Numba; the first call does.
+"""
+
+from lossjit.api import grad, loss, names, register, value_and_grad
+from lossjit.errors import LossjitError, UnknownLossError
+from lossjit.objects import (
+    ContrastiveLoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    Loss,
+    MeanSquaredError,
+    TripletLoss,
+    get,
+)
+from lossjit.registry import LossSpec, Param
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ContrastiveLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "Loss",
+    "LossSpec",
+    "LossjitError",
+    "MeanSquaredError",
+    "Param",
+    "TripletLoss",
+    "UnknownLossError",
+    "__version__",
+    "get",
+    "grad",
+    "loss",
+    "names",
+    "register",
+    "value_and_grad",
+]

@@ -1,0 +1,345 @@
+"""The ``lossjit`` command: a thin Click layer generated from the registry.
+
+- ``lossjit compute LOSS PREDICTIONS [TARGETS] [options]`` prints the loss on stdout and
+  writes the gradient to a file; each loss's options are typed Click options built from its
+  registry entry (``lossjit compute focal --help``).
+- ``lossjit list [--json | --markdown]`` and ``lossjit info LOSS`` describe the losses.
+
+stdout carries data only; messages go to stderr. A bad input gives one line and exit 1, a
+usage error exit 2, never a traceback. ``--help``, ``list`` and ``info`` import neither NumPy
+nor Numba.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from typing import Any
+
+import click
+
+from lossjit import registry
+from lossjit.errors import LossjitError
+from lossjit.registry import LossSpec, Param
+
+REDUCTION_CHOICE = click.Choice(["mean", "sum", "none"])
+
+
+def _version() -> str:
+    from lossjit import __version__
+
+    return __version__
+
+
+def use_cache_dir() -> str:
+    """Point Numba's cache at a per-user, per-version directory, unless the user chose one.
+
+    Called before Numba is imported; the library itself never changes the environment.
+    """
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        from platformdirs import user_cache_dir
+
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(user_cache_dir("lossjit"), _version())
+    return os.environ["NUMBA_CACHE_DIR"]
+
+
+def _say(message: str) -> None:
+    click.echo(f"lossjit: {message}", err=True)
+
+
+def _option_name(param: Param) -> str:
+    return "--" + param.name.replace("_", "-")
+
+
+def _click_option(param: Param) -> click.Option:
+    """The Click option of one loss option; arrays are parsed later (file or list)."""
+    default = param.default
+    shown = "" if default is None else f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
+    text = param.help + (f" ({param.expect})" if param.expect else "") + shown
+    if param.kind == "bool":
+        flag = _option_name(param)
+        return click.Option([f"{flag}/--no-{flag[2:]}", param.name], default=None, help=text)
+    kind: Any = {"float": float, "int": int}.get(param.kind, str)
+    metavar = {"array": "FILE|LIST", "float_or_array": "NUMBER|FILE|LIST"}.get(param.kind)
+    return click.Option([_option_name(param), param.name], type=kind, default=None,
+                        metavar=metavar, help=text)
+
+
+def _option_values(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The options the user set, with arrays read from files or comma-separated lists."""
+    from lossjit.io import parse_array_option
+
+    values: dict[str, Any] = {}
+    for param in spec.params:
+        value = given.get(param.name)
+        if value is None:
+            continue
+        if param.kind == "float_or_array":
+            try:
+                value = float(value)
+            except ValueError:
+                value = parse_array_option(value, what=_option_name(param))
+        elif param.kind == "array":
+            value = parse_array_option(value, what=_option_name(param))
+        values[param.name] = value
+    return values
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _json_safe(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return _json_number(value)
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None,
+                 reduction: str, grad_out: str | None, no_grad: bool, as_json: bool,
+                 given: dict[str, Any]) -> None:
+    use_cache_dir()
+    import numpy as np
+
+    from lossjit import api
+    from lossjit.io import default_grad_path, read_array, write_array
+
+    started = time.perf_counter()
+    options = _option_values(spec, given)
+    predictions = read_array(predictions_path, what="predictions")
+    targets = None
+    if targets_path is not None:
+        if spec.targets == "none":
+            _say(f"{spec.name} takes no targets; ignoring {targets_path}")
+        else:
+            targets = read_array(targets_path, what="targets")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value, grad = api.compute(spec.name, predictions, targets, reduction=reduction,
+                                  want_grad=not no_grad, **options)
+    for warning in caught:
+        _say(f"warning: {warning.message}")
+
+    grad_path = None
+    if grad is not None:
+        grad_path = grad_out or default_grad_path(predictions_path)
+        if grad_path == "-":
+            raise LossjitError("--grad-out: '-' is not allowed, stdout carries the loss; "
+                               "give a file path")
+        protect = [p for p in (predictions_path, targets_path) if p and p != "-"]
+        protect += [v for v in given.values() if isinstance(v, str) and os.path.isfile(v)]
+        write_array(grad_path, grad, protect=protect)
+        _say(f"gradient written to {grad_path}")
+    seconds = time.perf_counter() - started
+
+    if as_json:
+        record = {
+            "loss": _json_safe(value),
+            "name": spec.name,
+            "reduction": reduction,
+            "params": {k: _json_safe(v) for k, v in
+                       registry.resolve(spec.name).options(options).items()},
+            "shape": list(np.shape(predictions)),
+            "dtype": str(grad.dtype if grad is not None else
+                         (predictions.dtype if predictions.dtype in (np.float32, np.float64)
+                          else np.dtype(np.float64))),
+            "grad": grad_path,
+            "seconds": seconds,
+        }
+        click.echo(json.dumps(record))
+    elif reduction == "none":
+        click.echo("\n".join(repr(float(v)) for v in np.ravel(value)))
+    else:
+        click.echo(repr(float(value)))
+
+
+def _loss_command(spec: LossSpec) -> click.Command:
+    """``lossjit compute <loss>``, with the loss's own options."""
+    targets_help = {"required": "", "optional": " (optional)",
+                    "none": " (ignored: this loss has no targets)"}[spec.targets]
+    params: list[click.Parameter] = [
+        click.Argument(["predictions"], metavar="PREDICTIONS"),
+        click.Argument(["targets"], required=spec.targets == "required", metavar="TARGETS"
+                       if spec.targets == "required" else "[TARGETS]"),
+        click.Option(["--reduction"], type=REDUCTION_CHOICE, default="mean", show_default=True,
+                     help="mean or sum to one number, or none for one loss per term"),
+        *[_click_option(p) for p in spec.params],
+        click.Option(["--grad-out"], metavar="PATH",
+                     help="where to write the gradient [default: <predictions stem>.grad"
+                          "<ext> in the current directory]"),
+        click.Option(["--no-grad"], is_flag=True, help="compute the loss only"),
+        click.Option(["--json", "as_json"], is_flag=True,
+                     help="print one JSON object: loss, name, reduction, params, shape, "
+                          "dtype, grad path, seconds"),
+    ]
+
+    def callback(predictions: str, targets: str | None, reduction: str, grad_out: str | None,
+                 no_grad: bool, as_json: bool, **given: Any) -> None:
+        if grad_out and no_grad:
+            raise click.UsageError("--grad-out and --no-grad exclude each other")
+        try:
+            _run_compute(spec, predictions, targets, reduction, grad_out, no_grad, as_json,
+                         given)
+        except LossjitError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return click.Command(
+        spec.name, params=params, callback=callback,
+        help=f"{spec.formula}\n\nInputs: {spec.layout}.{targets_help and ' Targets' + targets_help + '.'}"
+             f"\n\nPREDICTIONS and TARGETS are .npy, .npz, .csv, .tsv or .txt files, or - "
+             f"for stdin. The loss goes to stdout, the gradient to a file.",
+        short_help=spec.formula,
+    )
+
+
+class ComputeGroup(click.Group):
+    """``lossjit compute LOSS ...``: one sub-command per registered loss and alias."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return registry.names()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        try:
+            spec = registry.resolve(cmd_name)
+        except LossjitError:
+            return None
+        return _loss_command(spec)
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            raise click.UsageError(
+                f"unknown loss {name!r}; known losses: {', '.join(registry.names())}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lossjit", message="lossjit %(version)s")
+def cli() -> None:
+    """Loss functions and their exact gradients, as fused Numba kernels.
+
+    \b
+    lossjit compute mse preds.npy targets.npy      loss on stdout, gradient to preds.grad.npy
+    lossjit compute focal logits.npy labels.npy --gamma 1.5 --json
+    lossjit list                                   every loss
+    lossjit info cross_entropy                     one loss: formula, inputs, options
+    """
+
+
+@cli.group(cls=ComputeGroup)
+def compute() -> None:
+    """Compute LOSS of PREDICTIONS against TARGETS; print it and write the gradient.
+
+    Run `lossjit compute LOSS --help` for a loss's options.
+    """
+
+
+def _describe(spec: LossSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "aliases": list(spec.aliases),
+        "family": spec.family,
+        "formula": spec.formula,
+        "gradient": spec.gradient,
+        "layout": spec.layout,
+        "targets": spec.targets,
+        "params": [{"name": p.name, "kind": p.kind, "default": p.default, "help": p.help,
+                    "expect": p.expect} for p in spec.params],
+        "reference": spec.reference,
+        "notes": spec.notes,
+    }
+
+
+def markdown_table() -> str:
+    """The README's table of losses, generated from the registry."""
+    lines = ["| loss | aliases | family | formula | options (defaults) |",
+             "|---|---|---|---|---|"]
+    for name in registry.names():
+        spec = registry.resolve(name)
+        options = ", ".join(f"{p.name}={p.default}" for p in spec.params) or "none"
+        lines.append(f"| `{spec.name}` | {', '.join(spec.aliases) or '-'} | {spec.family} | "
+                     f"{spec.formula.replace('|', '&#124;')} | {options} |")
+    return "\n".join(lines)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON array of the losses")
+@click.option("--markdown", is_flag=True, help="print the table of losses in Markdown")
+def list_losses(as_json: bool, markdown: bool) -> None:
+    """List every loss: name, aliases, family and formula."""
+    specs = [registry.resolve(name) for name in registry.names()]
+    if as_json:
+        click.echo(json.dumps([_describe(s) for s in specs]))
+        return
+    if markdown:
+        click.echo(markdown_table())
+        return
+    width = max(len(s.name) for s in specs)
+    family_width = max(len(s.family) for s in specs)
+    for s in specs:
+        aliases = f"  (alias {', '.join(s.aliases)})" if s.aliases else ""
+        click.echo(f"{s.name:<{width}}  {s.family:<{family_width}}  {s.formula}{aliases}")
+
+
+@cli.command()
+@click.argument("loss")
+@click.option("--json", "as_json", is_flag=True, help="print the description as JSON")
+def info(loss: str, as_json: bool) -> None:
+    """Describe LOSS: formula, gradient, inputs, options with defaults, reference."""
+    try:
+        spec = registry.resolve(loss)
+    except LossjitError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(_describe(spec)))
+        return
+    rows = [
+        ("name", spec.name),
+        ("aliases", ", ".join(spec.aliases) or "-"),
+        ("family", spec.family),
+        ("formula", spec.formula),
+        ("gradient", spec.gradient or "-"),
+        ("inputs", spec.layout),
+        ("targets", spec.targets),
+        ("reduction", "mean (default), sum, none"),
+        ("reference", spec.reference or "-"),
+    ]
+    if spec.notes:
+        rows.append(("notes", spec.notes))
+    for key, value in rows:
+        click.echo(f"{key + ':':<11}{value}")
+    click.echo("options:" + ("" if spec.params else "    none"))
+    for p in spec.params:
+        expect = f" ({p.expect})" if p.expect else ""
+        click.echo(f"  {_option_name(p):<18}{p.kind:<15}default {p.default!s:<8} "
+                   f"{p.help}{expect}")
+
+
+def main() -> None:
+    """Entry point of the ``lossjit`` script: no traceback reaches the user."""
+    try:
+        cli.main(prog_name="lossjit", standalone_mode=True)
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head -1`): exit quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+    except EOFError:
+        _say(f"the compiled-kernel cache in {os.environ.get('NUMBA_CACHE_DIR')} is damaged; "
+             "delete that directory and run again")
+        sys.exit(1)
+    except MemoryError:
+        _say("out of memory")
+        sys.exit(1)
+    except Exception as exc:  # an internal error: one line, never a traceback
+        _say(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0])
+        sys.exit(1)

@@ -1,0 +1,102 @@
+"""The kernel templates every loss is built from, and the deterministic reduction.
+
+A lossjit kernel has one signature, whatever the loss::
+
+    kernel(x, y, w, grad, losses, scale, *params) -> float
+
+- ``x``: the predictions, C-contiguous, float32 or float64, terms along axis 0;
+- ``y``: the targets (labels or values), or an empty array where the loss has none;
+- ``w``: one weight per loss term, or an empty array for no weights;
+- ``grad``: the gradient output (shape of ``x``), or an empty array for a value-only call;
+- ``losses``: the per-term loss output (``reduction="none"``), or an empty array;
+- ``scale``: what every gradient entry is multiplied by (``1/denominator`` for a mean);
+- ``params``: the loss's own scalars and small arrays;
+- returns the sum of the (weighted) loss terms, accumulated in float64.
+
+``rows_template`` splits axis 0 into fixed blocks of about ``BLOCK`` numbers, runs a loss's
+``block`` function on each block (in parallel with ``prange`` in the parallel specialisation,
+in order in the serial one) and adds the block sums in block order with ``sum_in_order``. The
+blocks depend only on the shape, so the loss is bit-identical for any thread count and for the
+serial and parallel kernels.
+
+``elementwise_template`` is the ``block`` of every loss whose terms are single elements: it
+calls the loss's ``pointwise(x, y, *params) -> (loss, dloss/dx)`` on each element.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from numba import prange
+
+from lossjit._jit import specialise, strict_jit
+
+#: About how many numbers of ``x`` one block covers (a whole number of rows, at least one).
+BLOCK = 8192
+
+# Free names of the templates, bound per loss by ``specialise``.
+block: Any = None
+pointwise: Any = None
+
+
+@strict_jit
+def sum_in_order(partials: np.ndarray) -> float:
+    """Add ``partials`` left to right, with no reassociation: the same bits on every run."""
+    total = 0.0
+    for value in partials:
+        total += value
+    return total
+
+
+def rows_template(x, y, w, grad, losses, scale, *params):
+    """Sum of ``block`` over fixed blocks of rows of ``x``, added in block order."""
+    n = x.shape[0]
+    row = x.size // n if n else 1
+    rows = max(1, BLOCK // max(row, 1))
+    nblocks = (n + rows - 1) // rows
+    partials = np.empty(nblocks)
+    for b in prange(nblocks):
+        lo = b * rows
+        hi = min(n, lo + rows)
+        partials[b] = block(x[lo:hi], y[lo:hi], w[lo:hi], grad[lo:hi], losses[lo:hi], scale,
+                            *params)
+    return sum_in_order(partials)
+
+
+def elementwise_template(x, y, w, grad, losses, scale, *params):
+    """Block of an element-wise loss: ``pointwise`` on every element, in float64."""
+    total = 0.0
+    if w.size == 0 and losses.size == 0:
+        if grad.size == 0:
+            for i in range(x.size):
+                value, _ = pointwise(float(x[i]), float(y[i]), *params)
+                total += value
+        else:
+            for i in range(x.size):
+                value, slope = pointwise(float(x[i]), float(y[i]), *params)
+                grad[i] = slope * scale
+                total += value
+        return total
+    for i in range(x.size):
+        value, slope = pointwise(float(x[i]), float(y[i]), *params)
+        weight = w[i] if w.size else 1.0
+        value *= weight
+        if grad.size:
+            grad[i] = weight * slope * scale
+        if losses.size:
+            losses[i] = value
+        total += value
+    return total
+
+
+def row_kernels(name: str, block_fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """The serial and parallel kernels of a loss, from its ``block`` function."""
+    return (specialise(rows_template, name, block=block_fn),
+            specialise(rows_template, name, parallel=True, block=block_fn))
+
+
+def elementwise_kernels(name: str, pointwise_fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """The serial and parallel kernels of an element-wise loss, from its ``pointwise``."""
+    return row_kernels(name, specialise(elementwise_template, name + "_block",
+                                        pointwise=pointwise_fn))

@@ -1,0 +1,134 @@
+"""Embedding losses on stacked inputs: pairs ``(B, 2, D)`` and triplets ``(B, 3, D)``.
+
+The gradient has the same stacked shape, so it covers every member of a pair or triplet.
+Every kernel follows the signature in :mod:`lossjit.kernels._blocks`.
+
+>>> import numpy as np
+>>> from lossjit.kernels import triplet
+>>> x = np.array([[[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]]])
+>>> none = np.empty(0)
+>>> triplet(x, none, none, np.empty((0, 0, 0)), none, 1.0, 1.0, 2.0, 1e-6, False)
+0.0
+"""
+
+from __future__ import annotations
+
+import math
+
+from lossjit._jit import jit
+from lossjit.kernels._blocks import row_kernels
+from lossjit.kernels._stable import sign
+
+
+@jit
+def contrastive_block(x, y, w, grad, losses, scale, margin):
+    """y d^2 + (1-y) max(0, margin - d)^2, d = ||x[b,0] - x[b,1]||_2; gradient 0 at d = 0."""
+    n, _, dim = x.shape
+    total = 0.0
+    for r in range(n):
+        d2 = 0.0
+        for k in range(dim):
+            e = float(x[r, 0, k]) - float(x[r, 1, k])
+            d2 += e * e
+        d = math.sqrt(d2)
+        label = float(y[r])
+        gap = max(0.0, margin - d)
+        term_weight = w[r] if w.size else 1.0
+        value = term_weight * (label * d2 + (1.0 - label) * gap * gap)
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            pull = 2.0 * label
+            if d > 0.0:
+                pull -= 2.0 * (1.0 - label) * gap / d
+            g = term_weight * pull * scale
+            for k in range(dim):
+                e = float(x[r, 0, k]) - float(x[r, 1, k])
+                grad[r, 0, k] = g * e
+                grad[r, 1, k] = -g * e
+    return total
+
+
+@jit
+def _distance(x, r, i, j, p, eps):
+    """||x[r,i] - x[r,j] + eps||_p, as PyTorch's pairwise_distance."""
+    total = 0.0
+    for k in range(x.shape[2]):
+        v = abs(float(x[r, i, k]) - float(x[r, j, k]) + eps)
+        if p == 2.0:
+            total += v * v
+        elif p == 1.0:
+            total += v
+        else:
+            total += v ** p
+    if p == 2.0:
+        return math.sqrt(total)
+    if p == 1.0:
+        return total
+    return total ** (1.0 / p)
+
+
+@jit
+def _add_distance_grad(grad, x, r, i, j, p, eps, d, g):
+    """grad[r,i] += g dd/dv and grad[r,j] -= g dd/dv, for d = ||v||_p, v = x[r,i]-x[r,j]+eps."""
+    if d == 0.0:
+        return
+    for k in range(x.shape[2]):
+        v = float(x[r, i, k]) - float(x[r, j, k]) + eps
+        if p == 2.0:
+            slope = v / d
+        elif p == 1.0:
+            slope = sign(v)
+        else:
+            slope = sign(v) * (abs(v) / d) ** (p - 1.0)
+        grad[r, i, k] += g * slope
+        grad[r, j, k] -= g * slope
+
+
+@jit
+def triplet_block(x, y, w, grad, losses, scale, margin, p, eps, swap):
+    """max(0, d(a,p) - d(a,n) + margin), d(u,v) = ||u - v + eps||_p; with swap,
+    d(a,n) becomes min(d(a,n), d(p,n)). Rows of x are (anchor, positive, negative).
+
+    As in PyTorch, the hinge passes its gradient at exactly 0, and a tie in the swap's
+    minimum splits the gradient evenly between the two distances.
+    """
+    n = x.shape[0]
+    total = 0.0
+    for r in range(n):
+        d_pos = _distance(x, r, 0, 1, p, eps)
+        d_an = _distance(x, r, 0, 2, p, eps)
+        d_neg = d_an
+        share_an = 1.0
+        if swap:
+            d_pn = _distance(x, r, 1, 2, p, eps)
+            if d_pn < d_an:
+                d_neg = d_pn
+                share_an = 0.0
+            elif d_pn == d_an:
+                share_an = 0.5
+        hinge = d_pos - d_neg + margin
+        term_weight = w[r] if w.size else 1.0
+        value = term_weight * max(hinge, 0.0)
+        if hinge != hinge:
+            value = hinge
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            for i in range(3):
+                for k in range(x.shape[2]):
+                    grad[r, i, k] = 0.0
+            if hinge >= 0.0:
+                g = term_weight * scale
+                _add_distance_grad(grad, x, r, 0, 1, p, eps, d_pos, g)
+                if share_an > 0.0:
+                    _add_distance_grad(grad, x, r, 0, 2, p, eps, d_an, -g * share_an)
+                if share_an < 1.0:
+                    _add_distance_grad(grad, x, r, 1, 2, p, eps, d_neg, -g * (1.0 - share_an))
+    return total
+
+
+contrastive, contrastive_parallel = row_kernels("contrastive", contrastive_block)
+triplet, triplet_parallel = row_kernels("triplet", triplet_block)

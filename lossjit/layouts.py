@@ -1,0 +1,329 @@
+"""Input layouts: check the user's arrays and turn them into one kernel call.
+
+Each ``prepare`` function takes ``(predictions, targets, options)`` and returns a
+:class:`Call`: which kernel, its ``x``/``y``/``w`` arrays and parameters, the shape of the
+per-term losses, and the denominator of the mean. Every check raises a
+:class:`~lossjit.errors.LossjitError` that names the argument, what it got and what was
+expected. Only NumPy is used here; nothing is compiled.
+
+>>> import numpy as np
+>>> call = elementwise_for("mse")(np.zeros((2, 3)), np.ones((2, 3)), {})
+>>> call.kernel, call.x.shape, call.count
+('mse', (6,), 6.0)
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from lossjit.errors import LossjitError
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+NO_WEIGHTS = np.empty(0)
+
+
+class ConversionWarning(UserWarning):
+    """An input was not float32/float64 and was converted to float64."""
+
+
+@dataclass
+class Call:
+    """One kernel call: ``kernel(x, y, w, grad, losses, scale, *params)``.
+
+    ``grad`` is laid out as ``x``; ``losses`` as ``terms_layout``, returned to the user with
+    ``terms_shape``; ``count`` is what ``reduction="mean"`` divides by.
+    """
+
+    kernel: str | tuple[Any, Any]
+    x: np.ndarray
+    y: np.ndarray
+    params: tuple[Any, ...]
+    terms_shape: tuple[int, ...]
+    count: float
+    w: np.ndarray = field(default_factory=lambda: NO_WEIGHTS)
+    terms_layout: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.terms_layout is None:
+            self.terms_layout = self.terms_shape
+
+
+def floats(array: Any, what: str) -> np.ndarray:
+    """``array`` as a C-contiguous float32/float64 array; other numbers become float64."""
+    a = np.asarray(array)
+    if a.dtype in FLOATS:
+        return np.ascontiguousarray(a)
+    if a.dtype.kind in "biu" or a.dtype == np.float16:
+        warnings.warn(f"{what}: converted {a.dtype} to float64", ConversionWarning, stacklevel=4)
+        return np.ascontiguousarray(a, dtype=np.float64)
+    raise LossjitError(f"{what}: dtype {a.dtype} is not supported; expected float or integer "
+                       "numbers")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _values_like(targets: Any, x: np.ndarray, what: str = "targets") -> np.ndarray:
+    """Targets holding one number per prediction, in the predictions' dtype."""
+    if targets is None:
+        raise LossjitError(f"{what}: missing; expected an array of shape {_shape(x.shape)}")
+    t = np.asarray(targets)
+    if t.dtype.kind not in "biuf":
+        raise LossjitError(f"{what}: dtype {t.dtype} is not supported; expected numbers")
+    if t.shape != x.shape:
+        raise LossjitError(f"{what}: shape {_shape(t.shape)} does not match predictions "
+                           f"{_shape(x.shape)}")
+    return np.ascontiguousarray(t, dtype=x.dtype)
+
+
+def _broadcast_weight(weight: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A weight array broadcast to ``shape``, as float64 (PyTorch's broadcasting rules)."""
+    if weight is None:
+        return NO_WEIGHTS
+    wt = np.asarray(weight)
+    if wt.dtype.kind not in "biuf":
+        raise LossjitError(f"{what}: dtype {wt.dtype} is not supported; expected numbers")
+    try:
+        return np.ascontiguousarray(np.broadcast_to(wt.astype(np.float64), shape))
+    except ValueError:
+        raise LossjitError(f"{what}: shape {_shape(wt.shape)} does not broadcast to the "
+                           f"predictions' shape {_shape(shape)}") from None
+
+
+def _class_vector(values: Any, classes: int, what: str) -> np.ndarray:
+    """A per-class float64 vector of length ``classes`` (a scalar is repeated)."""
+    if values is None:
+        return NO_WEIGHTS
+    v = np.asarray(values, dtype=np.float64) if np.asarray(values).dtype.kind in "biuf" else None
+    if v is None:
+        raise LossjitError(f"{what}: expected numbers, got dtype {np.asarray(values).dtype}")
+    if v.ndim == 0:
+        return np.full(classes, float(v))
+    if v.shape != (classes,):
+        raise LossjitError(f"{what}: shape {_shape(v.shape)} does not match the {classes} "
+                           f"classes; expected shape ({classes},)")
+    return np.ascontiguousarray(v)
+
+
+# --- element-wise -------------------------------------------------------------------------
+
+
+def elementwise_for(kernel: str | tuple[Any, Any], *param_names: str) -> Callable[..., Call]:
+    """The ``prepare`` of an element-wise loss whose options are ``param_names``, in order."""
+
+    def prepare(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+        x = floats(predictions, "predictions")
+        y = _values_like(targets, x)
+        params = tuple(options[name] for name in param_names)
+        return Call(kernel, x.reshape(-1), y.reshape(-1), params, x.shape, float(x.size),
+                    terms_layout=(x.size,))
+
+    return prepare
+
+
+mse = elementwise_for("mse")
+l1 = elementwise_for("l1")
+huber = elementwise_for("huber", "delta")
+smooth_l1 = elementwise_for("smooth_l1", "beta")
+sigmoid_focal = elementwise_for("sigmoid_focal", "alpha", "gamma")
+
+
+def binary_cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+    """Probabilities in [0, 1], targets of the same shape, ``weight`` broadcast."""
+    call = elementwise_for("binary_cross_entropy")(predictions, targets, options)
+    x = call.x
+    outside = (x < 0) | (x > 1)
+    if outside.any():
+        bad = float(x[np.argmax(outside)])
+        raise LossjitError(f"predictions: binary_cross_entropy expects probabilities in "
+                           f"[0, 1], got {bad!r}; use bce_with_logits for logits")
+    call.w = _broadcast_weight(options["weight"], call.terms_shape, "weight").reshape(-1)
+    return call
+
+
+def bce_with_logits(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+    """Logits as rows of the last axis, so ``pos_weight`` applies along it."""
+    x = floats(predictions, "predictions")
+    y = _values_like(targets, x)
+    columns = x.shape[-1] if x.ndim else 1
+    pos_weight = options["pos_weight"]
+    if pos_weight is not None:
+        pw = np.asarray(pos_weight, dtype=np.float64)
+        if pw.ndim > 1 or pw.size not in (1, columns):
+            raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} does not broadcast along "
+                               f"the last axis of the predictions; expected ({columns},)")
+        pos_weight = np.ascontiguousarray(np.broadcast_to(pw.reshape(-1), (columns,)))
+    else:
+        pos_weight = NO_WEIGHTS
+    rows = (x.size // columns) if columns else 0
+    w = _broadcast_weight(options["weight"], x.shape, "weight")
+    return Call("bce_with_logits", x.reshape(rows, columns), y.reshape(rows, columns),
+                (pos_weight,), x.shape, float(x.size),
+                w=w.reshape(rows, columns) if w.size else w, terms_layout=(rows, columns))
+
+
+# --- class axis ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Classes:
+    """Logits (or probabilities) laid out as (n, C, S), with their targets."""
+
+    x: np.ndarray
+    classes: int
+    terms_shape: tuple[int, ...]
+    index: np.ndarray | None  # (n, S) int64 class indices, or None for soft targets
+    soft: np.ndarray | None  # (n, C, S) target probabilities, or None
+
+
+def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Classes:
+    x = floats(predictions, "predictions")
+    if x.ndim == 0:
+        raise LossjitError("predictions: a scalar has no class axis; expected shape (C,), "
+                           "(N, C) or (N, C, d1, ...)")
+    if x.ndim == 1:
+        n, classes, positions, terms = 1, x.shape[0], 1, ()
+    else:
+        n, classes = x.shape[0], x.shape[1]
+        positions = int(np.prod(x.shape[2:], dtype=np.int64))
+        terms = (x.shape[0], *x.shape[2:])
+    if classes == 0:
+        raise LossjitError(f"predictions: shape {_shape(x.shape)} has no classes on axis "
+                           f"{0 if x.ndim == 1 else 1}")
+    x3 = x.reshape(n, classes, positions)
+    if targets is None:
+        raise LossjitError(f"targets: missing; expected class indices of shape {_shape(terms)} "
+                           f"or probabilities of shape {_shape(x.shape)}")
+    t = np.asarray(targets)
+    if t.dtype.kind in "iu":
+        if t.shape != terms:
+            raise LossjitError(
+                f"targets: class indices of shape {_shape(t.shape)} do not match predictions "
+                f"{_shape(x.shape)}; expected shape {_shape(terms)} (the predictions' shape "
+                "without the class axis)")
+        index = np.ascontiguousarray(t, dtype=np.int64).reshape(n, positions)
+        valid = (index >= 0) & (index < classes)
+        if ignore_index is not None:
+            valid |= index == ignore_index
+        if not valid.all():
+            bad = int(index.reshape(-1)[np.argmin(valid.reshape(-1))])
+            raise LossjitError(f"targets: class index {bad} is out of range; expected 0 to "
+                               f"{classes - 1}" + (f" or ignore_index {ignore_index}"
+                                                   if ignore_index is not None else ""))
+        return _Classes(x3, classes, terms, index, None)
+    if t.dtype.kind == "f":
+        if t.shape != x.shape:
+            raise LossjitError(
+                f"targets: probabilities of shape {_shape(t.shape)} do not match predictions "
+                f"{_shape(x.shape)}; pass integer class indices of shape {_shape(terms)} or "
+                f"probabilities of shape {_shape(x.shape)}")
+        soft = np.ascontiguousarray(t, dtype=x.dtype).reshape(n, classes, positions)
+        return _Classes(x3, classes, terms, None, soft)
+    raise LossjitError(f"targets: dtype {t.dtype} is not supported; expected integer class "
+                       "indices or float probabilities")
+
+
+def _one_hot(c: _Classes, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index targets as one-hot probabilities, and a 0/1 weight that drops ignored terms."""
+    assert c.index is not None
+    kept = c.index != ignore_index
+    hot = np.zeros(c.x.shape, dtype=c.x.dtype)
+    rows, positions = np.nonzero(kept)
+    hot[rows, c.index[kept], positions] = 1
+    return hot, kept.astype(np.float64)
+
+
+def cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+    """Softmax cross-entropy on logits (or on probabilities with ``from_logits=False``)."""
+    ignore = options["ignore_index"]
+    c = _classes(predictions, targets, ignore)
+    weight = _class_vector(options["weight"], c.classes, "weight")
+    smoothing = options["label_smoothing"]
+    terms = len(c.terms_shape) and int(np.prod(c.terms_shape, dtype=np.int64)) or 1
+    if c.index is not None:
+        kept = c.index != ignore
+        count = float((weight[c.index[kept]]).sum()) if weight.size else float(kept.sum())
+    else:
+        count = float(terms)
+    layout = (c.x.shape[0], c.x.shape[2])
+    if options["from_logits"]:
+        if c.index is not None:
+            return Call("cross_entropy_index", c.x, c.index, (weight, ignore, smoothing),
+                        c.terms_shape, count, terms_layout=layout)
+        return Call("cross_entropy_soft", c.x, c.soft, (weight, smoothing), c.terms_shape,
+                    count, terms_layout=layout)
+    w = NO_WEIGHTS
+    soft = c.soft
+    if c.index is not None:
+        soft, kept_weight = _one_hot(c, ignore)
+        w = kept_weight
+    return Call("cross_entropy_probs", c.x, soft, (weight, smoothing, options["eps"]),
+                c.terms_shape, count, w=w, terms_layout=layout)
+
+
+def focal(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+    """Softmax focal loss on logits, or the seed's form on probabilities."""
+    ignore = options["ignore_index"]
+    c = _classes(predictions, targets, ignore)
+    alpha = _class_vector(options["alpha"], c.classes, "alpha")
+    gamma = options["gamma"]
+    terms = len(c.terms_shape) and int(np.prod(c.terms_shape, dtype=np.int64)) or 1
+    count = float((c.index != ignore).sum()) if c.index is not None else float(terms)
+    layout = (c.x.shape[0], c.x.shape[2])
+    if options["from_logits"]:
+        if c.index is not None:
+            return Call("focal_index", c.x, c.index, (alpha, gamma, ignore), c.terms_shape,
+                        count, terms_layout=layout)
+        return Call("focal_soft", c.x, c.soft, (alpha, gamma), c.terms_shape, count,
+                    terms_layout=layout)
+    w = NO_WEIGHTS
+    soft = c.soft
+    if c.index is not None:
+        soft, w = _one_hot(c, ignore)
+    return Call("focal_probs", c.x, soft, (alpha, gamma, options["eps"]), c.terms_shape,
+                count, w=w, terms_layout=layout)
+
+
+# --- stacked embeddings -------------------------------------------------------------------
+
+
+def _stacked(predictions: Any, members: int, what: str) -> np.ndarray:
+    """Predictions of shape (B, members, D); (members, D) is taken as one group."""
+    x = floats(predictions, "predictions")
+    if x.ndim == 2 and x.shape[0] == members:
+        x = x.reshape(1, members, x.shape[1])
+    if x.ndim != 3 or x.shape[1] != members:
+        raise LossjitError(f"predictions: shape {_shape(x.shape)} is not a stack of {what}; "
+                           f"expected (B, {members}, D)")
+    return x
+
+
+def contrastive(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+    """Pairs (B, 2, D) and labels (B,) or (B, 1): 1 = similar, 0 = dissimilar."""
+    x = _stacked(predictions, 2, "pairs")
+    batch = x.shape[0]
+    if targets is None:
+        raise LossjitError(f"targets: missing; expected {batch} pair labels (1 = similar, "
+                           "0 = dissimilar)")
+    t = np.asarray(targets)
+    if t.dtype.kind not in "biuf":
+        raise LossjitError(f"targets: dtype {t.dtype} is not supported; expected labels 0/1")
+    if t.shape not in ((batch,), (batch, 1)) and not (batch == 1 and t.size == 1):
+        raise LossjitError(f"targets: shape {_shape(t.shape)} does not match {batch} pairs; "
+                           f"expected ({batch},) or ({batch}, 1)")
+    y = np.ascontiguousarray(t, dtype=np.float64).reshape(batch)
+    return Call("contrastive", x, y, (options["margin"],), (batch,), float(batch))
+
+
+def triplet(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+    """Triplets (B, 3, D) of anchor, positive and negative; targets are ignored."""
+    x = _stacked(predictions, 3, "triplets")
+    batch = x.shape[0]
+    return Call("triplet", x, np.empty(0, dtype=x.dtype),
+                (options["margin"], options["p"], options["eps"], options["swap"]),
+                (batch,), float(batch))

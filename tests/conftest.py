@@ -1,0 +1,22 @@
+"""Shared test helpers: the golden cases and the NumPy oracle are importable from here."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+GOLDEN = json.loads((TESTS_DIR / "golden" / "torch_cases.json").read_text())
+
+
+def golden_arrays(case):
+    """A golden case's (predictions, targets) as arrays of their recorded dtypes."""
+    predictions = np.asarray(case["predictions"], dtype=case["predictions_dtype"])
+    targets = case["targets"]
+    if targets is not None:
+        targets = np.asarray(targets, dtype=case["targets_dtype"])
+    return predictions, targets
