@@ -195,8 +195,8 @@ def register(name: str, kernel: Any = None, *, pointwise: Any = None,
     ... def cubic(x, y, k):
     ...     e = x - y
     ...     return k * abs(e) ** 3, 3 * k * e * abs(e)
-    >>> spec = register("cubic", pointwise=cubic, params=[("k", 1.0)], replace=True)
-    >>> value_and_grad("cubic", np.array([2.0]), np.array([0.0]), k=0.5)
+    >>> spec = register("cubic_error", pointwise=cubic, params=[("k", 1.0)], replace=True)
+    >>> value_and_grad("cubic_error", np.array([2.0]), np.array([0.0]), k=0.5)
     (4.0, array([6.]))
     """
     if (kernel is None) == (pointwise is None) and prepare is None:

@@ -259,11 +259,11 @@ def _describe(spec: LossSpec) -> dict[str, Any]:
     }
 
 
-def markdown_table() -> str:
-    """The README's table of losses, generated from the registry."""
+def markdown_table(names: list[str] | None = None) -> str:
+    """The README's table of losses (``names``, default all), generated from the registry."""
     lines = ["| loss | aliases | family | formula | options (defaults) |",
              "|---|---|---|---|---|"]
-    for name in registry.names():
+    for name in registry.names() if names is None else names:
         spec = registry.resolve(name)
         options = ", ".join(f"{p.name}={p.default}" for p in spec.params) or "none"
         lines.append(f"| `{spec.name}` | {', '.join(spec.aliases) or '-'} | {spec.family} | "

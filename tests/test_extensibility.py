@@ -1,0 +1,141 @@
+"""Raw kernels inside a user's @njit code, user-registered losses, and the jit layer."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from numba import njit
+
+import lossjit
+from lossjit import _jit, kernels, registry
+from lossjit.cli import cli
+
+
+def test_raw_kernel_compiles_inside_user_njit_function():
+    @njit
+    def user_step(x, y, lr):
+        grad = np.empty_like(x)
+        none = np.empty(0)
+        total = kernels.huber(x, y, none, grad, none, 1.0 / x.size, 1.0)
+        return total / x.size, x - lr * grad
+
+    x = np.array([0.5, 3.0, -2.0])
+    y = np.zeros(3)
+    value, stepped = user_step(x, y, 0.1)
+    e = x - y
+    expected = np.where(np.abs(e) < 1, 0.5 * e**2, np.abs(e) - 0.5).mean()
+    expected_grad = np.clip(e, -1, 1) / 3
+    assert value == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(stepped, x - 0.1 * expected_grad, rtol=1e-12)
+
+
+def test_raw_parallel_kernel_agrees_with_serial_inside_user_code():
+    @njit
+    def both(x, y):
+        g1, g2 = np.empty_like(x), np.empty_like(x)
+        none = np.empty(0)
+        return (kernels.mse(x, y, none, g1, none, 1.0), kernels.mse_parallel(x, y, none, g2,
+                                                                              none, 1.0), g1, g2)
+
+    x = np.linspace(-3, 3, 100_003)
+    a, b, g1, g2 = both(x, np.zeros_like(x))
+    assert a == b and np.array_equal(g1, g2)
+    assert a == pytest.approx(float(np.sum(x * x)), rel=1e-12)
+
+
+@njit
+def _log_cosh_pointwise(x, y, scale):
+    e = x - y
+    a = abs(e)
+    return scale * (a + np.log1p(np.exp(-2.0 * a)) - np.log(2.0)), scale * np.tanh(e)
+
+
+@pytest.fixture
+def registered():
+    spec = lossjit.register("my_log_cosh", pointwise=_log_cosh_pointwise,
+                            params=[("scale", 1.0, "multiplies the loss")], aliases=("mlc",),
+                            formula="scale log(cosh(x - y))", replace=True)
+    yield spec
+    registry._specs.pop("my_log_cosh", None)
+    registry._aliases.pop("my_log_cosh", None)
+    registry._aliases.pop("mlc", None)
+
+
+def test_registered_loss_works_in_the_api(registered):
+    x = np.array([0.3, -1.2, 4.0])
+    y = np.array([0.0, 0.5, 1.0])
+    value, grad = lossjit.value_and_grad("mlc", x, y, scale=2.0)
+    assert value == pytest.approx(2.0 * np.mean(np.log(np.cosh(x - y))), rel=1e-12)
+    np.testing.assert_allclose(grad, 2.0 * np.tanh(x - y) / 3, rtol=1e-12)
+    assert "my_log_cosh" in lossjit.names()
+    with pytest.raises(lossjit.LossjitError, match="unknown option"):
+        lossjit.loss("my_log_cosh", x, y, sclae=1.0)
+
+
+def test_registered_loss_appears_in_list_info_and_compute(registered, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save("p.npy", np.array([1.0, 2.0]))
+    np.save("t.npy", np.array([0.0, 0.0]))
+    runner = CliRunner()
+    assert "my_log_cosh" in runner.invoke(cli, ["list"]).output
+    assert "--scale" in runner.invoke(cli, ["info", "mlc"]).output
+    result = runner.invoke(cli, ["compute", "mlc", "p.npy", "t.npy", "--scale", "3",
+                                 "--no-grad"])
+    assert result.exit_code == 0, result.output
+    assert float(result.output) == pytest.approx(3 * np.mean(np.log(np.cosh([1.0, 2.0]))))
+
+
+def test_register_refuses_taken_and_invalid_names():
+    with pytest.raises(lossjit.LossjitError, match="taken"):
+        lossjit.register("ce", pointwise=_log_cosh_pointwise)
+    with pytest.raises(lossjit.LossjitError, match="not a valid loss name"):
+        lossjit.register("Bad Name", pointwise=_log_cosh_pointwise)
+    with pytest.raises(lossjit.LossjitError, match="exactly one"):
+        lossjit.register("nothing_given")
+
+
+def test_cache_falls_back_when_no_cache_directory_is_writable(monkeypatch):
+    def refusing_njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return njit(**options)
+
+    monkeypatch.setattr(_jit, "njit", refusing_njit)
+    monkeypatch.setattr(_jit, "_cache_ok", True)
+
+    def f(x):
+        return x + 1.0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = _jit.jit(f)
+        again = _jit.jit(f)
+    assert compiled(1.0) == 2.0 and again(2.0) == 3.0
+    assert len(caught) == 1 and "will not be cached" in str(caught[0].message)
+
+
+def test_specialisations_of_one_template_keep_separate_cache_names():
+    names = {kernels.mse.py_func.__qualname__, kernels.huber.py_func.__qualname__,
+             kernels.mse_parallel.py_func.__qualname__}
+    assert len(names) == 3
+
+
+def test_import_compiles_nothing_and_imports_no_numba():
+    code = ("import sys, lossjit; import lossjit.registry, lossjit.cli; "
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_readme_table_of_losses_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from lossjit.cli import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("<!-- losses:start -->\n")[1].split("\n<!-- losses:end -->")[0]
+    assert table == markdown_table([spec.name for spec in registry.BUILTIN])
