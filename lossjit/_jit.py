@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import types
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from numba import njit
 
@@ -84,8 +85,14 @@ def specialise(template: Callable[..., Any], name: str, *, parallel: bool = Fals
     (``name`` plus a hash of the bound code) keeps its cache entry apart from every other
     specialisation of the same template.
 
-    >>> from lossjit.kernels import _blocks  # doctest: +SKIP
-    >>> mse = specialise(_blocks.elementwise_template, "mse", block=mse_block)  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from lossjit.kernels import _blocks
+    >>> from lossjit.kernels.regression import mse_pointwise
+    >>> block = specialise(_blocks.elementwise_template, "demo_block", pointwise=mse_pointwise)
+    >>> kernel = specialise(_blocks.rows_template, "demo", block=block)
+    >>> none = np.empty(0)
+    >>> kernel(np.array([1.0, 2.0]), np.zeros(2), none, none, none, 1.0)
+    5.0
     """
     namespace = dict(template.__globals__)
     namespace.update(bindings)

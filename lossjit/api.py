@@ -14,7 +14,8 @@ the bit), then reduce.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Literal, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from lossjit.layouts import Call
 from lossjit.registry import LossSpec, Param
 
 Reduction = Literal["mean", "sum", "none"]
-LossValue = Union[float, np.ndarray]
+LossValue = float | np.ndarray
 REDUCTIONS = ("mean", "sum", "none")
 
 #: Inputs with at least this many numbers run on the parallel kernel; smaller ones serially,

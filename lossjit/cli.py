@@ -58,7 +58,9 @@ def _option_name(param: Param) -> str:
 def _click_option(param: Param) -> click.Option:
     """The Click option of one loss option; arrays are parsed later (file or list)."""
     default = param.default
-    shown = "" if default is None else f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
+    if isinstance(default, bool):
+        default = str(default).lower()
+    shown = "" if default is None else f" [default: {default}]"
     text = param.help + (f" ({param.expect})" if param.expect else "") + shown
     if param.kind == "bool":
         flag = _option_name(param)
@@ -193,9 +195,10 @@ def _loss_command(spec: LossSpec) -> click.Command:
 
     return click.Command(
         spec.name, params=params, callback=callback,
-        help=f"{spec.formula}\n\nInputs: {spec.layout}.{targets_help and ' Targets' + targets_help + '.'}"
-             f"\n\nPREDICTIONS and TARGETS are .npy, .npz, .csv, .tsv or .txt files, or - "
-             f"for stdin. The loss goes to stdout, the gradient to a file.",
+        help=f"{spec.formula}\n\nInputs: {spec.layout}."
+             + (f" Targets{targets_help}." if targets_help else "")
+             + "\n\nPREDICTIONS and TARGETS are .npy, .npz, .csv, .tsv or .txt files, or - "
+             "for stdin. The loss goes to stdout, the gradient to a file.",
         short_help=spec.formula,
     )
 

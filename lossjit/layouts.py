@@ -15,8 +15,9 @@ expected. Only NumPy is used here; nothing is compiled.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from lossjit.errors import LossjitError, UnknownLossError
 
@@ -77,7 +78,7 @@ _KIND_WORDS = {
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) or (
-        hasattr(value, "ndim") and getattr(value, "ndim") == 0
+        hasattr(value, "ndim") and value.ndim == 0
     )
 
 

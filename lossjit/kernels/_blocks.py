@@ -25,7 +25,8 @@ calls the loss's ``pointwise(x, y, *params) -> (loss, dloss/dx)`` on each elemen
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import prange
