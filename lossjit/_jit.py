@@ -3,8 +3,9 @@
 - ``jit``: ``@njit`` with lossjit's fixed options: ``cache=True`` (falling back to no cache, with
   one warning, when no cache directory is writable), ``error_model="numpy"`` and the fast-math
   flags below. Never ``fastmath=True``: it would compile ``isnan`` away.
-- ``strict_jit``: the same without fast-math flags, for the in-order sums that must not be
-  reassociated (they are what makes every loss bit-identical whatever the thread count).
+- ``strict_jit``: the same without fast-math flags, so arithmetic happens in source order: for
+  the in-order sum of block partials (what makes every loss bit-identical whatever the thread
+  count) and for row kernels, whose value must not depend on whether a gradient is written.
 - ``specialise``: binds a kernel template to the helper functions it calls and compiles it
   under its own name, serial or parallel. One template serves every loss of a family, and the
   serial twin of a parallel kernel is compiled from the very same source.
@@ -25,7 +26,7 @@ from numba import njit
 
 #: Fast-math flags for kernels: everything but "nnan"/"ninf" (which would drop NaN and inf
 #: handling). "reassoc" lets LLVM vectorise the sums inside a block.
-FLAGS = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+FLAGS = frozenset({"nsz", "arcp", "afn", "reassoc"})
 
 _cache_ok = True
 

@@ -6,8 +6,8 @@
 - ``lossjit list [--json | --markdown]`` and ``lossjit info LOSS`` describe the losses.
 
 stdout carries data only; messages go to stderr. A bad input gives one line and exit 1, a
-usage error exit 2, never a traceback. ``--help``, ``list`` and ``info`` import neither NumPy
-nor Numba.
+usage error exit 2, never a traceback. ``--help``, ``list`` and ``info`` do not import Numba
+(nothing is compiled).
 """
 
 from __future__ import annotations

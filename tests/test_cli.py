@@ -28,11 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 DATA_FILES = ["preds.npy", "targets.npy", "preds.csv", "targets.csv", "logits.npy",
               "labels.npy", "pairs.npy", "pair_labels.npy", "triplets.npy"]
-SCRIPT = shutil.which("lossjit") or (
-    str(Path(sys.executable).with_name("lossjit"))
-    if Path(sys.executable).with_name("lossjit").exists() else None)
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# The console script of the environment running the tests, else the first one on PATH.
+_SIBLING = Path(sys.executable).with_name("lossjit")
+SCRIPT = str(_SIBLING) if _SIBLING.exists() else shutil.which("lossjit")
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,12 +258,40 @@ def test_contrastive_pairs(work: Path):
     result = invoke("compute", "contrastive", "data/pairs.npy", "data/pair_labels.npy",
                     "--margin", "2.5")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == repr(lossjit.loss("contrastive", x, y, margin=2.5)) + "\n"
+    value, grad = lossjit.value_and_grad("contrastive", x, y, margin=2.5)
+    assert result.stdout == repr(value) + "\n"
     d = np.linalg.norm(x[:, 0] - x[:, 1], axis=1)
     expected = np.mean(y * d**2 + (1 - y) * np.maximum(0, 2.5 - d) ** 2)
     assert float(result.stdout) == pytest.approx(expected, rel=1e-12)
-    assert bits_equal(np.load(work / "pairs.grad.npy"),
-                      lossjit.grad("contrastive", x, y, margin=2.5))
+    assert bits_equal(np.load(work / "pairs.grad.npy"), grad)
+    dissimilar = (y == 0) & (d < 2.5)
+    assert dissimilar.any() and (y == 1).any()
+
+
+def _sigmoid_inputs(work: Path) -> None:
+    preds, targets = load("preds.npy"), load("targets.npy")
+    np.save(work / "binary.npy", (targets > 0).astype(np.float64))
+    np.save(work / "probs1d.npy", 1 / (1 + np.exp(-preds)))
+
+
+@pytest.mark.parametrize("args", [
+    ["mse", "data/preds.npy", "data/targets.npy"],
+    ["focal", "data/logits.npy", "data/labels.npy", "--gamma", "1.5"],
+    ["triplet", "data/triplets.npy", "--swap"],
+    ["contrastive", "data/pairs.npy", "data/pair_labels.npy"],
+    ["contrastive", "data/pairs.npy", "data/pair_labels.npy", "--margin", "2.5"],
+    ["contrastive", "data/pairs.npy", "data/pair_labels.npy", "--margin", "3", "--reduction",
+     "none"],
+    ["bce_with_logits", "data/preds.npy", "binary.npy"],
+    ["binary_cross_entropy", "probs1d.npy", "binary.npy"],
+], ids=lambda a: "-".join(x for x in a if not x.startswith("data/")))
+def test_no_grad_prints_the_same_loss(work: Path, args: list[str]):
+    """Asking for the gradient must not change the printed loss, not even in the last bit."""
+    _sigmoid_inputs(work)
+    with_grad = invoke("compute", *args)
+    without = invoke("compute", *args, "--no-grad")
+    assert with_grad.exit_code == without.exit_code == 0, (with_grad.stderr, without.stderr)
+    assert with_grad.stdout == without.stdout
 
 
 def _smoothed_weighted_ce(logits, labels, w, eps, ignore):

@@ -1,0 +1,398 @@
+"""Properties of lossjit's kernels and losses, checked with Hypothesis.
+
+- the serial and parallel kernels give the same bits (sums, gradients, per-term losses), for
+  sizes from 0 to a few blocks, including sizes that are not a multiple of the block;
+- the same bits for NUMBA_NUM_THREADS=1 and 2 (in subprocesses);
+- cross-entropy (and softmax focal) are invariant to adding a constant to a row of logits;
+- losses are >= 0 where their formula says so;
+- float32 results are close to float64 results.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import lossjit
+from lossjit import kernels, registry
+from lossjit.api import PARALLEL_MIN, _prepare_function
+from lossjit.kernels._blocks import BLOCK
+
+SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def build_call(name, predictions, targets, **options):
+    spec = registry.resolve(name)
+    return _prepare_function(spec)(predictions, targets, spec.options(options))
+
+
+def run_kernel(kernel, call, want_grad, want_terms):
+    """Call a raw kernel as the API does; returns (sum, grad, terms)."""
+    x = call.x
+    layout = call.terms_layout
+    grad = np.empty(x.shape, dtype=x.dtype) if want_grad else np.empty((0,) * x.ndim, x.dtype)
+    terms = (np.empty(layout, dtype=x.dtype) if want_terms
+             else np.empty((0,) * len(layout), x.dtype))
+    weights = call.w if call.w.size else np.empty((0,) * len(layout), np.float64)
+    total = kernel(x, call.y, weights, grad, terms, 0.37, *call.params)
+    return total, grad, terms
+
+
+def assert_serial_equals_parallel(call):
+    name = call.kernel
+    serial = getattr(kernels, name)
+    parallel = getattr(kernels, name + "_parallel")
+    for want_grad, want_terms in ((True, False), (True, True), (False, False)):
+        s_total, s_grad, s_terms = run_kernel(serial, call, want_grad, want_terms)
+        p_total, p_grad, p_terms = run_kernel(parallel, call, want_grad, want_terms)
+        assert isinstance(s_total, float) and isinstance(p_total, float)
+        assert s_total == p_total, (name, want_grad, want_terms, s_total, p_total)
+        assert np.array_equal(s_grad, p_grad), (name, want_grad, want_terms)
+        assert np.array_equal(s_terms, p_terms), (name, want_grad, want_terms)
+
+
+# Sizes around the block boundaries, and a few blocks in all.
+NUMBERS = st.integers(0, 3 * BLOCK + 700)
+EDGE_SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3, 3 * BLOCK]
+
+
+def elementwise_inputs(name, size, seed, dtype):
+    rng = np.random.default_rng(seed)
+    if name == "binary_cross_entropy":
+        x = rng.uniform(0.0, 1.0, size)
+        y = rng.uniform(0.0, 1.0, size)
+    elif name in ("bce_with_logits", "sigmoid_focal"):
+        x = rng.normal(size=size) * 4
+        y = (rng.uniform(size=size) < 0.3).astype(np.float64)
+    else:
+        x = rng.normal(size=size) * 2
+        y = rng.normal(size=size)
+    return x.astype(dtype), y.astype(dtype)
+
+
+ELEMENTWISE = [
+    ("mse", {}), ("l1", {}), ("huber", {"delta": 0.7}), ("smooth_l1", {"beta": 0.3}),
+    ("binary_cross_entropy", {}), ("sigmoid_focal", {"alpha": 0.25, "gamma": 1.5}),
+]
+
+
+@pytest.mark.parametrize("name, options", ELEMENTWISE, ids=[n for n, _ in ELEMENTWISE])
+@SETTINGS
+@given(size=NUMBERS, seed=seeds, dtype=st.sampled_from([np.float64, np.float32]))
+def test_serial_equals_parallel_elementwise(name, options, size, seed, dtype):
+    x, y = elementwise_inputs(name, size, seed, dtype)
+    if name == "binary_cross_entropy":
+        options = {"weight": np.random.default_rng(seed).uniform(0.5, 2.0, size)}
+    assert_serial_equals_parallel(build_call(name, x, y, **options))
+
+
+@pytest.mark.parametrize("size", EDGE_SIZES)
+@pytest.mark.parametrize("name, options", ELEMENTWISE[:4], ids=[n for n, _ in ELEMENTWISE[:4]])
+def test_serial_equals_parallel_at_block_edges(name, options, size):
+    x, y = elementwise_inputs(name, size, size, np.float64)
+    assert_serial_equals_parallel(build_call(name, x, y, **options))
+
+
+@SETTINGS
+@given(rows=st.integers(0, 3 * BLOCK // 5 + 50), seed=seeds,
+       dtype=st.sampled_from([np.float64, np.float32]),
+       weighted=st.booleans(), pos_weighted=st.booleans())
+def test_serial_equals_parallel_bce_with_logits(rows, seed, dtype, weighted, pos_weighted):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(rows, 5)) * 3).astype(dtype)
+    y = (rng.uniform(size=(rows, 5)) < 0.4).astype(dtype)
+    options = {}
+    if weighted:
+        options["weight"] = rng.uniform(0.5, 2.0, size=(rows, 5))
+    if pos_weighted:
+        options["pos_weight"] = rng.uniform(0.5, 3.0, size=5)
+    assert_serial_equals_parallel(build_call("bce_with_logits", x, y, **options))
+
+
+CLASS_VARIANTS = [
+    ("cross_entropy", "index", {}),
+    ("cross_entropy", "index", {"label_smoothing": 0.1, "weight": "w", "ignore_index": 0}),
+    ("cross_entropy", "soft", {"label_smoothing": 0.2}),
+    ("cross_entropy", "index", {"from_logits": False}),
+    ("cross_entropy", "soft", {"from_logits": False}),
+    ("focal", "index", {"gamma": 2.0, "alpha": 0.25}),
+    ("focal", "soft", {"gamma": 0.5}),
+    ("focal", "onehot", {"from_logits": False, "alpha": "w"}),
+]
+
+
+@pytest.mark.parametrize("name, kind, options", CLASS_VARIANTS,
+                         ids=[f"{n}-{k}-{sorted(o)}" for n, k, o in CLASS_VARIANTS])
+@SETTINGS
+@given(rows=st.integers(0, 3 * BLOCK // 6 + 40), classes=st.integers(1, 7),
+       positions=st.sampled_from([1, 1, 3]), seed=seeds,
+       dtype=st.sampled_from([np.float64, np.float32]))
+@example(rows=BLOCK, classes=1, positions=1, seed=0, dtype=np.float64)
+@example(rows=BLOCK // 6 + 1, classes=6, positions=1, seed=1, dtype=np.float64)
+def test_serial_equals_parallel_classes(name, kind, options, rows, classes, positions, seed,
+                                        dtype):
+    rng = np.random.default_rng(seed)
+    shape = (rows, classes) if positions == 1 else (rows, classes, positions)
+    tshape = (rows,) if positions == 1 else (rows, positions)
+    options = dict(options)
+    for key in ("weight", "alpha"):
+        if options.get(key) == "w":
+            options[key] = rng.uniform(0.2, 2.0, size=classes)
+    if options.get("from_logits", True):
+        x = rng.normal(size=shape) * 3
+    else:
+        x = rng.uniform(0.0, 1.0, size=shape)
+    index = rng.integers(0, classes, size=tshape)
+    if kind == "index":
+        t = index
+    else:
+        hot = np.moveaxis(np.eye(classes)[index], -1, 1)
+        if kind == "soft":
+            soft = rng.uniform(size=shape)
+            hot = soft / soft.sum(axis=1, keepdims=True)
+        t = np.ascontiguousarray(hot)
+    assert_serial_equals_parallel(build_call(name, x.astype(dtype), t, **options))
+
+
+@SETTINGS
+@given(batch=st.integers(0, 3 * BLOCK // 8 + 30), dim=st.integers(1, 5), seed=seeds,
+       margin=st.floats(0.0, 3.0), column=st.booleans(),
+       dtype=st.sampled_from([np.float64, np.float32]))
+@example(batch=BLOCK // 8, dim=4, seed=0, margin=1.0, column=False, dtype=np.float64)
+def test_serial_equals_parallel_contrastive(batch, dim, seed, margin, column, dtype):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, 2, dim)).astype(dtype)
+    x[::7, 1] = x[::7, 0]  # some pairs at d = 0
+    labels = rng.integers(0, 2, size=(batch, 1) if column else batch)
+    assert_serial_equals_parallel(build_call("contrastive", x, labels, margin=margin))
+
+
+@SETTINGS
+@given(batch=st.integers(0, 3 * BLOCK // 9 + 30), dim=st.integers(1, 4), seed=seeds,
+       margin=st.floats(-1.0, 3.0), p=st.sampled_from([1.0, 2.0, 3.0, 1.5]),
+       eps=st.sampled_from([0.0, 1e-6, 0.1]), swap=st.booleans(),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_serial_equals_parallel_triplet(batch, dim, seed, margin, p, eps, swap, dtype):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, 3, dim)).astype(dtype)
+    assert_serial_equals_parallel(build_call("triplet", x, None, margin=margin, p=p, eps=eps,
+                                             swap=swap))
+
+
+# --- the same bits for any thread count ------------------------------------------------------
+
+THREAD_SCRIPT = textwrap.dedent("""
+    import hashlib, json, sys
+    import numba
+    import numpy as np
+    import lossjit
+    from lossjit.api import PARALLEL_MIN
+
+    threads = int(sys.argv[1])
+    assert numba.config.NUMBA_NUM_THREADS == threads, numba.config.NUMBA_NUM_THREADS
+    assert numba.get_num_threads() == threads
+    rng = np.random.default_rng(20240611)
+    n = 3 * PARALLEL_MIN + 12345
+    rows = n // 7
+    cases = {
+        "mse": (rng.normal(size=n), rng.normal(size=n), {}),
+        "huber": (rng.normal(size=n) * 3, rng.normal(size=n), {"delta": 0.5}),
+        "cross_entropy": (rng.normal(size=(rows, 7)) * 3, rng.integers(0, 7, rows),
+                          {"label_smoothing": 0.1}),
+        "focal": (rng.normal(size=(rows, 7)) * 3, rng.integers(0, 7, rows), {}),
+        "bce_with_logits": (rng.normal(size=(rows, 7)), rng.integers(0, 2, (rows, 7)) * 1.0,
+                            {"pos_weight": np.arange(1.0, 8.0)}),
+        "sigmoid_focal": (rng.normal(size=n) * 3, rng.integers(0, 2, n) * 1.0, {}),
+        "contrastive": (rng.normal(size=(n // 6, 2, 3)), rng.integers(0, 2, n // 6), {}),
+        "triplet": (rng.normal(size=(n // 9, 3, 3)), None, {"swap": True}),
+    }
+    out = {}
+    for name, (x, t, options) in cases.items():
+        for dtype in (np.float64, np.float32):
+            xd = x.astype(dtype)
+            assert xd.size >= PARALLEL_MIN
+            value, grad = lossjit.value_and_grad(name, xd, t, **options)
+            alone = lossjit.loss(name, xd, t, reduction="sum", **options)
+            terms = lossjit.loss(name, xd, t, reduction="none", **options)
+            out[f"{name}-{np.dtype(dtype).name}"] = [
+                repr(value), hashlib.sha256(grad.tobytes()).hexdigest(), repr(alone),
+                hashlib.sha256(terms.tobytes()).hexdigest()]
+    print(json.dumps(out))
+""")
+
+
+def run_with_threads(threads):
+    env = dict(os.environ)
+    env["NUMBA_NUM_THREADS"] = str(threads)
+    if "NUMBA_CACHE_DIR" in os.environ:
+        env["NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
+    result = subprocess.run([sys.executable, "-c", THREAD_SCRIPT, str(threads)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_same_bits_for_one_and_two_threads():
+    one = run_with_threads(1)
+    two = run_with_threads(2)
+    assert one.keys() == two.keys() and len(one) == 16
+    differing = {k: (one[k], two[k]) for k in one if one[k] != two[k]}
+    assert not differing, differing
+    # ... and this process (its own thread count) agrees with them.
+    rng = np.random.default_rng(20240611)
+    n = 3 * PARALLEL_MIN + 12345
+    x, t = rng.normal(size=n), rng.normal(size=n)
+    value, grad = lossjit.value_and_grad("mse", x, t)
+    assert [repr(value), hashlib.sha256(grad.tobytes()).hexdigest()] == one["mse-float64"][:2]
+
+
+# --- invariance, sign, precision ------------------------------------------------------------
+
+
+@SETTINGS
+@given(data=st.data(), rows=st.integers(1, 6), classes=st.integers(1, 6),
+       positions=st.sampled_from([None, 2]), kind=st.sampled_from(["index", "soft"]),
+       name=st.sampled_from(["cross_entropy", "focal"]), smoothing=st.sampled_from([0.0, 0.3]),
+       weighted=st.booleans())
+def test_softmax_losses_are_invariant_to_a_constant_per_row(data, rows, classes, positions,
+                                                            kind, name, smoothing, weighted):
+    shape = (rows, classes) if positions is None else (rows, classes, positions)
+    tshape = (rows,) if positions is None else (rows, positions)
+    logits = data.draw(hnp.arrays(np.float64, shape,
+                                  elements=st.floats(-20, 20, allow_subnormal=False)))
+    shift = data.draw(hnp.arrays(np.float64, tshape,
+                                 elements=st.floats(-100, 100, allow_subnormal=False)))
+    shifted = logits + np.expand_dims(shift, 1)
+    index = data.draw(hnp.arrays(np.int64, tshape, elements=st.integers(0, classes - 1)))
+    if kind == "index":
+        t = index
+    else:
+        raw = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(0.01, 1.0)))
+        t = raw / raw.sum(axis=1, keepdims=True)
+    options = {}
+    if name == "cross_entropy":
+        options["label_smoothing"] = smoothing
+        if weighted:
+            options["weight"] = np.linspace(0.5, 2.0, classes)
+    elif weighted:
+        options["alpha"] = np.linspace(0.5, 2.0, classes)
+    for reduction in ("mean", "sum", "none"):
+        v0, g0 = lossjit.value_and_grad(name, logits, t, reduction=reduction, **options)
+        v1, g1 = lossjit.value_and_grad(name, shifted, t, reduction=reduction, **options)
+        scale = 1e-12 * (1 + np.abs(shift).max()) * classes
+        np.testing.assert_allclose(v1, v0, rtol=1e-9, atol=100 * scale)
+        np.testing.assert_allclose(g1, g0, rtol=1e-9, atol=100 * scale)
+
+
+finite = {"allow_nan": False, "allow_infinity": False, "allow_subnormal": False}
+
+
+def nonneg_inputs(name, data):
+    size = data.draw(st.integers(1, 20))
+    if name in ("mse", "l1", "huber", "smooth_l1"):
+        x = data.draw(hnp.arrays(np.float64, size, elements=st.floats(-1e3, 1e3, **finite)))
+        y = data.draw(hnp.arrays(np.float64, size, elements=st.floats(-1e3, 1e3, **finite)))
+        return x, y, {}
+    if name == "binary_cross_entropy":
+        x = data.draw(hnp.arrays(np.float64, size, elements=st.floats(0.0, 1.0, **finite)))
+        y = data.draw(hnp.arrays(np.float64, size, elements=st.floats(0.0, 1.0, **finite)))
+        return x, y, {}
+    if name in ("bce_with_logits", "sigmoid_focal"):
+        x = data.draw(hnp.arrays(np.float64, size, elements=st.floats(-100, 100, **finite)))
+        y = data.draw(hnp.arrays(np.float64, size, elements=st.floats(0.0, 1.0, **finite)))
+        options = {}
+        if name == "sigmoid_focal":
+            options = {"alpha": data.draw(st.sampled_from([-1.0, 0.0, 0.25, 1.0])),
+                       "gamma": data.draw(st.sampled_from([0.0, 0.5, 2.0]))}
+        return x, y, options
+    if name in ("cross_entropy", "focal"):
+        classes = data.draw(st.integers(1, 6))
+        x = data.draw(hnp.arrays(np.float64, (size, classes),
+                                 elements=st.floats(-50, 50, **finite)))
+        if data.draw(st.booleans()):
+            t = data.draw(hnp.arrays(np.int64, size, elements=st.integers(0, classes - 1)))
+        else:
+            raw = data.draw(hnp.arrays(np.float64, (size, classes), elements=st.floats(0, 1)))
+            t = raw / np.maximum(raw.sum(axis=1, keepdims=True), 1e-300)
+        if name == "cross_entropy":
+            options = {"label_smoothing": data.draw(st.sampled_from([0.0, 0.1, 1.0]))}
+            if data.draw(st.booleans()):
+                options["from_logits"] = False
+                x = 1 / (1 + np.exp(-x))
+        else:
+            options = {"gamma": data.draw(st.sampled_from([0.0, 0.5, 2.0, 3.7])),
+                       "alpha": data.draw(st.sampled_from([None, 0.0, 0.25, 1.0]))}
+            if data.draw(st.booleans()):
+                options["from_logits"] = False
+                x = 1 / (1 + np.exp(-x))
+        return x, t, options
+    if name == "contrastive":
+        dim = data.draw(st.integers(1, 4))
+        x = data.draw(hnp.arrays(np.float64, (size, 2, dim),
+                                 elements=st.floats(-10, 10, **finite)))
+        labels = data.draw(hnp.arrays(np.int64, size, elements=st.integers(0, 1)))
+        return x, labels, {"margin": data.draw(st.floats(0.0, 5.0))}
+    if name == "triplet":
+        dim = data.draw(st.integers(1, 4))
+        x = data.draw(hnp.arrays(np.float64, (size, 3, dim),
+                                 elements=st.floats(-10, 10, **finite)))
+        return x, None, {"margin": data.draw(st.floats(-2.0, 5.0)),
+                         "p": data.draw(st.sampled_from([1.0, 2.0, 3.0])),
+                         "swap": data.draw(st.booleans())}
+    raise AssertionError(name)
+
+
+NONNEG = ["mse", "l1", "huber", "smooth_l1", "cross_entropy", "focal", "binary_cross_entropy",
+          "bce_with_logits", "sigmoid_focal", "contrastive", "triplet"]
+
+
+@pytest.mark.parametrize("name", NONNEG)
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_losses_are_non_negative(name, data):
+    x, t, options = nonneg_inputs(name, data)
+    terms = lossjit.loss(name, x, t, reduction="none", **options)
+    assert np.all(terms >= 0), (terms, options)
+    assert lossjit.loss(name, x, t, reduction="sum", **options) >= 0
+    assert lossjit.loss(name, x, t, **options) >= 0
+
+
+FLOAT32_LOSSES = ["mse", "l1", "huber", "smooth_l1", "cross_entropy", "focal",
+                  "binary_cross_entropy", "bce_with_logits", "sigmoid_focal", "contrastive",
+                  "triplet"]
+
+
+@pytest.mark.parametrize("name", FLOAT32_LOSSES)
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_float32_is_close_to_float64(name, data):
+    x, t, options = nonneg_inputs(name, data)
+    x32 = x.astype(np.float32)
+    if name == "binary_cross_entropy":
+        # keep clear of 0 and 1 (the clamp and PyTorch's gradient floor), and of the rounding
+        # of x to float32 landing on them
+        x32 = np.clip(x32, np.float32(1e-3), np.float32(1 - 1e-3))
+    if name in ("cross_entropy", "focal") and options.get("from_logits") is False:
+        x32 = np.clip(x32, np.float32(1e-3), np.float32(1.0))
+    x64 = x32.astype(np.float64)
+    t32 = t.astype(np.float32) if t is not None and t.dtype.kind == "f" else t
+    t64 = t32.astype(np.float64) if t32 is not None and t32.dtype.kind == "f" else t32
+    for reduction in ("mean", "sum", "none"):
+        v32, g32 = lossjit.value_and_grad(name, x32, t32, reduction=reduction, **options)
+        v64, g64 = lossjit.value_and_grad(name, x64, t64, reduction=reduction, **options)
+        assert g32.dtype == np.float32 and g32.shape == x32.shape
+        tiny = 1e-6 * max(1.0, float(np.max(np.abs(v64))))
+        np.testing.assert_allclose(v32, v64, rtol=1e-5, atol=tiny)
+        gscale = 1e-6 * max(1e-30, float(np.max(np.abs(g64))))
+        np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=gscale)
