@@ -1,17 +1,21 @@
 """The one place that decides how lossjit compiles its kernels.
 
-- ``jit``: ``@njit`` with lossjit's fixed options: ``cache=True`` (falling back to no cache, with
-  one warning, when no cache directory is writable), ``error_model="numpy"`` and the fast-math
-  flags below. Never ``fastmath=True``: it would compile ``isnan`` away.
-- ``strict_jit``: the same without fast-math flags, so arithmetic happens in source order: for
-  the in-order sum of block partials (what makes every loss bit-identical whatever the thread
-  count) and for row kernels, whose value must not depend on whether a gradient is written.
-- ``specialise``: binds a kernel template to the helper functions it calls and compiles it
-  under its own name, serial or parallel. One template serves every loss of a family, and the
-  serial twin of a parallel kernel is compiled from the very same source.
+- **No fast-math flags.** Every kernel's arithmetic happens in source order. With
+  reassociation allowed, LLVM picks a summation order that depends on how a loop was vectorised
+  and inlined, and that changes with the calling context and with what was already in the cache.
+  Sums are instead made fast by explicit lanes (:func:`lossjit.kernels._blocks.lane_sum`), so a
+  loss is the same to the bit for any thread count, for the serial and parallel kernels, with or
+  without a gradient, and whatever the cache holds.
+- **Only entry kernels are cached.** Helpers (``jit``) compile into each kernel that calls
+  them, where they are always inlined: a helper loaded from the cache as machine code could not
+  be. Kernels (``specialise(..., cache=True)``) are cached on disk (``cache=True``), falling back
+  to no cache, with one warning, when no cache directory is writable.
+- **Templates.** ``specialise`` binds a kernel template to the helpers it calls and compiles
+  it under its own name, serial or parallel: one template serves every loss of a family, and
+  the serial twin of a parallel kernel is compiled from the very same source.
 
-Nothing here compiles anything: compilation happens on a kernel's first call (or is loaded from
-the cache).
+Nothing here compiles anything: compilation happens on a kernel's first call (or the kernel is
+loaded from the cache).
 """
 
 from __future__ import annotations
@@ -20,22 +24,19 @@ import hashlib
 import types
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from numba import njit
 
-#: Fast-math flags for kernels: everything but "nnan"/"ninf" (which would drop NaN and inf
-#: handling). "reassoc" lets LLVM vectorise the sums inside a block.
-FLAGS = frozenset({"nsz", "arcp", "afn", "reassoc"})
-
 _cache_ok = True
 
 
-def _compile(fn: Callable[..., Any], *, parallel: bool, fastmath: Any) -> Any:
-    """Wrap ``fn`` in a Numba dispatcher, caching when a cache directory is writable."""
+def _compile(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = False) -> Any:
+    """Wrap ``fn`` in a Numba dispatcher with lossjit's options."""
     global _cache_ok
-    options = dict(error_model="numpy", fastmath=fastmath, parallel=parallel)
-    if _cache_ok:
+    options = dict(error_model="numpy", fastmath=False, parallel=parallel)
+    if cache and _cache_ok:
         try:
             return njit(cache=True, **options)(fn)
         except RuntimeError as exc:  # Numba: "cannot cache function ...: no locator available"
@@ -50,41 +51,53 @@ def _compile(fn: Callable[..., Any], *, parallel: bool, fastmath: Any) -> Any:
 
 
 def jit(fn: Callable[..., Any]) -> Any:
-    """Compile ``fn`` with lossjit's options (serial, cached, fast-math flags)."""
-    return _compile(fn, parallel=False, fastmath=set(FLAGS))
+    """Compile a helper: serial, in source order, inlined into the kernels that call it."""
+    return _compile(fn)
 
 
-def strict_jit(fn: Callable[..., Any]) -> Any:
-    """Compile ``fn`` with no fast-math flags, so its arithmetic happens in source order."""
-    return _compile(fn, parallel=False, fastmath=False)
+def _source_fingerprint() -> bytes:
+    """The kernel sources (this file and lossjit/kernels/*.py): any edit renames every cache
+    entry, so a changed helper can never be served stale from the cache."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha1()
+    for path in [Path(__file__).resolve(), *sorted((here / "kernels").glob("*.py"))]:
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(path.name.encode())
+    return digest.digest()
+
+
+_SOURCES = _source_fingerprint()
 
 
 def _fingerprint(bindings: dict[str, Any]) -> str:
-    """A short hash of the bound functions' code: a changed helper gets a fresh cache entry."""
-    digest = hashlib.sha1()
+    """A short hash of the kernel sources and of the bound functions' code."""
+    digest = hashlib.sha1(_SOURCES)
     for key in sorted(bindings):
-        func = getattr(bindings[key], "py_func", bindings[key])
-        code = getattr(func, "__code__", None)
+        bound = bindings[key]
         digest.update(key.encode())
-        if hasattr(bindings[key], "lossjit_fingerprint"):  # itself a specialisation
-            digest.update(bindings[key].lossjit_fingerprint.encode())
-        elif code is not None:
+        if hasattr(bound, "lossjit_fingerprint"):  # itself a specialisation
+            digest.update(bound.lossjit_fingerprint.encode())
+            continue
+        code = getattr(getattr(bound, "py_func", bound), "__code__", None)
+        if code is not None:
             digest.update(code.co_code)
             digest.update(repr(code.co_consts).encode())
         else:
-            digest.update(repr(func).encode())
-    return digest.hexdigest()[:10]
+            digest.update(repr(bound).encode())
+    return digest.hexdigest()[:12]
 
 
 def specialise(template: Callable[..., Any], name: str, *, parallel: bool = False,
-               **bindings: Any) -> Any:
+               cache: bool = False, **bindings: Any) -> Any:
     """Compile ``template`` under ``name``, with its free names bound to ``bindings``.
 
     The template is an ordinary module-level function whose body calls helpers by global
     names (for example ``pointwise`` or ``block``). Each specialisation is a copy of the
     function with those globals replaced, compiled as its own dispatcher. Its qualified name
-    (``name`` plus a hash of the bound code) keeps its cache entry apart from every other
-    specialisation of the same template.
+    (``name`` plus a hash of the sources and the bound code) keeps its cache entry apart from
+    every other specialisation, and from any older version of the code.
 
     >>> import numpy as np
     >>> from lossjit.kernels import _blocks
@@ -103,6 +116,6 @@ def specialise(template: Callable[..., Any], name: str, *, parallel: bool = Fals
     fn.__qualname__ = qualname
     fn.__module__ = template.__module__
     fn.__doc__ = template.__doc__
-    dispatcher = _compile(fn, parallel=parallel, fastmath=set(FLAGS))
+    dispatcher = _compile(fn, parallel=parallel, cache=cache)
     dispatcher.lossjit_fingerprint = qualname
     return dispatcher

@@ -148,17 +148,20 @@ def binary_cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]
 
 
 def bce_with_logits(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Logits as rows of the last axis, so ``pos_weight`` applies along it."""
+    """Logits laid out as (rows, columns), the columns following ``pos_weight`` along the
+    last axis when it has one entry per column."""
     x = floats(predictions, "predictions")
     y = _values_like(targets, x)
-    columns = x.shape[-1] if x.ndim else 1
+    last = x.shape[-1] if x.ndim else 1
+    columns = 1  # one column per row unless pos_weight varies along the last axis
     pos_weight = options["pos_weight"]
     if pos_weight is not None:
         pw = np.asarray(pos_weight, dtype=np.float64)
-        if pw.ndim > 1 or pw.size not in (1, columns):
+        if pw.ndim > 1 or pw.size not in (1, last):
             raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} does not broadcast along "
-                               f"the last axis of the predictions; expected ({columns},)")
-        pos_weight = np.ascontiguousarray(np.broadcast_to(pw.reshape(-1), (columns,)))
+                               f"the last axis of the predictions; expected ({last},)")
+        columns = pw.size
+        pos_weight = np.ascontiguousarray(pw.reshape(-1))
     else:
         pos_weight = NO_WEIGHTS
     rows = (x.size // columns) if columns else 0
@@ -245,7 +248,7 @@ def cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Ca
     c = _classes(predictions, targets, ignore)
     weight = _class_vector(options["weight"], c.classes, "weight")
     smoothing = options["label_smoothing"]
-    terms = len(c.terms_shape) and int(np.prod(c.terms_shape, dtype=np.int64)) or 1
+    terms = int(np.prod(c.terms_shape, dtype=np.int64))
     if c.index is not None:
         kept = c.index != ignore
         count = float((weight[c.index[kept]]).sum()) if weight.size else float(kept.sum())
@@ -273,7 +276,7 @@ def focal(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
     c = _classes(predictions, targets, ignore)
     alpha = _class_vector(options["alpha"], c.classes, "alpha")
     gamma = options["gamma"]
-    terms = len(c.terms_shape) and int(np.prod(c.terms_shape, dtype=np.int64)) or 1
+    terms = int(np.prod(c.terms_shape, dtype=np.int64))
     count = float((c.index != ignore).sum()) if c.index is not None else float(terms)
     layout = (c.x.shape[0], c.x.shape[2])
     if options["from_logits"]:

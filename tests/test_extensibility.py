@@ -111,8 +111,8 @@ def test_cache_falls_back_when_no_cache_directory_is_writable(monkeypatch):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        compiled = _jit.jit(f)
-        again = _jit.jit(f)
+        compiled = _jit._compile(f, cache=True)
+        again = _jit._compile(f, cache=True)
     assert compiled(1.0) == 2.0 and again(2.0) == 3.0
     assert len(caught) == 1 and "will not be cached" in str(caught[0].message)
 

@@ -174,7 +174,7 @@ def contrastive_inputs(rng, margin, batch=6, dim=3):
 def grid(**axes):
     keys = list(axes)
     for combo in itertools.product(*(axes[k] for k in keys)):
-        yield dict(zip(keys, combo))
+        yield dict(zip(keys, combo, strict=True))
 
 
 def case_id(name, params, extra=""):
@@ -357,7 +357,7 @@ SEED_ONEHOT = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 def test_seed_cross_entropy_example_on_logits():
     rows = []
-    for logits, target in zip(SEED_LOGITS.tolist(), [1, 2]):
+    for logits, target in zip(SEED_LOGITS.tolist(), [1, 2], strict=True):
         lse = math.log(sum(math.exp(v) for v in logits))
         rows.append(lse - logits[target])
     expected_value = sum(rows) / 2
@@ -400,7 +400,8 @@ def test_seed_focal_example_gradient_is_the_true_derivative():
     np.testing.assert_allclose(got, true, rtol=1e-12, atol=1e-15)
     assert not np.allclose(got, flipped, rtol=1e-3, atol=0)
     # ... and the true derivative is what finite differences of the value say.
-    numeric = fd_grad(lambda q: lossjit.FocalLoss(2.0, 0.25).forward(q, SEED_FOCAL_TARGETS), p)
+    numeric = fd_grad(lambda q: oracle("focal", q, SEED_FOCAL_TARGETS, gamma=2.0, alpha=0.25,
+                                       from_logits=False), p)
     np.testing.assert_allclose(true, numeric, rtol=1e-6, atol=1e-9)
 
 
@@ -630,7 +631,7 @@ def test_triplet_with_anchor_equal_to_positive():
         assert math.isclose(value, expected, rel_tol=1e-12)
         assert value > 0 and np.isfinite(grad).all()
         # d(u, v) = ||u - v + eps||_p; its gradient w.r.t. u is sign(w) (|w| / d)^(p-1)
-        def dnorm(w):
+        def dnorm(w, p=p):
             d = np.linalg.norm(w, ord=p)
             return np.sign(w) * (np.abs(w) / d) ** (p - 1)
 

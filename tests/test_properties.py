@@ -244,6 +244,9 @@ def run_with_threads(threads):
 
 
 def test_same_bits_for_one_and_two_threads():
+    # One run first, so that both compared runs load the kernels from the same cache: this
+    # test is about the thread count only (compiling vs loading has a test of its own).
+    run_with_threads(2)
     one = run_with_threads(1)
     two = run_with_threads(2)
     assert one.keys() == two.keys() and len(one) == 16
@@ -255,6 +258,89 @@ def test_same_bits_for_one_and_two_threads():
     x, t = rng.normal(size=n), rng.normal(size=n)
     value, grad = lossjit.value_and_grad("mse", x, t)
     assert [repr(value), hashlib.sha256(grad.tobytes()).hexdigest()] == one["mse-float64"][:2]
+
+
+CACHE_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import lossjit
+    from lossjit.api import PARALLEL_MIN
+
+    rng = np.random.default_rng(7)
+    out = {}
+    for n in (3 * PARALLEL_MIN + 7, 1000):
+        for name, options in (("l1", {}), ("mse", {}), ("huber", {"delta": 0.7})):
+            x = rng.normal(size=n) * 2
+            y = rng.normal(size=n)
+            value, grad = lossjit.value_and_grad(name, x, y, reduction="sum", **options)
+            alone = lossjit.loss(name, x, y, reduction="sum", **options)
+            out[f"{name}-{n}"] = [repr(value), repr(alone), grad.tobytes().hex()[:64],
+                                  str(hash(grad.tobytes()))]
+    print(json.dumps(out))
+""")
+
+
+def test_same_bits_when_compiled_now_or_loaded_from_the_cache(tmp_path):
+    """The first process compiles the kernels (into an empty cache), the second loads them:
+    both must print the same bits, or results depend on the cache's history."""
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+    env["PYTHONHASHSEED"] = "0"
+    runs = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    compiled, cached = runs
+    differing = {k: (compiled[k][:2], cached[k][:2]) for k in compiled
+                 if compiled[k] != cached[k]}
+    assert not differing, differing
+
+
+WARM_SERIAL_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    import lossjit
+    for name, options in (("mse", {}), ("l1", {}), ("huber", {"delta": 0.7}),
+                          ("smooth_l1", {"beta": 0.3})):
+        lossjit.value_and_grad(name, np.zeros(5), np.ones(5), **options)
+""")
+
+COMPARE_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    from lossjit import kernels
+    from lossjit.kernels._blocks import BLOCK
+
+    rng = np.random.default_rng(11)
+    none = np.empty(0)
+    out = {}
+    for name, params in (("mse", ()), ("l1", ()), ("huber", (0.7,)), ("smooth_l1", (0.3,))):
+        serial = getattr(kernels, name)
+        parallel = getattr(kernels, name + "_parallel")
+        for n in (BLOCK + 1, 3 * BLOCK, 24 * BLOCK + 5):
+            x = rng.normal(size=n) * 2
+            y = rng.normal(size=n)
+            gs, gp = np.empty(n), np.empty(n)
+            ts = serial(x, y, none, gs, none, 1.0, *params)
+            tp = parallel(x, y, none, gp, none, 1.0, *params)
+            out[f"{name}-{n}"] = [repr(ts), repr(tp), bool(np.array_equal(gs, gp))]
+    print(json.dumps(out))
+""")
+
+
+def test_serial_equals_parallel_when_compiled_in_different_processes(tmp_path):
+    """Process 1 compiles the serial kernels (into an empty cache) through the API; process 2
+    loads them and compiles the parallel twins: their sums must still be equal to the bit."""
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+    for script in (WARM_SERIAL_SCRIPT, COMPARE_SCRIPT):
+        result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    differing = {k: v for k, v in out.items() if v[0] != v[1] or not v[2]}
+    assert not differing, differing
 
 
 # --- invariance, sign, precision ------------------------------------------------------------

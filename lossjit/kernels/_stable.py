@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 
-from lossjit._jit import strict_jit
+from lossjit._jit import jit
 
 
-@strict_jit
+@jit
 def softplus(x: float) -> float:
     """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)); finite for every finite x."""
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-@strict_jit
+@jit
 def sigmoid(x: float) -> float:
     """1 / (1 + exp(-x)), evaluated so that neither tail overflows."""
     if x >= 0.0:
@@ -27,7 +27,7 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
-@strict_jit
+@jit
 def sign(x: float) -> float:
     """-1, 0 or 1 (0 at x = 0, NaN for NaN), as torch.sign."""
     if x > 0.0:

@@ -6,9 +6,6 @@ Targets are ``(n, S)`` class indices (``*_index``) or ``(n, C, S)`` probabilitie
 (``*_soft``); per-term outputs and weights are ``(n, S)``. Every kernel follows the signature
 in :mod:`lossjit.kernels._blocks`.
 
-Row kernels are compiled without fast-math flags (``strict_jit``): their arithmetic happens in
-source order, so a value-only call gives the very same loss as a value-and-gradient call.
-
 Softmax is evaluated as log-sum-exp with the maximum subtracted, so no finite logit
 overflows; a -inf logit is a masked class that contributes exactly 0, and a -inf logit at the
 target gives a loss of +inf.
@@ -27,12 +24,12 @@ from __future__ import annotations
 
 import math
 
-from lossjit._jit import jit, strict_jit
+from lossjit._jit import jit
 from lossjit.kernels._blocks import elementwise_kernels, row_kernels
 from lossjit.kernels._stable import sigmoid, softplus
 
 
-@strict_jit
+@jit
 def _log_sum_exp(x, r, s):
     """log sum_c exp(x[r, c, s]), with the maximum subtracted first."""
     top = -math.inf
@@ -48,7 +45,7 @@ def _log_sum_exp(x, r, s):
     return top + math.log(total)
 
 
-@strict_jit
+@jit
 def _clip(p, eps):
     """p clipped to [eps, 1]; NaN stays NaN."""
     if p < eps:
@@ -58,7 +55,7 @@ def _clip(p, eps):
     return p
 
 
-@strict_jit
+@jit
 def _focal_factor(logp, gamma):
     """(1-p)^gamma and F = (1-p)^gamma (1 - gamma p log(p) / (1-p)), from log p.
 
@@ -75,7 +72,7 @@ def _focal_factor(logp, gamma):
     return modulating, modulating * (1.0 - gamma * p * logp / u)
 
 
-@strict_jit
+@jit
 def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index, smoothing):
     """-(1-e) w_y log p_y - (e/C) sum_c w_c log p_c, p = softmax(x); grad w.r.t. x."""
     n, classes, positions = x.shape
@@ -121,7 +118,7 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
     return total
 
 
-@strict_jit
+@jit
 def cross_entropy_soft_block(x, y, w, grad, losses, scale, weight, smoothing):
     """-sum_c w_c q_c log p_c, q = (1-e) t + e/C, p = softmax(x); grad w.r.t. x."""
     n, classes, positions = x.shape
@@ -152,7 +149,7 @@ def cross_entropy_soft_block(x, y, w, grad, losses, scale, weight, smoothing):
     return total
 
 
-@strict_jit
+@jit
 def cross_entropy_probs_block(x, y, w, grad, losses, scale, weight, smoothing, eps):
     """-sum_c w_c q_c log clip(p_c, eps, 1) on probabilities; grad -w_c q_c / p_c in the clip."""
     n, classes, positions = x.shape
@@ -167,8 +164,7 @@ def cross_entropy_probs_block(x, y, w, grad, losses, scale, weight, smoothing, e
             for c in range(classes):
                 wq = (weight[c] if weighted else 1.0) * (keep * float(y[r, c, s]) + spread)
                 p = float(x[r, c, s])
-                if wq != 0.0:
-                    value -= wq * math.log(_clip(p, eps))
+                value -= wq * math.log(_clip(p, eps))
                 if grad.size:
                     inside = eps <= p <= 1.0
                     slope = -wq / p if inside and wq != 0.0 else 0.0
@@ -182,7 +178,7 @@ def cross_entropy_probs_block(x, y, w, grad, losses, scale, weight, smoothing, e
     return total
 
 
-@strict_jit
+@jit
 def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
     """-alpha_y (1-p_y)^gamma log p_y, p = softmax(x); grad F (p_j - [j = y])."""
     n, classes, positions = x.shape
@@ -213,7 +209,7 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
     return total
 
 
-@strict_jit
+@jit
 def focal_soft_block(x, y, w, grad, losses, scale, alpha, gamma):
     """-sum_c alpha_c t_c (1-p_c)^gamma log p_c, p = softmax(x); grad p_j sum_c F_c - F_j."""
     n, classes, positions = x.shape
@@ -246,7 +242,7 @@ def focal_soft_block(x, y, w, grad, losses, scale, alpha, gamma):
     return total
 
 
-@strict_jit
+@jit
 def focal_probs_block(x, y, w, grad, losses, scale, alpha, gamma, eps):
     """-sum_{t_c>0} alpha_c t_c (1-q)^gamma log q, q = clip(p_c, eps, 1), on probabilities.
 
@@ -295,7 +291,7 @@ def binary_cross_entropy_pointwise(x, y):
     return value, (x - y) / max(x * (1.0 - x), BCE_FLOOR)
 
 
-@strict_jit
+@jit
 def bce_with_logits_block(x, y, w, grad, losses, scale, pos_weight):
     """(1-y) x + (1+(pw-1) y) softplus(-x) over rows of (n, L); grad (1+(pw-1)y) sigmoid(x) - pw y.
 

@@ -1,9 +1,7 @@
 """Embedding losses on stacked inputs: pairs ``(B, 2, D)`` and triplets ``(B, 3, D)``.
 
 The gradient has the same stacked shape, so it covers every member of a pair or triplet.
-Every kernel follows the signature in :mod:`lossjit.kernels._blocks`. They are compiled
-without fast-math flags, so a value-only call gives the same loss, to the bit, as a
-value-and-gradient call.
+Every kernel follows the signature in :mod:`lossjit.kernels._blocks`.
 
 >>> import numpy as np
 >>> from lossjit.kernels import triplet
@@ -17,12 +15,12 @@ from __future__ import annotations
 
 import math
 
-from lossjit._jit import strict_jit
+from lossjit._jit import jit
 from lossjit.kernels._blocks import row_kernels
 from lossjit.kernels._stable import sign
 
 
-@strict_jit
+@jit
 def contrastive_block(x, y, w, grad, losses, scale, margin):
     """y d^2 + (1-y) max(0, margin - d)^2, d = ||x[b,0] - x[b,1]||_2; gradient 0 at d = 0."""
     n, _, dim = x.shape
@@ -52,7 +50,7 @@ def contrastive_block(x, y, w, grad, losses, scale, margin):
     return total
 
 
-@strict_jit
+@jit
 def _distance(x, r, i, j, p, eps):
     """||x[r,i] - x[r,j] + eps||_p, as PyTorch's pairwise_distance."""
     total = 0.0
@@ -71,7 +69,7 @@ def _distance(x, r, i, j, p, eps):
     return total ** (1.0 / p)
 
 
-@strict_jit
+@jit
 def _add_distance_grad(grad, x, r, i, j, p, eps, d, g):
     """grad[r,i] += g dd/dv and grad[r,j] -= g dd/dv, for d = ||v||_p, v = x[r,i]-x[r,j]+eps."""
     if d == 0.0:
@@ -88,7 +86,7 @@ def _add_distance_grad(grad, x, r, i, j, p, eps, d, g):
         grad[r, j, k] -= g * slope
 
 
-@strict_jit
+@jit
 def triplet_block(x, y, w, grad, losses, scale, margin, p, eps, swap):
     """max(0, d(a,p) - d(a,n) + margin), d(u,v) = ||u - v + eps||_p; with swap,
     d(a,n) becomes min(d(a,n), d(p,n)). Rows of x are (anchor, positive, negative).
