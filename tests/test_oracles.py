@@ -38,7 +38,9 @@ def golden_arrays(case):
 @pytest.mark.parametrize("case", GOLDEN, ids=[case["id"] for case in GOLDEN])
 def test_oracle_matches_torch(case):
     predictions, targets = golden_arrays(case)
-    value = oracle(case["loss"], predictions, targets, reduction=case["reduction"], **case["params"])
+    value = oracle(
+        case["loss"], predictions, targets, reduction=case["reduction"], **case["params"]
+    )
     expected = np.asarray(case["loss_value"], dtype=np.float64)
     assert np.shape(value) == expected.shape
     np.testing.assert_allclose(value, expected, rtol=RTOL, atol=ATOL, equal_nan=True)

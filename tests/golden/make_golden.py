@@ -88,7 +88,14 @@ def torch_smooth_l1(x, t, reduction, beta=1.0):
 
 
 def torch_cross_entropy(
-    x, t, reduction, weight=None, ignore_index=-100, label_smoothing=0.0, from_logits=True, eps=1e-10
+    x,
+    t,
+    reduction,
+    weight=None,
+    ignore_index=-100,
+    label_smoothing=0.0,
+    from_logits=True,
+    eps=1e-10,
 ):
     w = None if weight is None else torch.tensor(weight, dtype=DTYPE)
     if from_logits:
@@ -132,7 +139,9 @@ def torch_bce_with_logits(x, t, reduction, weight=None, pos_weight=None):
     return F.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw, reduction=reduction)
 
 
-def torch_focal(x, t, reduction, gamma=2.0, alpha=None, ignore_index=-100, from_logits=True, eps=1e-10):
+def torch_focal(
+    x, t, reduction, gamma=2.0, alpha=None, ignore_index=-100, from_logits=True, eps=1e-10
+):
     """-alpha_y (1 - p_y)^gamma log p_y (index targets), -sum_c alpha_c t_c (1 - p_c)^gamma log p_c
     (float targets); the mean divides by the number of non-ignored positions."""
     axis = _class_axis(x)
@@ -326,11 +335,19 @@ def cross_entropy_cases():
     add("cross_entropy", "probs", x, t)
     add("cross_entropy", "probs+weight", x, t, {"weight": weight})
     add("cross_entropy", "probs+smoothing", x, t, {"label_smoothing": 0.15})
-    add("cross_entropy", "probs+weight+smoothing", x, t, {"weight": weight, "label_smoothing": 0.15})
+    add(
+        "cross_entropy", "probs+weight+smoothing", x, t, {"weight": weight, "label_smoothing": 0.15}
+    )
 
     x1 = logits("ce/1d", (c,))
     add("cross_entropy", "1d", x1, np.array(2))
-    add("cross_entropy", "1d+weight+smoothing", x1, np.array(2), {"weight": weight, "label_smoothing": 0.1})
+    add(
+        "cross_entropy",
+        "1d+weight+smoothing",
+        x1,
+        np.array(2),
+        {"weight": weight, "label_smoothing": 0.1},
+    )
     add("cross_entropy", "1d_probs", x1, probabilities("ce/1d", (c,), axis=0))
 
     xk = logits("ce/kdim", (2, 3, 2, 3))
