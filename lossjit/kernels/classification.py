@@ -56,6 +56,16 @@ def _clip(p, eps):
 
 
 @jit
+def _ignore_term(grad, losses, r, s):
+    """An ignored position contributes nothing: zero gradient and zero loss."""
+    if grad.size:
+        for c in range(grad.shape[1]):
+            grad[r, c, s] = 0.0
+    if losses.size:
+        losses[r, s] = 0.0
+
+
+@jit
 def _focal_factor(logp, gamma):
     """(1-p)^gamma and F = (1-p)^gamma (1 - gamma p log(p) / (1-p)), from log p.
 
@@ -87,11 +97,7 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
         for s in range(positions):
             target = y[r, s]
             if target == ignore_index:
-                if grad.size:
-                    for c in range(classes):
-                        grad[r, c, s] = 0.0
-                if losses.size:
-                    losses[r, s] = 0.0
+                _ignore_term(grad, losses, r, s)
                 continue
             lse = _log_sum_exp(x, r, s)
             w_target = weight[target] if weighted else 1.0
@@ -187,11 +193,7 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
         for s in range(positions):
             target = y[r, s]
             if target == ignore_index:
-                if grad.size:
-                    for c in range(classes):
-                        grad[r, c, s] = 0.0
-                if losses.size:
-                    losses[r, s] = 0.0
+                _ignore_term(grad, losses, r, s)
                 continue
             lse = _log_sum_exp(x, r, s)
             logp = float(x[r, target, s]) - lse
