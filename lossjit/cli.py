@@ -91,15 +91,12 @@ def _option_values(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _json_number(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _json_safe(value: Any) -> Any:
+    """``value`` as JSON data: arrays become lists, NaN and infinities become null."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, float):
-        return _json_number(value)
+        return value if math.isfinite(value) else None
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value
@@ -113,6 +110,7 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
 
     from lossjit import api
     from lossjit.io import default_grad_path, read_array, write_array
+    from lossjit.layouts import FLOATS
 
     started = time.perf_counter()
     options = _option_values(spec, given)
@@ -150,9 +148,7 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
             "params": {k: _json_safe(v) for k, v in
                        registry.resolve(spec.name).options(options).items()},
             "shape": list(np.shape(predictions)),
-            "dtype": str(grad.dtype if grad is not None else
-                         (predictions.dtype if predictions.dtype in (np.float32, np.float64)
-                          else np.dtype(np.float64))),
+            "dtype": str(predictions.dtype if predictions.dtype in FLOATS else np.float64),
             "grad": grad_path,
             "seconds": seconds,
         }

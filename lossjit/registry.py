@@ -320,10 +320,5 @@ def names() -> list[str]:
     return list(_specs)
 
 
-def aliases() -> dict[str, str]:
-    """Every accepted name (aliases included) mapped to its canonical name."""
-    return dict(_aliases)
-
-
 for _spec in BUILTIN:
     register_spec(_spec)
