@@ -90,7 +90,8 @@ def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str 
             grad = out
         else:
             grad = np.empty(predictions.shape, dtype=x.dtype)
-        grad_view = grad.reshape(x.shape)
+        grad_view = (grad.reshape(x.shape) if call.unpack is None
+                     else np.empty(x.shape, dtype=x.dtype))
     elif out is not None:
         raise LossjitError("out: only a gradient can be written to out")
 
@@ -104,6 +105,9 @@ def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str 
     scale = (1.0 / count if count else 0.0) if reduction == "mean" else 1.0
     weights = call.w if call.w.size else _empty(len(call.terms_layout), np.float64)
     total = kernel(x, call.y, weights, grad_view, losses, scale, *call.params)
+
+    if grad is not None and call.unpack is not None:
+        call.unpack(grad_view, grad)
 
     value: LossValue
     if reduction == "none":

@@ -35,7 +35,8 @@ class ConversionWarning(UserWarning):
 class Call:
     """One kernel call: ``kernel(x, y, w, grad, losses, scale, *params)``.
 
-    ``grad`` is laid out as ``x``; ``losses`` as ``terms_layout``, returned to the user with
+    ``grad`` is laid out as ``x``, and reshaped to the predictions' shape (or copied into it
+    by ``unpack``); ``losses`` is laid out as ``terms_layout``, returned to the user with
     ``terms_shape``; ``count`` is what ``reduction="mean"`` divides by.
     """
 
@@ -47,6 +48,7 @@ class Call:
     count: float
     w: np.ndarray = field(default_factory=lambda: NO_WEIGHTS)
     terms_layout: tuple[int, ...] | None = None
+    unpack: Callable[[np.ndarray, np.ndarray], None] | None = None
 
     def __post_init__(self) -> None:
         if self.terms_layout is None:
@@ -148,27 +150,23 @@ def binary_cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]
 
 
 def bce_with_logits(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Logits laid out as (rows, columns), the columns following ``pos_weight`` along the
-    last axis when it has one entry per column."""
+    """Logits element-wise; with one ``pos_weight`` per column of the last axis, as rows."""
     x = floats(predictions, "predictions")
     y = _values_like(targets, x)
-    last = x.shape[-1] if x.ndim else 1
-    columns = 1  # one column per row unless pos_weight varies along the last axis
-    pos_weight = options["pos_weight"]
-    if pos_weight is not None:
-        pw = np.asarray(pos_weight, dtype=np.float64)
-        if pw.ndim > 1 or pw.size not in (1, last):
-            raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} does not broadcast along "
-                               f"the last axis of the predictions; expected ({last},)")
-        columns = pw.size
-        pos_weight = np.ascontiguousarray(pw.reshape(-1))
-    else:
-        pos_weight = NO_WEIGHTS
-    rows = (x.size // columns) if columns else 0
     w = _broadcast_weight(options["weight"], x.shape, "weight")
-    return Call("bce_with_logits", x.reshape(rows, columns), y.reshape(rows, columns),
-                (pos_weight,), x.shape, float(x.size),
-                w=w.reshape(rows, columns) if w.size else w, terms_layout=(rows, columns))
+    last = x.shape[-1] if x.ndim else 1
+    pos_weight = options["pos_weight"]
+    pw = np.ones(1) if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+    if pw.ndim > 1 or pw.size not in (1, last):
+        raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} does not broadcast along "
+                           f"the last axis of the predictions; expected ({last},)")
+    if pw.size == 1:
+        return Call("bce_with_logits", x.reshape(-1), y.reshape(-1), (float(pw.reshape(-1)[0]),),
+                    x.shape, float(x.size), w=w.reshape(-1), terms_layout=(x.size,))
+    rows = x.size // last if last else 0
+    return Call("bce_with_logits_columns", x.reshape(rows, last), y.reshape(rows, last),
+                (np.ascontiguousarray(pw),), x.shape, float(x.size),
+                w=w.reshape(rows, last) if w.size else w, terms_layout=(rows, last))
 
 
 # --- class axis ---------------------------------------------------------------------------
@@ -176,13 +174,36 @@ def bce_with_logits(predictions: Any, targets: Any, options: dict[str, Any]) -> 
 
 @dataclass
 class _Classes:
-    """Logits (or probabilities) laid out as (n, C, S), with their targets."""
+    """Logits (or probabilities) as (rows, C), one row per loss term, with their targets.
+
+    PyTorch's (N, C, d1..dk) inputs become (N*d1*..dk, C) copies; ``unpack`` then copies the
+    kernel's (rows, C) gradient back into the predictions' layout.
+    """
 
     x: np.ndarray
-    classes: int
     terms_shape: tuple[int, ...]
-    index: np.ndarray | None  # (n, S) int64 class indices, or None for soft targets
-    soft: np.ndarray | None  # (n, C, S) target probabilities, or None
+    index: np.ndarray | None  # (rows,) int64 class indices, or None for soft targets
+    soft: np.ndarray | None  # (rows, C) target probabilities, or None
+    unpack: Callable[[np.ndarray, np.ndarray], None] | None
+
+    @property
+    def classes(self) -> int:
+        return self.x.shape[1]
+
+    def call(self, kernel: str, params: tuple[Any, ...], count: float,
+             w: np.ndarray = NO_WEIGHTS) -> Call:
+        targets = self.index if self.index is not None else self.soft
+        assert targets is not None
+        return Call(kernel, self.x, targets, params, self.terms_shape, count, w=w,
+                    terms_layout=(self.x.shape[0],), unpack=self.unpack)
+
+
+def _class_rows(a: np.ndarray, n: int, classes: int, positions: int) -> np.ndarray:
+    """(n, C, positions) as contiguous (n * positions, C) rows."""
+    if positions == 1:
+        return a.reshape(n, classes)
+    return np.ascontiguousarray(
+        np.moveaxis(a.reshape(n, classes, positions), 1, 2)).reshape(n * positions, classes)
 
 
 def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Classes:
@@ -199,7 +220,12 @@ def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Class
     if classes == 0:
         raise LossjitError(f"predictions: shape {_shape(x.shape)} has no classes on axis "
                            f"{0 if x.ndim == 1 else 1}")
-    x3 = x.reshape(n, classes, positions)
+    unpack = None
+    if positions != 1:
+        def unpack(rows: np.ndarray, grad: np.ndarray) -> None:
+            grad.reshape(n, classes, positions)[...] = (
+                rows.reshape(n, positions, classes).transpose(0, 2, 1))
+    rows = _class_rows(x, n, classes, positions)
     if targets is None:
         raise LossjitError(f"targets: missing; expected class indices of shape {_shape(terms)} "
                            f"or probabilities of shape {_shape(x.shape)}")
@@ -210,36 +236,36 @@ def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Class
                 f"targets: class indices of shape {_shape(t.shape)} do not match predictions "
                 f"{_shape(x.shape)}; expected shape {_shape(terms)} (the predictions' shape "
                 "without the class axis)")
-        index = np.ascontiguousarray(t, dtype=np.int64).reshape(n, positions)
+        index = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
         valid = (index >= 0) & (index < classes)
         if ignore_index is not None:
             valid |= index == ignore_index
         if not valid.all():
-            bad = int(index.reshape(-1)[np.argmin(valid.reshape(-1))])
+            bad = int(index[np.argmin(valid)])
             raise LossjitError(f"targets: class index {bad} is out of range; expected 0 to "
                                f"{classes - 1}" + (f" or ignore_index {ignore_index}"
                                                    if ignore_index is not None else ""))
-        return _Classes(x3, classes, terms, index, None)
+        return _Classes(rows, terms, index, None, unpack)
     if t.dtype.kind == "f":
         if t.shape != x.shape:
             raise LossjitError(
                 f"targets: probabilities of shape {_shape(t.shape)} do not match predictions "
                 f"{_shape(x.shape)}; pass integer class indices of shape {_shape(terms)} or "
                 f"probabilities of shape {_shape(x.shape)}")
-        soft = np.ascontiguousarray(t, dtype=x.dtype).reshape(n, classes, positions)
-        return _Classes(x3, classes, terms, None, soft)
+        soft = _class_rows(np.ascontiguousarray(t, dtype=x.dtype), n, classes, positions)
+        return _Classes(rows, terms, None, soft, unpack)
     raise LossjitError(f"targets: dtype {t.dtype} is not supported; expected integer class "
                        "indices or float probabilities")
 
 
-def _one_hot(c: _Classes, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index targets as one-hot probabilities, and a 0/1 weight that drops ignored terms."""
+def _one_hot(c: _Classes, ignore_index: int) -> np.ndarray:
+    """Turn index targets into one-hot rows; return a 0/1 weight that drops ignored terms."""
     assert c.index is not None
     kept = c.index != ignore_index
     hot = np.zeros(c.x.shape, dtype=c.x.dtype)
-    rows, positions = np.nonzero(kept)
-    hot[rows, c.index[kept], positions] = 1
-    return hot, kept.astype(np.float64)
+    hot[np.nonzero(kept)[0], c.index[kept]] = 1
+    c.index, c.soft = None, hot
+    return kept.astype(np.float64)
 
 
 def cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
@@ -248,26 +274,18 @@ def cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Ca
     c = _classes(predictions, targets, ignore)
     weight = _class_vector(options["weight"], c.classes, "weight")
     smoothing = options["label_smoothing"]
-    terms = int(np.prod(c.terms_shape, dtype=np.int64))
     if c.index is not None:
         kept = c.index != ignore
         count = float((weight[c.index[kept]]).sum()) if weight.size else float(kept.sum())
     else:
-        count = float(terms)
-    layout = (c.x.shape[0], c.x.shape[2])
+        count = float(c.x.shape[0])
     if options["from_logits"]:
         if c.index is not None:
-            return Call("cross_entropy_index", c.x, c.index, (weight, ignore, smoothing),
-                        c.terms_shape, count, terms_layout=layout)
-        return Call("cross_entropy_soft", c.x, c.soft, (weight, smoothing), c.terms_shape,
-                    count, terms_layout=layout)
-    w = NO_WEIGHTS
-    soft = c.soft
-    if c.index is not None:
-        soft, kept_weight = _one_hot(c, ignore)
-        w = kept_weight
-    return Call("cross_entropy_probs", c.x, soft, (weight, smoothing, options["eps"]),
-                c.terms_shape, count, w=w, terms_layout=layout)
+            return c.call("cross_entropy_index", (weight, ignore, smoothing), count)
+        return c.call("cross_entropy_soft", (weight, smoothing), count)
+    kept_weight = _one_hot(c, ignore) if c.index is not None else NO_WEIGHTS
+    return c.call("cross_entropy_probs", (weight, smoothing, options["eps"]), count,
+                  kept_weight)
 
 
 def focal(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
@@ -276,21 +294,13 @@ def focal(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
     c = _classes(predictions, targets, ignore)
     alpha = _class_vector(options["alpha"], c.classes, "alpha")
     gamma = options["gamma"]
-    terms = int(np.prod(c.terms_shape, dtype=np.int64))
-    count = float((c.index != ignore).sum()) if c.index is not None else float(terms)
-    layout = (c.x.shape[0], c.x.shape[2])
+    count = float((c.index != ignore).sum()) if c.index is not None else float(c.x.shape[0])
     if options["from_logits"]:
         if c.index is not None:
-            return Call("focal_index", c.x, c.index, (alpha, gamma, ignore), c.terms_shape,
-                        count, terms_layout=layout)
-        return Call("focal_soft", c.x, c.soft, (alpha, gamma), c.terms_shape, count,
-                    terms_layout=layout)
-    w = NO_WEIGHTS
-    soft = c.soft
-    if c.index is not None:
-        soft, w = _one_hot(c, ignore)
-    return Call("focal_probs", c.x, soft, (alpha, gamma, options["eps"]), c.terms_shape,
-                count, w=w, terms_layout=layout)
+            return c.call("focal_index", (alpha, gamma, ignore), count)
+        return c.call("focal_soft", (alpha, gamma), count)
+    kept_weight = _one_hot(c, ignore) if c.index is not None else NO_WEIGHTS
+    return c.call("focal_probs", (alpha, gamma, options["eps"]), count, kept_weight)
 
 
 # --- stacked embeddings -------------------------------------------------------------------

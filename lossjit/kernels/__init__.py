@@ -19,6 +19,8 @@ bit-identical result. Importing this module imports Numba but compiles nothing.
 
 from lossjit.kernels.classification import (
     bce_with_logits,
+    bce_with_logits_columns,
+    bce_with_logits_columns_parallel,
     bce_with_logits_parallel,
     binary_cross_entropy,
     binary_cross_entropy_parallel,
@@ -56,6 +58,7 @@ from lossjit.kernels.regression import (
 
 __all__ = [
     "bce_with_logits", "bce_with_logits_parallel",
+    "bce_with_logits_columns", "bce_with_logits_columns_parallel",
     "binary_cross_entropy", "binary_cross_entropy_parallel",
     "contrastive", "contrastive_parallel",
     "cross_entropy_index", "cross_entropy_index_parallel",

@@ -45,18 +45,19 @@ pointwise: Any = None
 
 
 @jit
-def lane_sum(values):
+def lane_sum(values, lanes):
     """The sum of ``values`` in a fixed order that vectorises: ``LANES`` interleaved partial
-    sums, then a fixed halving tree. Compiled without fast-math flags, so the order (and
-    the result, to the bit) never depends on how the loop was optimised.
+    sums (kept in the scratch array ``lanes``), then a fixed halving tree. With no fast-math
+    flags the order, and so the result to the bit, never depends on how the loop was optimised.
 
     >>> import numpy as np
-    >>> float(lane_sum(np.arange(100.0)))
+    >>> float(lane_sum(np.arange(100.0), np.empty(LANES)))
     4950.0
     """
     n = values.size
     whole = n - n % LANES
-    lanes = np.zeros(LANES)
+    for k in range(LANES):
+        lanes[k] = 0.0
     for start in range(0, whole, LANES):
         for k in range(LANES):
             lanes[k] += values[start + k]
@@ -119,7 +120,7 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
     if losses.size:
         for i in range(n):
             losses[i] = values[i]
-    return lane_sum(values)
+    return lane_sum(values, np.empty(LANES))
 
 
 def row_kernels(name: str, block_fn: Callable[..., Any]) -> tuple[Any, Any]:

@@ -1,22 +1,21 @@
 """Classification losses: softmax cross-entropy and focal, binary cross-entropy, sigmoid focal.
 
-Class-axis kernels take ``x`` laid out as ``(n, C, S)``: ``n`` rows, ``C`` classes and ``S``
-positions per row (``S = d1*...*dk`` for PyTorch's ``(N, C, d1..dk)`` inputs, 1 otherwise).
-Targets are ``(n, S)`` class indices (``*_index``) or ``(n, C, S)`` probabilities
-(``*_soft``); per-term outputs and weights are ``(n, S)``. Every kernel follows the signature
-in :mod:`lossjit.kernels._blocks`.
+Class-axis kernels take ``x`` as ``(rows, C)``: one row of C logits (or probabilities) per
+loss term; PyTorch's ``(N, C, d1..dk)`` inputs are laid out that way by
+:mod:`lossjit.layouts`. Targets are ``(rows,)`` class indices (``*_index``) or ``(rows, C)``
+probabilities (``*_soft``, ``*_probs``); per-term weights and outputs are ``(rows,)``. Every
+kernel follows the signature in :mod:`lossjit.kernels._blocks`.
 
-Softmax is evaluated as log-sum-exp with the maximum subtracted, so no finite logit
-overflows; a -inf logit is a masked class that contributes exactly 0, and a -inf logit at the
-target gives a loss of +inf.
+Softmax is log-sum-exp with the row's maximum subtracted, so no finite logit overflows; the
+exponentials use the vectorising ``exp`` of :mod:`lossjit.kernels._stable` and are added in
+lanes. A -inf logit is a masked class that contributes exactly 0; a -inf logit at the target
+gives a loss of +inf.
 
 >>> import numpy as np
 >>> from lossjit.kernels import cross_entropy_index
->>> x = np.array([[1.0, 2.0, 0.5]]).reshape(1, 3, 1)
->>> y = np.array([[1]])
->>> none = np.empty((0, 0))
->>> round(cross_entropy_index(x, y, none, np.empty((0, 0, 0)), none, 1.0,
-...                           np.empty(0), -100, 0.0), 6)
+>>> x, y = np.array([[1.0, 2.0, 0.5]]), np.array([1])
+>>> none = np.empty(0)
+>>> round(cross_entropy_index(x, y, none, np.empty((0, 0)), none, 1.0, none, -100, 0.0), 6)
 0.464369
 """
 
@@ -24,25 +23,44 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from lossjit._jit import jit
-from lossjit.kernels._blocks import elementwise_kernels, row_kernels
-from lossjit.kernels._stable import sigmoid, softplus
+from lossjit.kernels._blocks import LANES, elementwise_kernels, lane_sum, row_kernels
+from lossjit.kernels._stable import exp, log, log1p, sigmoid, softplus
 
 
 @jit
-def _log_sum_exp(x, r, s):
-    """log sum_c exp(x[r, c, s]), with the maximum subtracted first."""
-    top = -math.inf
+def _row_max(x, r, lanes):
+    """max_c x[r, c] (NaN if any is NaN), taken in ``LANES`` interleaved lanes."""
+    classes = x.shape[1]
+    whole = classes - classes % LANES
+    for k in range(LANES):
+        lanes[k] = -math.inf
+    for start in range(0, whole, LANES):
+        for k in range(LANES):
+            v = float(x[r, start + k])
+            top = lanes[k]
+            lanes[k] = v if (v > top or v != v) else top
+    for c in range(whole, classes):
+        v = float(x[r, c])
+        top = lanes[c - whole]
+        lanes[c - whole] = v if (v > top or v != v) else top
+    top = lanes[0]
+    for k in range(1, LANES):
+        v = lanes[k]
+        top = v if (v > top or v != v) else top
+    return top
+
+
+@jit
+def _softmax_row(x, r, e, lanes):
+    """Fill e[c] = exp(x[r, c] - max) and return (max, sum_c e[c], log-sum-exp)."""
+    top = _row_max(x, r, lanes)
     for c in range(x.shape[1]):
-        v = float(x[r, c, s])
-        if v > top or v != v:
-            top = v
-    if top == -math.inf or top != top:
-        return top
-    total = 0.0
-    for c in range(x.shape[1]):
-        total += math.exp(float(x[r, c, s]) - top)
-    return top + math.log(total)
+        e[c] = exp(float(x[r, c]) - top)
+    total = lane_sum(e, lanes)
+    return top, total, top + log(total)
 
 
 @jit
@@ -56,13 +74,13 @@ def _clip(p, eps):
 
 
 @jit
-def _ignore_term(grad, losses, r, s):
-    """An ignored position contributes nothing: zero gradient and zero loss."""
+def _ignore_term(grad, losses, r):
+    """An ignored row contributes nothing: zero gradient and zero loss."""
     if grad.size:
         for c in range(grad.shape[1]):
-            grad[r, c, s] = 0.0
+            grad[r, c] = 0.0
     if losses.size:
-        losses[r, s] = 0.0
+        losses[r] = 0.0
 
 
 @jit
@@ -85,162 +103,165 @@ def _focal_factor(logp, gamma):
 @jit
 def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index, smoothing):
     """-(1-e) w_y log p_y - (e/C) sum_c w_c log p_c, p = softmax(x); grad w.r.t. x."""
-    n, classes, positions = x.shape
+    n, classes = x.shape
     weighted = weight.size > 0
     weight_sum = 0.0
     for c in range(classes):
         weight_sum += weight[c] if weighted else 1.0
     keep = 1.0 - smoothing
     spread = smoothing / classes
+    e = np.empty(classes)
+    parts = np.empty(classes)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
-        for s in range(positions):
-            target = y[r, s]
-            if target == ignore_index:
-                _ignore_term(grad, losses, r, s)
-                continue
-            lse = _log_sum_exp(x, r, s)
-            w_target = weight[target] if weighted else 1.0
-            value = keep * w_target * (lse - float(x[r, target, s]))
-            if smoothing != 0.0:
-                smooth = 0.0
-                for c in range(classes):
-                    smooth += (weight[c] if weighted else 1.0) * (lse - float(x[r, c, s]))
-                value += spread * smooth
-            term_weight = w[r, s] if w.size else 1.0
-            value *= term_weight
-            if losses.size:
-                losses[r, s] = value
-            total += value
-            if grad.size:
-                g = term_weight * scale
-                for c in range(classes):
-                    p = math.exp(float(x[r, c, s]) - lse)
-                    w_c = weight[c] if weighted else 1.0
-                    slope = keep * w_target * p + spread * (weight_sum * p - w_c)
-                    if c == target:
-                        slope -= keep * w_target
-                    grad[r, c, s] = slope * g
+        target = y[r]
+        if target == ignore_index:
+            _ignore_term(grad, losses, r)
+            continue
+        _, mass, lse = _softmax_row(x, r, e, lanes)
+        w_target = weight[target] if weighted else 1.0
+        value = keep * w_target * (lse - float(x[r, target]))
+        if smoothing != 0.0:
+            for c in range(classes):
+                parts[c] = (weight[c] if weighted else 1.0) * (lse - float(x[r, c]))
+            value += spread * lane_sum(parts, lanes)
+        term_weight = w[r] if w.size else 1.0
+        value *= term_weight
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            g = term_weight * scale
+            inverse = 1.0 / mass
+            for c in range(classes):
+                p = e[c] * inverse
+                w_c = weight[c] if weighted else 1.0
+                grad[r, c] = (keep * w_target * p + spread * (weight_sum * p - w_c)) * g
+            grad[r, target] -= keep * w_target * g
     return total
 
 
 @jit
 def cross_entropy_soft_block(x, y, w, grad, losses, scale, weight, smoothing):
     """-sum_c w_c q_c log p_c, q = (1-e) t + e/C, p = softmax(x); grad w.r.t. x."""
-    n, classes, positions = x.shape
+    n, classes = x.shape
     weighted = weight.size > 0
     keep = 1.0 - smoothing
     spread = smoothing / classes
+    e = np.empty(classes)
+    wq = np.empty(classes)
+    parts = np.empty(classes)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
-        for s in range(positions):
-            lse = _log_sum_exp(x, r, s)
-            value = 0.0
-            mass = 0.0
+        _, mass, lse = _softmax_row(x, r, e, lanes)
+        for c in range(classes):
+            q = (weight[c] if weighted else 1.0) * (keep * float(y[r, c]) + spread)
+            wq[c] = q
+            # q = 0 at a masked (-inf) class adds exactly 0, not 0 * inf
+            parts[c] = q * (lse - float(x[r, c])) if q != 0.0 else 0.0
+        value = lane_sum(parts, lanes)
+        term_weight = w[r] if w.size else 1.0
+        value *= term_weight
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            q_total = lane_sum(wq, lanes)
+            g = term_weight * scale
+            inverse = 1.0 / mass
             for c in range(classes):
-                wq = (weight[c] if weighted else 1.0) * (keep * float(y[r, c, s]) + spread)
-                if wq != 0.0:
-                    value += wq * (lse - float(x[r, c, s]))
-                    mass += wq
-            term_weight = w[r, s] if w.size else 1.0
-            value *= term_weight
-            if losses.size:
-                losses[r, s] = value
-            total += value
-            if grad.size:
-                g = term_weight * scale
-                for c in range(classes):
-                    wq = (weight[c] if weighted else 1.0) * (keep * float(y[r, c, s]) + spread)
-                    grad[r, c, s] = (mass * math.exp(float(x[r, c, s]) - lse) - wq) * g
+                grad[r, c] = (q_total * e[c] * inverse - wq[c]) * g
     return total
 
 
 @jit
 def cross_entropy_probs_block(x, y, w, grad, losses, scale, weight, smoothing, eps):
     """-sum_c w_c q_c log clip(p_c, eps, 1) on probabilities; grad -w_c q_c / p_c in the clip."""
-    n, classes, positions = x.shape
+    n, classes = x.shape
     weighted = weight.size > 0
     keep = 1.0 - smoothing
     spread = smoothing / classes
+    parts = np.empty(classes)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
-        for s in range(positions):
-            term_weight = w[r, s] if w.size else 1.0
-            value = 0.0
-            for c in range(classes):
-                wq = (weight[c] if weighted else 1.0) * (keep * float(y[r, c, s]) + spread)
-                p = float(x[r, c, s])
-                value -= wq * math.log(_clip(p, eps))
-                if grad.size:
-                    inside = eps <= p <= 1.0
-                    slope = -wq / p if inside and wq != 0.0 else 0.0
-                    if p != p:
-                        slope = p
-                    grad[r, c, s] = slope * term_weight * scale
-            value *= term_weight
-            if losses.size:
-                losses[r, s] = value
-            total += value
+        term_weight = w[r] if w.size else 1.0
+        for c in range(classes):
+            q = (weight[c] if weighted else 1.0) * (keep * float(y[r, c]) + spread)
+            p = float(x[r, c])
+            parts[c] = -q * log(_clip(p, eps))
+            if grad.size:
+                slope = -q / p if eps <= p <= 1.0 and q != 0.0 else 0.0
+                grad[r, c] = (p if p != p else slope) * term_weight * scale
+        value = lane_sum(parts, lanes) * term_weight
+        if losses.size:
+            losses[r] = value
+        total += value
     return total
 
 
 @jit
 def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
     """-alpha_y (1-p_y)^gamma log p_y, p = softmax(x); grad F (p_j - [j = y])."""
-    n, classes, positions = x.shape
+    n, classes = x.shape
+    e = np.empty(classes)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
-        for s in range(positions):
-            target = y[r, s]
-            if target == ignore_index:
-                _ignore_term(grad, losses, r, s)
-                continue
-            lse = _log_sum_exp(x, r, s)
-            logp = float(x[r, target, s]) - lse
-            a = (alpha[target] if alpha.size else 1.0) * (w[r, s] if w.size else 1.0)
-            modulating, factor = _focal_factor(logp, gamma)
-            value = -a * modulating * logp
-            if losses.size:
-                losses[r, s] = value
-            total += value
-            if grad.size:
-                g = a * factor * scale
-                for c in range(classes):
-                    p = math.exp(float(x[r, c, s]) - lse)
-                    grad[r, c, s] = (p - 1.0 if c == target else p) * g
+        target = y[r]
+        if target == ignore_index:
+            _ignore_term(grad, losses, r)
+            continue
+        _, mass, lse = _softmax_row(x, r, e, lanes)
+        logp = float(x[r, target]) - lse
+        a = (alpha[target] if alpha.size else 1.0) * (w[r] if w.size else 1.0)
+        modulating, factor = _focal_factor(logp, gamma)
+        value = -a * modulating * logp
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            g = a * factor * scale
+            inverse = 1.0 / mass
+            for c in range(classes):
+                grad[r, c] = e[c] * inverse * g
+            grad[r, target] -= g
     return total
 
 
 @jit
 def focal_soft_block(x, y, w, grad, losses, scale, alpha, gamma):
     """-sum_c alpha_c t_c (1-p_c)^gamma log p_c, p = softmax(x); grad p_j sum_c F_c - F_j."""
-    n, classes, positions = x.shape
+    n, classes = x.shape
+    e = np.empty(classes)
+    own = np.empty(classes)
+    parts = np.empty(classes)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
-        for s in range(positions):
-            lse = _log_sum_exp(x, r, s)
-            term_weight = w[r, s] if w.size else 1.0
-            value = 0.0
-            mass = 0.0
+        _, mass, lse = _softmax_row(x, r, e, lanes)
+        for c in range(classes):
+            at = (alpha[c] if alpha.size else 1.0) * float(y[r, c])
+            own[c] = 0.0
+            parts[c] = 0.0
+            if at != 0.0:
+                logp = float(x[r, c]) - lse
+                modulating, factor = _focal_factor(logp, gamma)
+                parts[c] = -at * modulating * logp
+                own[c] = at * factor
+        term_weight = w[r] if w.size else 1.0
+        value = lane_sum(parts, lanes) * term_weight
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            weight_total = lane_sum(own, lanes)
+            g = term_weight * scale
+            inverse = 1.0 / mass
             for c in range(classes):
-                at = (alpha[c] if alpha.size else 1.0) * float(y[r, c, s])
-                if at != 0.0:
-                    logp = float(x[r, c, s]) - lse
-                    modulating, factor = _focal_factor(logp, gamma)
-                    value -= at * modulating * logp
-                    mass += at * factor
-            value *= term_weight
-            if losses.size:
-                losses[r, s] = value
-            total += value
-            if grad.size:
-                g = term_weight * scale
-                for c in range(classes):
-                    at = (alpha[c] if alpha.size else 1.0) * float(y[r, c, s])
-                    own = 0.0
-                    if at != 0.0:
-                        own = at * _focal_factor(float(x[r, c, s]) - lse, gamma)[1]
-                    grad[r, c, s] = (math.exp(float(x[r, c, s]) - lse) * mass - own) * g
+                grad[r, c] = (e[c] * inverse * weight_total - own[c]) * g
     return total
 
 
@@ -251,32 +272,31 @@ def focal_probs_block(x, y, w, grad, losses, scale, alpha, gamma, eps):
     d/dp_c = -alpha_c t_c ((1-q)^gamma / q - gamma (1-q)^(gamma-1) log q) inside the clip,
     0 outside it.
     """
-    n, classes, positions = x.shape
+    n, classes = x.shape
+    parts = np.empty(classes)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
-        for s in range(positions):
-            term_weight = w[r, s] if w.size else 1.0
-            value = 0.0
-            for c in range(classes):
-                at = (alpha[c] if alpha.size else 1.0) * float(y[r, c, s])
-                p = float(x[r, c, s])
-                q = _clip(p, eps)
-                u = 1.0 - q
-                slope = 0.0
-                if at > 0.0:
-                    logq = math.log(q)
-                    value -= at * u ** gamma * logq
-                    if eps <= p <= 1.0:
-                        bend = gamma * u ** (gamma - 1.0) * logq if u > 0.0 else 0.0
-                        slope = -at * (u ** gamma / q - bend)
-                if p != p:
-                    slope = p
-                if grad.size:
-                    grad[r, c, s] = slope * term_weight * scale
-            value *= term_weight
-            if losses.size:
-                losses[r, s] = value
-            total += value
+        term_weight = w[r] if w.size else 1.0
+        for c in range(classes):
+            at = (alpha[c] if alpha.size else 1.0) * float(y[r, c])
+            p = float(x[r, c])
+            q = _clip(p, eps)
+            u = 1.0 - q
+            slope = 0.0
+            parts[c] = 0.0
+            if at > 0.0:
+                logq = math.log(q)
+                parts[c] = -at * u ** gamma * logq
+                if eps <= p <= 1.0:
+                    bend = gamma * u ** (gamma - 1.0) * logq if u > 0.0 else 0.0
+                    slope = -at * (u ** gamma / q - bend)
+            if grad.size:
+                grad[r, c] = (p if p != p else slope) * term_weight * scale
+        value = lane_sum(parts, lanes) * term_weight
+        if losses.size:
+            losses[r] = value
+        total += value
     return total
 
 
@@ -287,33 +307,37 @@ BCE_FLOOR = 9.999999960041972e-13
 @jit
 def binary_cross_entropy_pointwise(x, y):
     """-(y log x + (1-y) log(1-x)), logs clamped at -100; grad (x-y)/max(x(1-x), 1e-12)."""
-    log_x = max(math.log(x), -100.0)
-    log_1mx = max(math.log1p(-x), -100.0)
+    log_x = max(log(x), -100.0)
+    log_1mx = max(log1p(-x), -100.0)
     value = -(y * log_x + (1.0 - y) * log_1mx)
     return value, (x - y) / max(x * (1.0 - x), BCE_FLOOR)
 
 
 @jit
-def bce_with_logits_block(x, y, w, grad, losses, scale, pos_weight):
-    """(1-y) x + (1+(pw-1) y) softplus(-x) over rows of (n, L); grad (1+(pw-1)y) sigmoid(x) - pw y.
+def bce_with_logits_pointwise(x, y, pos_weight):
+    """(1-y) x + (1+(pw-1) y) softplus(-x); d/dx = (1+(pw-1) y) sigmoid(x) - pw y."""
+    lift = 1.0 + (pos_weight - 1.0) * y
+    return (1.0 - y) * x + lift * softplus(-x), lift * sigmoid(x) - pos_weight * y
 
-    ``pos_weight`` has one entry per column (the last axis), or is empty for none.
-    """
+
+@jit
+def bce_with_logits_columns_block(x, y, w, grad, losses, scale, pos_weight):
+    """bce_with_logits over rows of (n, L) with one ``pos_weight`` per column."""
     n, columns = x.shape
+    values = np.empty(columns)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
         for j in range(columns):
-            xv = float(x[r, j])
-            yv = float(y[r, j])
-            pw = pos_weight[j] if pos_weight.size else 1.0
-            lift = 1.0 + (pw - 1.0) * yv
+            value, slope = bce_with_logits_pointwise(float(x[r, j]), float(y[r, j]),
+                                                     pos_weight[j])
             term_weight = w[r, j] if w.size else 1.0
-            value = term_weight * ((1.0 - yv) * xv + lift * softplus(-xv))
+            values[j] = term_weight * value
             if losses.size:
-                losses[r, j] = value
-            total += value
+                losses[r, j] = term_weight * value
             if grad.size:
-                grad[r, j] = term_weight * (lift * sigmoid(xv) - pw * yv) * scale
+                grad[r, j] = term_weight * slope * scale
+        total += lane_sum(values, lanes)
     return total
 
 
@@ -352,6 +376,9 @@ focal_soft, focal_soft_parallel = row_kernels("focal_soft", focal_soft_block)
 focal_probs, focal_probs_parallel = row_kernels("focal_probs", focal_probs_block)
 binary_cross_entropy, binary_cross_entropy_parallel = elementwise_kernels(
     "binary_cross_entropy", binary_cross_entropy_pointwise)
-bce_with_logits, bce_with_logits_parallel = row_kernels("bce_with_logits", bce_with_logits_block)
+bce_with_logits, bce_with_logits_parallel = elementwise_kernels(
+    "bce_with_logits", bce_with_logits_pointwise)
+bce_with_logits_columns, bce_with_logits_columns_parallel = row_kernels(
+    "bce_with_logits_columns", bce_with_logits_columns_block)
 sigmoid_focal, sigmoid_focal_parallel = elementwise_kernels(
     "sigmoid_focal", sigmoid_focal_pointwise)
