@@ -32,9 +32,9 @@ from lossjit.kernels._stable import exp, log, log1p, sigmoid, softplus
 
 @jit
 def _row_max(x, r, lanes):
-    """max_c x[r, c] (NaN if any is NaN), taken in ``LANES`` interleaved lanes."""
+    """max_c x[r, c] (NaN if any is NaN); in ``LANES`` interleaved lanes for long rows."""
     classes = x.shape[1]
-    whole = classes - classes % LANES
+    whole = classes - classes % LANES if classes >= 4 * LANES else 0
     for k in range(LANES):
         lanes[k] = -math.inf
     for start in range(0, whole, LANES):
@@ -42,13 +42,12 @@ def _row_max(x, r, lanes):
             v = float(x[r, start + k])
             top = lanes[k]
             lanes[k] = v if (v > top or v != v) else top
-    for c in range(whole, classes):
-        v = float(x[r, c])
-        top = lanes[c - whole]
-        lanes[c - whole] = v if (v > top or v != v) else top
     top = lanes[0]
     for k in range(1, LANES):
         v = lanes[k]
+        top = v if (v > top or v != v) else top
+    for c in range(whole, classes):
+        v = float(x[r, c])
         top = v if (v > top or v != v) else top
     return top
 
@@ -61,6 +60,49 @@ def _softmax_row(x, r, e, lanes):
         e[c] = exp(float(x[r, c]) - top)
     total = lane_sum(e, lanes)
     return top, total, top + log(total)
+
+
+#: Rows at most this long are worked on across rows (a transposed copy), longer ones along
+#: the row: either way the loops vectorise.
+SHORT_ROWS = 32
+
+
+@jit
+def _softmax_block(x, e, top, mass, lse):
+    """For every row r of the block: top[r] = max_c x[r, c], e[r, c] = exp(x[r, c] - top[r]),
+    mass[r] = sum_c e[r, c] and lse[r] = top[r] + log(mass[r])."""
+    n, classes = x.shape
+    if classes <= SHORT_ROWS:
+        columns = np.empty((classes, n))
+        for r in range(n):
+            for c in range(classes):
+                columns[c, r] = float(x[r, c])
+        for r in range(n):
+            top[r] = -math.inf
+            mass[r] = 0.0
+        for c in range(classes):
+            for r in range(n):
+                v = columns[c, r]
+                t = top[r]
+                top[r] = v if (v > t or v != v) else t
+        for c in range(classes):
+            for r in range(n):
+                value = exp(columns[c, r] - top[r])
+                columns[c, r] = value
+                mass[r] += value
+        for r in range(n):
+            for c in range(classes):
+                e[r, c] = columns[c, r]
+    else:
+        lanes = np.empty(LANES)
+        for r in range(n):
+            t = _row_max(x, r, lanes)
+            top[r] = t
+            for c in range(classes):
+                e[r, c] = exp(float(x[r, c]) - t)
+            mass[r] = lane_sum(e[r], lanes)
+    for r in range(n):
+        lse[r] = top[r] + log(mass[r])
 
 
 @jit
@@ -101,45 +143,56 @@ def _focal_factor(logp, gamma):
 
 
 @jit
+def _class_weights(weight, classes):
+    """The per-class weights as a float64 vector (ones when ``weight`` is empty), so that
+    loops read them unconditionally and vectorise."""
+    weights = np.ones(classes)
+    if weight.size:
+        for c in range(classes):
+            weights[c] = weight[c]
+    return weights
+
+
+@jit
 def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index, smoothing):
     """-(1-e) w_y log p_y - (e/C) sum_c w_c log p_c, p = softmax(x); grad w.r.t. x."""
     n, classes = x.shape
-    weighted = weight.size > 0
-    weight_sum = 0.0
-    for c in range(classes):
-        weight_sum += weight[c] if weighted else 1.0
+    weights = _class_weights(weight, classes)
     keep = 1.0 - smoothing
     spread = smoothing / classes
-    e = np.empty(classes)
-    parts = np.empty(classes)
     lanes = np.empty(LANES)
-    total = 0.0
+    weight_sum = lane_sum(weights, lanes)
+    e = np.empty((n, classes))
+    top, mass, lse, values = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    parts = np.empty(classes)
+    _softmax_block(x, e, top, mass, lse)
     for r in range(n):
         target = y[r]
         if target == ignore_index:
-            _ignore_term(grad, losses, r)
+            values[r] = 0.0
             continue
-        _, mass, lse = _softmax_row(x, r, e, lanes)
-        w_target = weight[target] if weighted else 1.0
-        value = keep * w_target * (lse - float(x[r, target]))
+        value = keep * weights[target] * (lse[r] - float(x[r, target]))
         if smoothing != 0.0:
             for c in range(classes):
-                parts[c] = (weight[c] if weighted else 1.0) * (lse - float(x[r, c]))
+                parts[c] = weights[c] * (lse[r] - float(x[r, c]))
             value += spread * lane_sum(parts, lanes)
-        term_weight = w[r] if w.size else 1.0
-        value *= term_weight
-        if losses.size:
-            losses[r] = value
-        total += value
-        if grad.size:
-            g = term_weight * scale
-            inverse = 1.0 / mass
+        values[r] = value * (w[r] if w.size else 1.0)
+    if losses.size:
+        for r in range(n):
+            losses[r] = values[r]
+    if grad.size:
+        for r in range(n):
+            target = y[r]
+            if target == ignore_index:
+                _ignore_term(grad, losses, r)
+                continue
+            g = (w[r] if w.size else 1.0) * scale
+            share = (keep * weights[target] + spread * weight_sum) * g / mass[r]
+            even = spread * g
             for c in range(classes):
-                p = e[c] * inverse
-                w_c = weight[c] if weighted else 1.0
-                grad[r, c] = (keep * w_target * p + spread * (weight_sum * p - w_c)) * g
-            grad[r, target] -= keep * w_target * g
-    return total
+                grad[r, c] = e[r, c] * share - even * weights[c]
+            grad[r, target] -= keep * weights[target] * g
+    return lane_sum(values, lanes)
 
 
 @jit
@@ -203,32 +256,59 @@ def cross_entropy_probs_block(x, y, w, grad, losses, scale, weight, smoothing, e
 
 
 @jit
+def _term_weights(w, n):
+    """The per-term weights as a float64 vector (ones when ``w`` is empty)."""
+    weights = np.ones(n)
+    if w.size:
+        for r in range(n):
+            weights[r] = w[r]
+    return weights
+
+
+@jit
 def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
-    """-alpha_y (1-p_y)^gamma log p_y, p = softmax(x); grad F (p_j - [j = y])."""
+    """-alpha_y (1-p_y)^gamma log p_y, p = softmax(x); grad F (p_j - [j = y]).
+
+    1 - p_y is taken as the softmax mass of the other classes, which keeps its precision as
+    p_y -> 1. The per-row loop has no branches, so it vectorises across rows.
+    """
     n, classes = x.shape
-    e = np.empty(classes)
-    lanes = np.empty(LANES)
-    total = 0.0
+    alphas = _class_weights(alpha, classes)
+    term_weights = _term_weights(w, n)
+    e = np.empty((n, classes))
+    top, mass, lse = np.empty(n), np.empty(n), np.empty(n)
+    others, values, factors = np.zeros(n), np.empty(n), np.empty(n)
+    _softmax_block(x, e, top, mass, lse)
+    for c in range(classes):
+        for r in range(n):
+            others[r] += e[r, c] if c != y[r] else 0.0
     for r in range(n):
-        target = y[r]
-        if target == ignore_index:
-            _ignore_term(grad, losses, r)
-            continue
-        _, mass, lse = _softmax_row(x, r, e, lanes)
-        logp = float(x[r, target]) - lse
-        a = (alpha[target] if alpha.size else 1.0) * (w[r] if w.size else 1.0)
-        modulating, factor = _focal_factor(logp, gamma)
-        value = -a * modulating * logp
-        if losses.size:
-            losses[r] = value
-        total += value
-        if grad.size:
-            g = a * factor * scale
-            inverse = 1.0 / mass
+        kept = y[r] != ignore_index
+        target = y[r] if kept else 0
+        logp = float(x[r, target]) - lse[r]
+        p = e[r, target] / mass[r]
+        u = others[r] / mass[r]
+        modulating = 1.0 if gamma == 0.0 else exp(gamma * log(u))
+        ratio = logp / u if u > 0.0 else -1.0  # log(p) / (1 - p) -> -1 as p -> 1
+        bend = gamma * p * ratio if p > 0.0 else 0.0
+        a = alphas[target] * term_weights[r]
+        values[r] = -a * modulating * logp if kept else 0.0
+        factors[r] = a * modulating * (1.0 - bend) if kept else 0.0
+    if losses.size:
+        for r in range(n):
+            losses[r] = values[r]
+    if grad.size:
+        for r in range(n):
+            target = y[r]
+            if target == ignore_index:
+                _ignore_term(grad, losses, r)
+                continue
+            g = factors[r] * scale
+            share = g / mass[r]
             for c in range(classes):
-                grad[r, c] = e[c] * inverse * g
+                grad[r, c] = e[r, c] * share
             grad[r, target] -= g
-    return total
+    return lane_sum(values, np.empty(LANES))
 
 
 @jit
