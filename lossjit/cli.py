@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -29,22 +30,11 @@ from lossjit.registry import LossSpec, Param
 REDUCTION_CHOICE = click.Choice(["mean", "sum", "none"])
 
 
-def _version() -> str:
-    from lossjit import __version__
-
-    return __version__
-
-
 def use_cache_dir() -> str:
-    """Point Numba's cache at a per-user, per-version directory, unless the user chose one.
+    """Point Numba at the CLI's cache directory (before Numba is imported)."""
+    from lossjit.cache import use_cache_dir as point
 
-    Called before Numba is imported; the library itself never changes the environment.
-    """
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        from platformdirs import user_cache_dir
-
-        os.environ["NUMBA_CACHE_DIR"] = os.path.join(user_cache_dir("lossjit"), _version())
-    return os.environ["NUMBA_CACHE_DIR"]
+    return point()
 
 
 def _say(message: str) -> None:
@@ -123,8 +113,13 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
             targets = read_array(targets_path, what="targets")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        value, grad = api.compute(spec.name, predictions, targets, reduction=reduction,
-                                  want_grad=not no_grad, **options)
+        try:
+            value, grad = api.compute(spec.name, predictions, targets, reduction=reduction,
+                                      want_grad=not no_grad, **options)
+        except (EOFError, pickle.UnpicklingError) as exc:
+            raise LossjitError(f"the compiled-kernel cache in {os.environ['NUMBA_CACHE_DIR']} "
+                               f"is damaged ({type(exc).__name__}); run `lossjit cache clear`"
+                               ) from None
     for warning in caught:
         _say(f"warning: {warning.message}")
 
@@ -323,6 +318,57 @@ def info(loss: str, as_json: bool) -> None:
                    f"{p.help}{expect}")
 
 
+@cli.group()
+def cache() -> None:
+    """The compiled-kernel cache: where it is, clearing it, compiling ahead of use."""
+
+
+@cache.command("path")
+def cache_path() -> None:
+    """Print the cache directory (NUMBA_CACHE_DIR, or a per-user, per-version directory)."""
+    from lossjit.cache import cache_dir, usage
+
+    path = cache_dir()
+    files, size = usage(path)
+    click.echo(path)
+    _say(f"{files} kernel files, {size / 1e6:.1f} MB")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Remove lossjit's compiled kernels (and nothing else) from the cache directory."""
+    from lossjit.cache import cache_dir, clear
+
+    path = cache_dir()
+    files, size = clear(path)
+    _say(f"removed {files} kernel files ({size / 1e6:.1f} MB) from {path}")
+
+
+@cache.command("warm")
+@click.argument("losses", nargs=-1, metavar="[LOSS]...")
+@click.option("--dtype", "dtypes", type=click.Choice(["float32", "float64"]), multiple=True,
+              help="only this dtype (repeatable) [default: both]")
+@click.option("--no-parallel", is_flag=True, help="skip the multi-threaded twins")
+@click.option("--jobs", type=click.IntRange(1), default=None,
+              help="compile in this many processes [default: the number of cores]")
+def cache_warm(losses: tuple[str, ...], dtypes: tuple[str, ...], no_parallel: bool,
+               jobs: int | None) -> None:
+    """Compile every loss (or each LOSS) for float32 and float64 ahead of use: for images,
+    and before fanning out many processes."""
+    path = use_cache_dir()
+    from lossjit.cache import warm
+
+    try:
+        names = [registry.resolve(name).name for name in losses] or None
+        done = warm(names, dtypes=dtypes or ("float32", "float64"), parallel=not no_parallel,
+                    jobs=jobs or os.cpu_count() or 1,
+                    progress=lambda w: _say(f"{w.name}: {w.compiled} compiled, {w.loaded} "
+                                            f"loaded, {w.seconds:.1f} s"))
+    except LossjitError as exc:
+        raise click.ClickException(str(exc)) from None
+    _say(f"warmed {len(done)} losses into {path}")
+
+
 def main() -> None:
     """Entry point of the ``lossjit`` script: no traceback reaches the user."""
     try:
@@ -332,10 +378,6 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(141)
-    except EOFError:
-        _say(f"the compiled-kernel cache in {os.environ.get('NUMBA_CACHE_DIR')} is damaged; "
-             "delete that directory and run again")
-        sys.exit(1)
     except MemoryError:
         _say("out of memory")
         sys.exit(1)

@@ -91,8 +91,8 @@ def _broadcast_weight(weight: Any, shape: tuple[int, ...], what: str) -> np.ndar
     wt = np.asarray(weight)
     if wt.dtype.kind not in "biuf":
         raise LossjitError(f"{what}: dtype {wt.dtype} is not supported; expected numbers")
-    try:
-        return np.ascontiguousarray(np.broadcast_to(wt.astype(np.float64), shape))
+    try:  # a copy: a broadcast view is read-only, which Numba would compile apart
+        return np.array(np.broadcast_to(wt.astype(np.float64), shape), order="C")
     except ValueError:
         raise LossjitError(f"{what}: shape {_shape(wt.shape)} does not broadcast to the "
                            f"predictions' shape {_shape(shape)}") from None

@@ -27,7 +27,7 @@ import numpy as np
 
 from lossjit._jit import jit
 from lossjit.kernels._blocks import LANES, elementwise_kernels, lane_sum, row_kernels
-from lossjit.kernels._stable import exp, log, log1p, sigmoid, softplus
+from lossjit.kernels._stable import exp, exp_as, log, log1p, sigmoid, softplus
 
 
 @jit
@@ -70,15 +70,19 @@ SHORT_ROWS = 32
 @jit
 def _softmax_block(x, e, top, mass, lse):
     """For every row r of the block: top[r] = max_c x[r, c], e[r, c] = exp(x[r, c] - top[r]),
-    mass[r] = sum_c e[r, c] and lse[r] = top[r] + log(mass[r])."""
+    mass[r] = sum_c e[r, c] (float64) and lse[r] = top[r] + log(mass[r]) (float64).
+
+    ``e`` and ``top`` have the dtype of ``x``: float32 data is exponentiated in float32, twice
+    as many lanes at a time; the sums and logarithms are float64 either way.
+    """
     n, classes = x.shape
     if classes <= SHORT_ROWS:
-        columns = np.empty((classes, n))
+        columns = np.empty((classes, n), x.dtype)
         for r in range(n):
             for c in range(classes):
-                columns[c, r] = float(x[r, c])
+                columns[c, r] = x[r, c]
         for r in range(n):
-            top[r] = -math.inf
+            top[r] = -np.inf
             mass[r] = 0.0
         for c in range(classes):
             for r in range(n):
@@ -87,7 +91,7 @@ def _softmax_block(x, e, top, mass, lse):
                 top[r] = v if (v > t or v != v) else t
         for c in range(classes):
             for r in range(n):
-                value = exp(columns[c, r] - top[r])
+                value = exp_as(columns[c, r] - top[r])
                 columns[c, r] = value
                 mass[r] += value
         for r in range(n):
@@ -96,10 +100,9 @@ def _softmax_block(x, e, top, mass, lse):
     else:
         lanes = np.empty(LANES)
         for r in range(n):
-            t = _row_max(x, r, lanes)
-            top[r] = t
+            top[r] = _row_max(x, r, lanes)
             for c in range(classes):
-                e[r, c] = exp(float(x[r, c]) - t)
+                e[r, c] = exp_as(x[r, c] - top[r])
             mass[r] = lane_sum(e[r], lanes)
     for r in range(n):
         lse[r] = top[r] + log(mass[r])
@@ -162,8 +165,8 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
     spread = smoothing / classes
     lanes = np.empty(LANES)
     weight_sum = lane_sum(weights, lanes)
-    e = np.empty((n, classes))
-    top, mass, lse, values = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    e = np.empty((n, classes), x.dtype)
+    top, mass, lse, values = np.empty(n, x.dtype), np.empty(n), np.empty(n), np.empty(n)
     parts = np.empty(classes)
     _softmax_block(x, e, top, mass, lse)
     for r in range(n):
@@ -275,8 +278,8 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
     n, classes = x.shape
     alphas = _class_weights(alpha, classes)
     term_weights = _term_weights(w, n)
-    e = np.empty((n, classes))
-    top, mass, lse = np.empty(n), np.empty(n), np.empty(n)
+    e = np.empty((n, classes), x.dtype)
+    top, mass, lse = np.empty(n, x.dtype), np.empty(n), np.empty(n)
     others, values, factors = np.zeros(n), np.empty(n), np.empty(n)
     _softmax_block(x, e, top, mass, lse)
     for c in range(classes):

@@ -1,0 +1,428 @@
+"""The compiled-kernel cache: where it is, clearing it, and warming it ahead of use.
+
+The logic behind ``lossjit cache path|clear|warm``.
+
+- :func:`cache_dir` is the directory the CLI keeps compiled kernels in: ``NUMBA_CACHE_DIR`` when
+  it is set, else a per-user, per-version directory. :func:`use_cache_dir` points Numba at it;
+  it must run before Numba is imported, and only the CLI calls it (the library never changes
+  the environment of its importer).
+- :func:`clear` removes lossjit's compiled-kernel files and nothing else: a user's
+  ``NUMBA_CACHE_DIR`` may hold other projects' caches.
+- :func:`warm` compiles (or loads) every loss's kernels, for float32 and float64, serial and
+  parallel, through the same code path as the API, so that a later call compiles nothing.
+
+Importing this module does not import Numba; :func:`warm` does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# --- where ----------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> str:
+    """The per-user, per-version cache directory (used unless ``NUMBA_CACHE_DIR`` is set)."""
+    from platformdirs import user_cache_dir
+
+    from lossjit import __version__
+
+    return os.path.join(user_cache_dir("lossjit"), __version__)
+
+
+def cache_dir() -> str:
+    """The directory the CLI keeps compiled kernels in: ``NUMBA_CACHE_DIR`` if it is set (and
+    not empty, as Numba reads it), else :func:`default_cache_dir`. Nothing is created."""
+    return os.environ.get("NUMBA_CACHE_DIR") or default_cache_dir()
+
+
+def use_cache_dir() -> str:
+    """Point Numba's cache at :func:`cache_dir`, unless the user chose a directory, and return
+    it. Numba reads ``NUMBA_CACHE_DIR`` once, when it is imported: call this before that.
+    Only the CLI calls it; the library itself never changes the environment."""
+    path = cache_dir()
+    os.environ["NUMBA_CACHE_DIR"] = path
+    return path
+
+
+# --- clear ----------------------------------------------------------------------------------
+
+#: The sub-directory Numba gives a source directory inside ``NUMBA_CACHE_DIR``: the directory's
+#: name and the SHA-1 of its absolute path. lossjit's kernel templates live in lossjit/kernels
+#: (``lossjit`` allows for a template at the package's top level).
+_SUBDIR = re.compile(r"(?:kernels|lossjit)_[0-9a-f]{40}")
+
+#: A Numba cache file of a lossjit kernel: ``<module>.<qualname>-<line>.py<ver><abiflags>``
+#: then ``.nbi`` (the index) or ``.<n>.nbc`` (one compiled specialisation). The qualname is the
+#: one :func:`lossjit._jit.specialise` gives: ``<name>_<serial|parallel>_<12 hex digits>``.
+_FILE = re.compile(r"[A-Za-z_]\w*\.[a-z]\w*_(?:serial|parallel)_[0-9a-f]{12}"
+                   r"-\d+\.py\d+[a-z]*(?:\.nbi|\.\d+\.nbc)")
+
+
+def cache_files(path: str | os.PathLike[str] | None = None) -> list[Path]:
+    """lossjit's compiled-kernel files under ``path`` (default :func:`cache_dir`), sorted.
+
+    Looked for in the sub-directories Numba makes for lossjit's source directories, and in
+    ``path`` itself (Numba's in-tree ``__pycache__`` layout); symbolic links are not followed.
+    A missing directory has none.
+    """
+    root = Path(cache_dir() if path is None else path)
+    found: list[Path] = []
+    places = [root]
+    try:
+        with os.scandir(root) as entries:
+            places += [Path(e.path) for e in entries
+                       if _SUBDIR.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for place in places:
+        with os.scandir(place) as entries:
+            found += [Path(e.path) for e in entries
+                      if _FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+    return sorted(found)
+
+
+def usage(path: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+    """How many lossjit kernel files ``path`` (default :func:`cache_dir`) holds, and their
+    total size in bytes."""
+    files = cache_files(path)
+    size = 0
+    for file in files:
+        try:
+            size += file.stat().st_size
+        except FileNotFoundError:  # removed meanwhile by another process
+            pass
+    return len(files), size
+
+
+def clear(path: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+    """Remove lossjit's compiled-kernel files from ``path`` (default :func:`cache_dir`).
+
+    Returns (files removed, bytes freed). Only files named as lossjit's kernels are removed
+    (see :func:`cache_files`); other projects' cache files and any other file stay, and so
+    does the directory itself. A per-source sub-directory left empty is removed. A missing
+    directory is fine: ``(0, 0)``. This is also the cure for a damaged (truncated) cache file.
+    """
+    removed = freed = 0
+    parents: set[Path] = set()
+    for file in cache_files(path):
+        try:
+            size = file.stat().st_size
+            file.unlink()
+        except FileNotFoundError:  # another process removed it first
+            continue
+        removed += 1
+        freed += size
+        parents.add(file.parent)
+    root = Path(cache_dir() if path is None else path)
+    for parent in parents:
+        if parent != root:
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                pass
+    return removed, freed
+
+
+# --- warm -----------------------------------------------------------------------------------
+
+#: Rows of the small inputs; every layout's rows hold ``_WIDTH`` numbers per member (the
+#: classes of a classification loss, the embedding size of pairs and triplets).
+_ROWS = 3
+_WIDTH = 4
+
+
+@dataclass(frozen=True)
+class Warmed:
+    """What :func:`warm` did for one loss.
+
+    ``kernels``: the kernels it can dispatch to (serial and parallel names); ``compiled``
+    and ``loaded``: specialisations compiled now and loaded from the cache (both 0 when they
+    were already in this process); ``calls``: API calls made; ``errors``: variants that
+    could not be built (a user's loss with a layout ``warm`` cannot guess).
+    """
+
+    name: str
+    seconds: float
+    kernels: tuple[str, ...]
+    compiled: int
+    loaded: int
+    calls: int
+    errors: tuple[str, ...] = ()
+
+
+def _elementwise(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
+    # Probabilities in (0, 1) are valid for every element-wise loss (binary_cross_entropy).
+    x = rng.uniform(0.05, 0.95, (rows, _WIDTH)).astype(dtype)
+    return [("values", x, rng.uniform(0.0, 1.0, x.shape).astype(dtype))]
+
+
+def _classes(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
+    import numpy as np
+
+    # Probabilities: valid logits too, and valid inputs with from_logits=false.
+    x = rng.uniform(0.1, 1.0, (rows, _WIDTH))
+    x = (x / x.sum(axis=1, keepdims=True)).astype(dtype)
+    labels = rng.integers(0, _WIDTH, rows)
+    one_hot = np.eye(_WIDTH, dtype=dtype)[labels]
+    return [("index targets", x, labels), ("probability targets", x, one_hot)]
+
+
+def _stack(members: int, with_labels: bool) -> Callable[[int, Any, Any], list[Any]]:
+    def build(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
+        x = rng.normal(size=(rows, members, _WIDTH)).astype(dtype)
+        labels = rng.integers(0, 2, rows).astype(float) if with_labels else None
+        return [("labels" if with_labels else "no targets", x, labels)]
+
+    return build
+
+
+#: How each input layout is built: ``(rows, dtype, rng) -> [(variant, predictions, targets)]``,
+#: each row holding the same count of numbers; and which layout a ``prepare`` function takes.
+#: Any other loss (a user's ``register(pointwise=...)``) is taken to be element-wise.
+LAYOUTS: dict[str, Callable[[int, Any, Any], list[tuple[str, Any, Any]]]] = {
+    "elementwise": _elementwise,
+    "classes": _classes,
+    "pairs": _stack(2, with_labels=True),
+    "triplets": _stack(3, with_labels=False),
+}
+_LAYOUT_OF_PREPARE = {
+    "lossjit.layouts:cross_entropy": "classes",
+    "lossjit.layouts:focal": "classes",
+    "lossjit.layouts:contrastive": "pairs",
+    "lossjit.layouts:triplet": "triplets",
+}
+
+
+def layout_of(spec: Any) -> str:
+    """The key in :data:`LAYOUTS` of a loss's input layout."""
+    prepare = spec.prepare if isinstance(spec.prepare, str) else ""
+    return _LAYOUT_OF_PREPARE.get(prepare, "elementwise")
+
+
+def option_sets(spec: Any) -> list[dict[str, Any]]:
+    """The options ``warm`` calls a loss with, derived from its registry spec: the defaults;
+    each boolean option flipped (``from_logits``, ``swap``: they can choose another kernel);
+    and every array option given (``weight``, ``pos_weight``, ``alpha``: one value per class
+    or per column, ``_WIDTH`` of them)."""
+    import numpy as np
+
+    sets: list[dict[str, Any]] = [{}]
+    sets += [{p.name: not p.default} for p in spec.params if p.kind == "bool"]
+    arrays = {p.name: np.ones(_WIDTH) for p in spec.params
+              if p.kind in ("array", "float_or_array")}
+    if arrays:
+        sets.append(arrays)
+    return sets
+
+
+def _label(kernel: Any) -> list[str]:
+    if isinstance(kernel, str):
+        return [kernel, kernel + "_parallel"]
+    return [getattr(getattr(k, "py_func", k), "__name__", repr(k)) for k in kernel]
+
+
+def _counts(dispatchers: Iterable[Any]) -> tuple[int, int]:
+    compiled = loaded = 0
+    for d in dispatchers:
+        stats = getattr(d, "stats", None)
+        if stats is not None:
+            compiled += sum(stats.cache_misses.values())
+            loaded += sum(stats.cache_hits.values())
+    return compiled, loaded
+
+
+def _warm_one(name: str, dtypes: Sequence[Any], parallel: bool) -> Warmed:
+    import numpy as np
+
+    from lossjit import api, registry
+    from lossjit.errors import LossjitError
+
+    started = time.perf_counter()
+    spec = registry.resolve(name)
+    build = LAYOUTS[layout_of(spec)]
+    large_rows = math.ceil(api.PARALLEL_MIN / _WIDTH)  # rows of every layout hold >= _WIDTH
+    sizes = [_ROWS] + ([large_rows] if parallel else [])
+    labels: dict[str, None] = {}
+    dispatchers: dict[int, Any] = {}
+    errors: list[str] = []
+    calls = 0
+
+    # First note which kernels the variants dispatch to (no compiling), to count their
+    # compilations; then make the calls the API makes.
+    plan = []
+    for dtype in dtypes:
+        for rows in sizes:
+            rng = np.random.default_rng(0)
+            for variant, x, y in build(rows, dtype, rng):
+                for options in option_sets(spec):
+                    what = f"{variant}, {np.dtype(dtype).name}" + "".join(
+                        f", {k}={'array' if isinstance(v, np.ndarray) else v}"
+                        for k, v in options.items())
+                    try:
+                        call = api._prepare_function(spec)(x, y, spec.options(options))
+                    except LossjitError as exc:
+                        if rows == _ROWS:
+                            errors.append(f"{what}: {exc}")
+                        continue
+                    labels.update(dict.fromkeys(_label(call.kernel)))
+                    for kernel in api._kernel_pair(call.kernel):
+                        dispatchers[id(kernel)] = kernel
+                    plan.append((x, y, options))
+    before = _counts(dispatchers.values())
+    for x, y, options in plan:
+        for reduction in ("mean", "none"):
+            api.value_and_grad(spec.name, x, y, reduction=reduction, **options)
+            api.loss(spec.name, x, y, reduction=reduction, **options)
+            calls += 2
+    after = _counts(dispatchers.values())
+    return Warmed(spec.name, time.perf_counter() - started, tuple(labels),
+                  after[0] - before[0], after[1] - before[1], calls, tuple(errors))
+
+
+def warm(names: Sequence[str] | None = None, dtypes: Sequence[Any] = ("float32", "float64"),
+         parallel: bool = True, progress: Callable[[Warmed], None] | None = None,
+         jobs: int = 1) -> list[Warmed]:
+    """Compile (or load from the cache) the kernels of ``names`` (default: every registered
+    loss) for ``dtypes``, ahead of use: for images, and before fanning out many processes.
+
+    Each loss is called through the API as a user would call it, so exactly the
+    specialisations the API uses are compiled: value and gradient, value only and
+    ``reduction="none"``, for every layout of targets it takes (class indices and
+    probabilities) and every option that picks another kernel (``from_logits``), with and
+    without its array options; with ``parallel``, also on an input of at least
+    ``lossjit.api.PARALLEL_MIN`` numbers, which runs the parallel twin. ``progress`` is called
+    with each loss's :class:`Warmed` when it is done. Kernels go where Numba caches them: with
+    the CLI, :func:`cache_dir`.
+
+    Numba compiles on one core. With ``jobs`` > 1, the built-in losses are warmed in that many
+    fresh worker processes (each loss's kernels are its own, so no two workers write the same
+    cache entry); losses registered in this process are warmed here. The results are in the
+    order of ``names`` whatever ``jobs`` is; ``progress`` sees them as they finish.
+    """
+    import numpy as np
+
+    from lossjit import registry
+    from lossjit.errors import LossjitError
+    from lossjit.layouts import FLOATS
+
+    chosen: list[Any] = []
+    for dtype in dtypes:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt not in FLOATS:
+            raise LossjitError(f"dtypes: {dtype!r} is not supported; expected float32 or "
+                               "float64")
+        if dt not in chosen:
+            chosen.append(dt)
+    if int(jobs) != jobs or jobs < 1:
+        raise LossjitError(f"jobs: expected a whole number >= 1, got {jobs!r}")
+    wanted = registry.names() if names is None else [registry.resolve(n).name for n in names]
+    wanted = list(dict.fromkeys(wanted))
+    done: dict[str, Warmed] = {}
+
+    def finish(result: Warmed) -> None:
+        done[result.name] = result
+        if progress is not None:
+            progress(result)
+
+    builtin = {spec.name: spec for spec in registry.BUILTIN}
+    # Only a built-in loss is known to a fresh process, with the same spec.
+    elsewhere = [n for n in wanted if registry.resolve(n) is builtin.get(n)]
+    if jobs > 1 and len(elsewhere) > 1:
+        # Longest first: the losses with the most variants of input and options.
+        elsewhere.sort(key=lambda n: -len(option_sets(builtin[n])) * len(
+            LAYOUTS[layout_of(builtin[n])](1, np.float64, np.random.default_rng(0))))
+        _warm_in_workers(elsewhere, [dt.name for dt in chosen], parallel,
+                         min(int(jobs), len(elsewhere)), finish)
+    for name in wanted:
+        if name not in done:
+            finish(_warm_one(name, chosen, parallel))
+    return [done[name] for name in wanted]
+
+
+_SERVE = "from lossjit.cache import _serve; _serve()"
+
+
+def _serve() -> None:
+    """A warm worker: ``argv`` = dtypes (comma-separated) and parallel (0/1); reads loss names
+    from stdin, one a line, and answers each with one line of JSON (a :class:`Warmed`)."""
+    dtypes, parallel = sys.argv[1].split(","), sys.argv[2] == "1"
+    for line in sys.stdin:
+        result = _warm_one(line.strip(), dtypes, parallel)
+        print(json.dumps(asdict(result)), flush=True)
+
+
+def _warm_in_workers(names: list[str], dtypes: list[str], parallel: bool, jobs: int,
+                     finish: Callable[[Warmed], None]) -> None:
+    """Warm ``names`` in ``jobs`` fresh Python processes, each taking the next loss when it is
+    done with one; ``finish`` gets the results, in this thread, as they come."""
+    import lossjit
+
+    env = dict(os.environ)  # the same NUMBA_CACHE_DIR, and the same lossjit
+    package_root = str(Path(lossjit.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    todo: queue.Queue[str] = queue.Queue()
+    for name in names:
+        todo.put(name)
+    answers: queue.Queue[Warmed | BaseException] = queue.Queue()
+
+    def work() -> None:
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                with subprocess.Popen(
+                        [sys.executable, "-c", _SERVE, ",".join(dtypes), str(int(parallel))],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                        text=True, env=env) as proc:
+                    assert proc.stdin is not None and proc.stdout is not None
+                    while True:
+                        try:
+                            name = todo.get_nowait()
+                        except queue.Empty:
+                            break
+                        proc.stdin.write(name + "\n")
+                        proc.stdin.flush()
+                        line = proc.stdout.readline()
+                        if not line:
+                            stderr.seek(0)
+                            message = stderr.read().decode(errors="replace").strip()
+                            raise RuntimeError(f"warming {name} in a worker process failed: "
+                                               + (message.splitlines() or ["no output"])[-1])
+                        fields = json.loads(line)
+                        answers.put(Warmed(**{k: tuple(v) if isinstance(v, list) else v
+                                              for k, v in fields.items()}))
+                    proc.stdin.close()
+            except BaseException as exc:  # handed to the caller's thread
+                answers.put(exc)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(jobs)]
+    for thread in threads:
+        thread.start()
+    failure: BaseException | None = None
+    for _ in names:
+        answer = answers.get()
+        if isinstance(answer, BaseException):
+            failure = answer
+            while not todo.empty():  # the other workers stop after their current loss
+                todo.get_nowait()
+            break
+        finish(answer)
+    for thread in threads:
+        thread.join()
+    if failure is not None:
+        raise failure

@@ -1,0 +1,314 @@
+"""The compiled-kernel cache: ``lossjit.cache.cache_dir``, ``clear`` and ``warm``.
+
+The proof that ``warm`` works runs in real processes with a fresh ``NUMBA_CACHE_DIR``: one
+warms the cache, the next calls every loss in every form the API offers (both dtypes, value
+and gradient, value only, ``reduction="none"``, inputs large enough for the parallel kernels,
+other shapes than warm's) and finds, in every kernel's Numba statistics, nothing compiled.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+import pytest
+
+import lossjit
+from lossjit import cache
+from lossjit.errors import LossjitError, UnknownLossError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def python(code: str, cache_path: Path) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (this lossjit) with ``NUMBA_CACHE_DIR=cache_path``."""
+    env = dict(os.environ)
+    env["NUMBA_CACHE_DIR"] = str(cache_path)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def run_python(code: str, cache_path: Path) -> str:
+    """The stdout of ``code`` run by :func:`python`, which must succeed."""
+    result = python(code, cache_path)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def numba_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".nbi", ".nbc"))
+
+
+# --- cache_dir ------------------------------------------------------------------------------
+
+
+def test_cache_dir_is_numba_cache_dir_when_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache.cache_dir() == str(tmp_path / "mine")
+    assert cache.use_cache_dir() == str(tmp_path / "mine")
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
+    assert not (tmp_path / "mine").exists()  # nothing is created
+
+
+@pytest.mark.parametrize("unset", ["absent", "empty"])
+def test_cache_dir_is_per_user_and_per_version_by_default(monkeypatch, unset):
+    if unset == "absent":
+        monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    else:
+        monkeypatch.setenv("NUMBA_CACHE_DIR", "")  # Numba reads an empty value as unset
+    expected = os.path.join(platformdirs.user_cache_dir("lossjit"), lossjit.__version__)
+    assert cache.cache_dir() == expected == cache.default_cache_dir()
+    assert cache.use_cache_dir() == expected
+    assert os.environ["NUMBA_CACHE_DIR"] == expected
+
+
+# --- clear ----------------------------------------------------------------------------------
+
+COMPUTE = textwrap.dedent("""
+    import numpy as np, lossjit
+    lossjit.value_and_grad("mse", np.ones(3), np.zeros(3))
+    lossjit.value_and_grad("l1", np.ones(3, np.float32), np.zeros(3, np.float32))
+""")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A cache directory holding the files of a few kernels, compiled by another process."""
+    root = tmp_path_factory.mktemp("compiled") / "cache"
+    run_python(COMPUTE, root)
+    return root
+
+
+@pytest.fixture
+def root(compiled, tmp_path):
+    """A copy of ``compiled`` of the test's own."""
+    shutil.copytree(compiled, tmp_path / "cache")
+    return tmp_path / "cache"
+
+
+def test_clear_removes_lossjit_kernel_files_and_nothing_else(root):
+    ours = numba_files(root)
+    assert ours and all(p.parent.name.startswith("kernels_") for p in ours)
+    kernels_dir = ours[0].parent
+
+    # What else a shared NUMBA_CACHE_DIR may hold: other projects' Numba caches (one of them
+    # in a directory also called kernels), and files that are not Numba's.
+    others = {
+        root / ("other_" + "a" * 40) / "model.step-12.py311.nbi": b"index",
+        root / ("other_" + "a" * 40) / "model.step-12.py311.1.nbc": b"code",
+        root / ("kernels_" + "b" * 40) / "physics.force-7.py311.nbi": b"index",
+        root / ("kernels_" + "b" * 40) / "physics.force_serial-7.py311.1.nbc": b"code",
+        kernels_dir / "helpers.dot-3.py311.nbi": b"index",
+        kernels_dir / "notes.txt": b"notes",
+        root / "README": b"readme",
+        root / "_blocks.mse_serial_0123456789ab-82.py311.nbi.bak": b"backup",
+    }
+    for path, data in others.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    assert cache.cache_files(root) == ours
+    size = sum(p.stat().st_size for p in ours)
+    assert cache.usage(root) == (len(ours), size)
+    assert cache.clear(root) == (len(ours), size)
+    assert not any(p.exists() for p in ours)
+    for path, data in others.items():
+        assert path.read_bytes() == data, path
+    assert kernels_dir.is_dir()  # it still holds other files
+    assert cache.clear(root) == (0, 0)
+
+
+def test_clear_removes_an_emptied_source_directory_but_keeps_the_cache_directory(root):
+    removed, freed = cache.clear(root)
+    assert removed >= 4 and freed > 0
+    assert root.is_dir() and list(root.iterdir()) == []
+
+
+def test_clear_is_safe_without_a_directory(tmp_path, monkeypatch):
+    assert cache.clear(tmp_path / "missing") == (0, 0)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "also-missing"))
+    assert cache.clear() == (0, 0) and cache.usage() == (0, 0)
+    (tmp_path / "a-file").write_text("x")
+    assert cache.clear(tmp_path / "a-file") == (0, 0)
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_clear_defaults_to_cache_dir(root, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(root))
+    count = len(numba_files(root))
+    assert cache.usage()[0] == count
+    assert cache.clear()[0] == count
+    assert numba_files(root) == []
+
+
+@pytest.mark.parametrize("cut", ["empty", "half"])
+def test_clear_cures_a_truncated_cache_file(root, cut):
+    """A truncated file makes Numba raise (EOFError when empty, UnpicklingError when cut
+    short); after clear() the kernels compile again."""
+    for path in numba_files(root):
+        data = path.read_bytes()
+        path.write_bytes(b"" if cut == "empty" else data[:len(data) // 2])
+    broken = python(COMPUTE, root)
+    assert broken.returncode != 0
+    assert ("EOFError" if cut == "empty" else "UnpicklingError") in broken.stderr
+    cache.clear(root)
+    assert run_python(COMPUTE + "print('ok')", root).strip() == "ok"
+
+
+# --- warm -----------------------------------------------------------------------------------
+
+WARM = textwrap.dedent("""
+    import json
+    from dataclasses import asdict
+    from lossjit import cache
+    print(json.dumps([asdict(r) for r in cache.warm(jobs=2)]))
+""")
+
+# Every loss as a user calls it, written independently of warm's own inputs: other shapes,
+# other target dtypes, options set, and both sizes (serial and parallel kernels).
+USE = textwrap.dedent("""
+    import json
+    import numpy as np
+    import lossjit
+    from lossjit import kernels
+    from lossjit.api import PARALLEL_MIN
+
+    rng = np.random.default_rng(1)
+    for dt in (np.float32, np.float64):
+        for n in (7, PARALLEL_MIN):
+            def normal(*shape):
+                return rng.normal(size=shape).astype(dt)
+
+            def unit(*shape):
+                return rng.uniform(0.02, 0.98, size=shape).astype(dt)
+
+            def softmax(*shape):
+                e = np.exp(rng.normal(size=shape))
+                return (e / e.sum(axis=1, keepdims=True)).astype(dt)
+
+            def use(name, x, y=None, **options):
+                lossjit.value_and_grad(name, x, y, **options)
+                lossjit.loss(name, x, y, **options)
+                lossjit.value_and_grad(name, x, y, reduction="none", **options)
+                lossjit.loss(name, x, y, reduction="none", **options)
+                lossjit.grad(name, x, y, reduction="sum", **options)
+
+            use("mse", normal(n), normal(n))
+            use("mae", normal(n, 2), normal(n, 2))
+            use("huber", normal(n), normal(n), delta=0.5)
+            use("smooth_l1", normal(n, 1, 1), normal(n, 1, 1), beta=0.2)
+            use("sigmoid_focal", normal(n), unit(n).round(), alpha=-1.0, gamma=1.0)
+            use("bce", unit(n), unit(n).round())
+            use("binary_cross_entropy", unit(n, 3), unit(n, 3), weight=np.array([1.0, 2, 3]))
+            use("bce_with_logits", normal(n), unit(n))
+            use("bce_with_logits", normal(n, 3), unit(n, 3), weight=np.array([1.0, 2, 3]),
+                pos_weight=np.array([2.0]))
+            use("bce_with_logits", normal(n, 3), unit(n, 3), pos_weight=np.array([1.0, 2, 3]))
+            c = 5
+            labels = rng.integers(0, c, n).astype(np.int32)
+            labels[0] = -100
+            one_hot = np.eye(c, dtype=dt)[rng.integers(0, c, n)]
+            for name in ("ce", "focal"):
+                use(name, normal(n, c), labels)
+                use(name, normal(c), np.array(2))
+                use(name, normal(n, c, 2), rng.integers(0, c, (n, 2)))
+                use(name, normal(n, c), one_hot)
+                use(name, softmax(n, c), labels, from_logits=False)
+                use(name, softmax(n, c), one_hot, from_logits=False)
+            use("ce", normal(n, c), softmax(n, c), label_smoothing=0.1, weight=np.ones(c))
+            use("focal", normal(n, c), labels, alpha=0.25, gamma=1.5)
+            use("focal", softmax(n, c), one_hot, alpha=np.ones(c), from_logits=False)
+            use("contrastive", normal(n, 2, 3), rng.integers(0, 2, n), margin=2.0)
+            use("triplet", normal(n, 3, 3))
+            use("triplet", normal(n, 3, 3), swap=True, p=1.0)
+    stats = {}
+    for name in kernels.__all__:
+        s = getattr(kernels, name).stats
+        stats[name] = [sum(s.cache_misses.values()), sum(s.cache_hits.values())]
+    print(json.dumps(stats))
+""")
+
+
+def test_warm_compiles_everything_the_api_uses(tmp_path):
+    root = tmp_path / "cache"
+    warmed = json.loads(run_python(WARM, root).strip().splitlines()[-1])
+    assert [w["name"] for w in warmed] == lossjit.names()
+    for w in warmed:
+        assert w["errors"] == [] and w["compiled"] > 0 and w["loaded"] == 0, w
+    from lossjit import kernels
+
+    assert sorted(k for w in warmed for k in w["kernels"]) == sorted(kernels.__all__)
+    # two dtypes x serial and parallel: four specialisations per kernel pair
+    assert sum(w["compiled"] for w in warmed) == 2 * len(kernels.__all__)
+
+    stats = json.loads(run_python(USE, root).strip().splitlines()[-1])
+    compiled = {name: misses for name, (misses, hits) in stats.items() if misses}
+    assert not compiled, f"compiled after warm: {compiled}"
+    unused = [name for name, (misses, hits) in stats.items() if not hits]
+    assert not unused, f"the test does not use {unused}"
+
+    # warm again: everything loads; and every file it made is one clear() knows
+    again = json.loads(run_python(WARM, root).strip().splitlines()[-1])
+    assert all(w["compiled"] == 0 and w["loaded"] > 0 for w in again), again
+    assert cache.clear(root)[0] > 0
+    assert numba_files(root) == []
+
+
+@pytest.fixture
+def cube_loss():
+    from numba import njit
+
+    from lossjit import registry
+
+    @njit
+    def cube(x, y):
+        e = x - y
+        return e * e * e, 3.0 * e * e
+
+    yield lossjit.register("warm_test_cube", pointwise=cube, replace=True)
+    registry._specs.pop("warm_test_cube", None)
+    registry._aliases.pop("warm_test_cube", None)
+
+
+def test_warm_in_process_with_a_registered_loss_and_progress(cube_loss):
+    seen = []
+    results = cache.warm(["mse", "warm_test_cube", "mean_squared_error"], dtypes=["float64"],
+                         parallel=False, progress=seen.append, jobs=2)
+    assert [r.name for r in results] == ["mse", "warm_test_cube"] == [r.name for r in seen]
+    mse, cube_result = results
+    assert mse.kernels == ("mse", "mse_parallel")
+    assert cube_result.kernels[0].startswith("user_warm_test_cube_serial_")
+    assert mse.calls == cube_result.calls == 4 and not mse.errors
+    assert mse.seconds >= 0
+
+
+def test_warm_rejects_bad_arguments():
+    with pytest.raises(LossjitError, match="dtypes"):
+        cache.warm(["mse"], dtypes=["int32"])
+    with pytest.raises(LossjitError, match="jobs"):
+        cache.warm(["mse"], jobs=0)
+    with pytest.raises(UnknownLossError):
+        cache.warm(["no_such_loss"])
+
+
+def test_option_sets_come_from_the_registry():
+    from lossjit import registry
+
+    sets = cache.option_sets(registry.resolve("cross_entropy"))
+    assert sets[0] == {} and {"from_logits": False} in sets
+    assert set(sets[-1]) == {"weight"}
+    assert cache.option_sets(registry.resolve("mse")) == [{}]
+    assert {cache.layout_of(registry.resolve(n)) for n in lossjit.names()} == set(cache.LAYOUTS)
+    assert isinstance(sets[-1]["weight"], np.ndarray)
+
+
+def test_warm_reports_a_failed_worker(monkeypatch):
+    monkeypatch.setattr(cache, "_SERVE", "import sys; sys.exit('boom: no compiler')")
+    with pytest.raises(RuntimeError, match="worker process failed: boom: no compiler"):
+        cache.warm(["mse", "l1", "huber"], jobs=2)
