@@ -32,10 +32,12 @@ from numba import njit
 _cache_ok = True
 
 
-def _compile(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = False) -> Any:
+def _compile(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = False,
+             inline: bool = False) -> Any:
     """Wrap ``fn`` in a Numba dispatcher with lossjit's options."""
     global _cache_ok
-    options = dict(error_model="numpy", fastmath=False, parallel=parallel)
+    options = dict(error_model="numpy", fastmath=False, parallel=parallel,
+                   inline="always" if inline else "never")
     if cache and _cache_ok:
         try:
             return njit(cache=True, **options)(fn)
@@ -50,9 +52,16 @@ def _compile(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = Fa
     return njit(cache=False, **options)(fn)
 
 
-def jit(fn: Callable[..., Any]) -> Any:
-    """Compile a helper: serial, in source order, inlined into the kernels that call it."""
-    return _compile(fn)
+def jit(fn: Callable[..., Any] | None = None, *, inline: bool = False) -> Any:
+    """Compile a helper: serial, in source order, compiled into the kernels that call it.
+
+    ``inline=True`` inlines it at every call site before LLVM sees the code: for the small
+    math helpers inside vectorised loops, which LLVM would otherwise call and not vectorise
+    once the caller grows past its inlining budget.
+    """
+    if fn is None:
+        return lambda f: _compile(f, inline=inline)
+    return _compile(fn, inline=inline)
 
 
 def _source_fingerprint() -> bytes:

@@ -209,9 +209,12 @@ def register(name: str, kernel: Any = None, *, pointwise: Any = None,
     specs = tuple(_as_param(p) for p in params)
     pair: Any = kernel
     if pointwise is not None:
-        from lossjit.kernels._blocks import elementwise_kernels
+        from lossjit._jit import specialise
+        from lossjit.kernels import _blocks
 
-        pair = elementwise_kernels(f"user_{name}", pointwise)
+        adapter = specialise(_blocks.user_pointwise_template, f"user_{name}_pointwise",
+                             user_pointwise=pointwise)
+        pair = _blocks.elementwise_kernels(f"user_{name}", adapter)
     elif kernel is not None and not isinstance(kernel, tuple):
         pair = (kernel, kernel)
     if prepare is None:

@@ -20,7 +20,9 @@ blocks depend only on the shape, so the loss is bit-identical for any thread cou
 serial and parallel kernels.
 
 ``elementwise_template`` is the ``block`` of every loss whose terms are single elements: it
-calls the loss's ``pointwise(x, y, *params) -> (loss, dloss/dx)`` on each element.
+calls the loss's ``pointwise(x, y, params) -> (loss, dloss/dx)`` on each element, ``params``
+being the tuple of the loss's scalar options. Built-in pointwise functions are inlined where
+they are called (``jit(inline=True)``), so the element loops vectorise.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ LANES = 16
 # Free names of the templates, bound per loss by ``specialise``.
 block: Any = None
 pointwise: Any = None
+user_pointwise: Any = None
 
 
 @jit
@@ -105,12 +108,12 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
     values = np.empty(n)
     if grad.size:
         for i in range(n):
-            value, slope = pointwise(float(x[i]), float(y[i]), *params)
+            value, slope = pointwise(float(x[i]), float(y[i]), params)
             values[i] = value
             grad[i] = slope * scale
     else:
         for i in range(n):
-            values[i] = pointwise(float(x[i]), float(y[i]), *params)[0]
+            values[i] = pointwise(float(x[i]), float(y[i]), params)[0]
     if w.size:
         for i in range(n):
             values[i] *= w[i]
@@ -121,6 +124,11 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
         for i in range(n):
             losses[i] = values[i]
     return lane_sum(values, np.empty(LANES))
+
+
+def user_pointwise_template(x, y, params):
+    """A user's ``pointwise(x, y, *params)`` called the way the element-wise block calls."""
+    return user_pointwise(x, y, *params)
 
 
 def row_kernels(name: str, block_fn: Callable[..., Any]) -> tuple[Any, Any]:

@@ -69,13 +69,13 @@ _LN2_LO = 1.9082149292705877e-10
 _SQRT2 = 1.4142135623730951
 
 
-@jit
+@jit(inline=True)
 def _pow2(k):
     """2^k for an integer-valued float k in [-1022, 1023]."""
     return _float((int(k) + 1023) << 52)
 
 
-@jit
+@jit(inline=True)
 def exp(x):
     """e^x: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial of degree 13
     (truncation below 1e-17), then scaled by 2^k in two halves so that subnormal results and
@@ -105,7 +105,7 @@ def exp(x):
 _F32 = np.float32
 
 
-@jit
+@jit(inline=True)
 def exp32(x):
     """e^x in float32 arithmetic, for float32 data: the same range reduction as ``exp``
     and a degree-7 polynomial (truncation below 1e-8), twice as many lanes per vector."""
@@ -139,7 +139,7 @@ def _exp_as(x):
     return lambda x: exp(x)
 
 
-@jit
+@jit(inline=True)
 def log(x):
     """ln x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m-1)/(m+1),
     by its odd series to s^23 (|s| <= 0.172, truncation below 1e-18)."""
@@ -176,7 +176,7 @@ def log(x):
     return value
 
 
-@jit
+@jit(inline=True)
 def log1p(u):
     """ln(1 + u), accurate for small u: log(w) * u / (w - 1) with w = 1 + u."""
     w = 1.0 + u
@@ -187,13 +187,13 @@ def log1p(u):
     return log(w) * (u / (w - 1.0))
 
 
-@jit
+@jit(inline=True)
 def softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)); finite for every finite x."""
-    return max(x, 0.0) + log1p(exp(-abs(x)))
+    return (x if x > 0.0 else 0.0) + log1p(exp(-abs(x)))  # a select: max() would not vectorise
 
 
-@jit
+@jit(inline=True)
 def sigmoid(x):
     """1 / (1 + exp(-x)), evaluated so that neither tail overflows."""
     z = exp(-abs(x))
@@ -202,7 +202,7 @@ def sigmoid(x):
     return z / (1.0 + z)
 
 
-@jit
+@jit(inline=True)
 def sign(x):
     """-1, 0 or 1 (0 at x = 0, NaN for NaN), as torch.sign."""
     if x > 0.0:

@@ -387,18 +387,22 @@ def focal_probs_block(x, y, w, grad, losses, scale, alpha, gamma, eps):
 BCE_FLOOR = 9.999999960041972e-13
 
 
-@jit
-def binary_cross_entropy_pointwise(x, y):
+@jit(inline=True)
+def binary_cross_entropy_pointwise(x, y, params):
     """-(y log x + (1-y) log(1-x)), logs clamped at -100; grad (x-y)/max(x(1-x), 1e-12)."""
-    log_x = max(log(x), -100.0)
-    log_1mx = max(log1p(-x), -100.0)
+    log_x = log(x)
+    log_1mx = log1p(-x)
+    log_x = -100.0 if log_x < -100.0 else log_x  # selects (NaN stays NaN): max() is a call
+    log_1mx = -100.0 if log_1mx < -100.0 else log_1mx
     value = -(y * log_x + (1.0 - y) * log_1mx)
-    return value, (x - y) / max(x * (1.0 - x), BCE_FLOOR)
+    spread = x * (1.0 - x)
+    return value, (x - y) / (BCE_FLOOR if spread < BCE_FLOOR else spread)
 
 
-@jit
-def bce_with_logits_pointwise(x, y, pos_weight):
+@jit(inline=True)
+def bce_with_logits_pointwise(x, y, params):
     """(1-y) x + (1+(pw-1) y) softplus(-x); d/dx = (1+(pw-1) y) sigmoid(x) - pw y."""
+    pos_weight = params[0]
     lift = 1.0 + (pos_weight - 1.0) * y
     return (1.0 - y) * x + lift * softplus(-x), lift * sigmoid(x) - pos_weight * y
 
@@ -413,7 +417,7 @@ def bce_with_logits_columns_block(x, y, w, grad, losses, scale, pos_weight):
     for r in range(n):
         for j in range(columns):
             value, slope = bce_with_logits_pointwise(float(x[r, j]), float(y[r, j]),
-                                                     pos_weight[j])
+                                                     (pos_weight[j],))
             term_weight = w[r, j] if w.size else 1.0
             values[j] = term_weight * value
             if losses.size:
@@ -424,21 +428,22 @@ def bce_with_logits_columns_block(x, y, w, grad, losses, scale, pos_weight):
     return total
 
 
-@jit
-def sigmoid_focal_pointwise(x, y, alpha, gamma):
+@jit(inline=True)
+def sigmoid_focal_pointwise(x, y, params):
     """alpha_t (1-p_t)^gamma bce_with_logits(x, y), p = sigmoid(x) (torchvision's form).
 
     With m = 1 - p_t = p (1-y) + (1-p) y:
     d/dx = alpha_t [(p - y) m^gamma + gamma m^(gamma-1) p (1-p) (1-2y) bce].
     """
+    alpha, gamma = params
     p = sigmoid(x)
     q = sigmoid(-x)
     bce = (1.0 - y) * x + softplus(-x)
     m = p * (1.0 - y) + q * y
-    modulating = m ** gamma
-    bend = 0.0
-    if m > 0.0:
-        bend = gamma * m ** (gamma - 1.0) * p * q * (1.0 - 2.0 * y) * bce
+    log_m = log(m)  # m^gamma as exp(gamma log m): pow() is a library call, this vectorises
+    modulating = 1.0 if gamma == 0.0 else exp(gamma * log_m)
+    bend = gamma * exp((gamma - 1.0) * log_m) * p * q * (1.0 - 2.0 * y) * bce
+    bend = bend if m > 0.0 else 0.0
     value = modulating * bce
     slope = (p - y) * modulating + bend
     if alpha >= 0.0:

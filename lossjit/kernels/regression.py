@@ -1,8 +1,9 @@
 """Element-wise regression losses: the per-element formula and its derivative.
 
-Each ``*_pointwise(x, y, *params)`` returns ``(loss, dloss/dx)`` for one element, with
-``e = x - y``. The kernels (``mse``, ``l1``, ``huber``, ``smooth_l1`` and their
-``*_parallel`` twins) follow the signature in :mod:`lossjit.kernels._blocks`.
+Each ``*_pointwise(x, y, params)`` returns ``(loss, dloss/dx)`` for one element, with
+``e = x - y`` and ``params`` the tuple of the loss's options. The kernels (``mse``, ``l1``,
+``huber``, ``smooth_l1`` and their ``*_parallel`` twins) follow the signature in
+:mod:`lossjit.kernels._blocks`.
 
 >>> import numpy as np
 >>> from lossjit.kernels import mse
@@ -19,23 +20,24 @@ from lossjit.kernels._blocks import elementwise_kernels
 from lossjit.kernels._stable import sign
 
 
-@jit
-def mse_pointwise(x, y):
+@jit(inline=True)
+def mse_pointwise(x, y, params):
     """e^2, d/dx = 2e."""
     e = x - y
     return e * e, 2.0 * e
 
 
-@jit
-def l1_pointwise(x, y):
+@jit(inline=True)
+def l1_pointwise(x, y, params):
     """|e|, d/dx = sign(e) (0 at e = 0)."""
     e = x - y
     return abs(e), sign(e)
 
 
-@jit
-def huber_pointwise(x, y, delta):
+@jit(inline=True)
+def huber_pointwise(x, y, params):
     """0.5 e^2 if |e| < delta else delta (|e| - delta/2); d/dx = e or delta sign(e)."""
+    delta = params[0]
     e = x - y
     a = abs(e)
     if a < delta:
@@ -43,9 +45,10 @@ def huber_pointwise(x, y, delta):
     return delta * (a - 0.5 * delta), delta * sign(e)
 
 
-@jit
-def smooth_l1_pointwise(x, y, beta):
+@jit(inline=True)
+def smooth_l1_pointwise(x, y, params):
     """0.5 e^2 / beta if |e| < beta else |e| - beta/2; d/dx = e/beta or sign(e)."""
+    beta = params[0]
     e = x - y
     a = abs(e)
     if a < beta:
