@@ -318,6 +318,50 @@ def info(loss: str, as_json: bool) -> None:
                    f"{p.help}{expect}")
 
 
+@cli.command()
+@click.argument("losses", nargs=-1, metavar="[LOSS]...")
+@click.option("--size", type=click.IntRange(1), default=1_000_000, show_default=True,
+              help="numbers in the predictions (cross_entropy/focal: rows of 10 classes)")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+              show_default=True)
+@click.option("--peers", default="numpy,torch,jax", show_default=True,
+              help="what to compare with: numpy (always), torch, jax, sklearn if installed")
+@click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
+def bench(losses: tuple[str, ...], size: int, dtype: str, peers: str, as_json: bool) -> None:
+    """Time value-and-gradient of each LOSS (default: all) here, against NumPy and, when
+    installed, PyTorch and JAX: median milliseconds, and how many times faster lossjit is."""
+    use_cache_dir()
+    from lossjit.bench import run_case
+
+    chosen = [p.strip() for p in peers.split(",") if p.strip()]
+    try:
+        names = [registry.resolve(name).name for name in losses] or registry.names()
+    except LossjitError as exc:
+        raise click.ClickException(str(exc)) from None
+    results = []
+    for name in names:
+        shape = (max(1, size // 10), 10) if name in ("cross_entropy", "focal") else size
+        try:
+            result = run_case(name, shape, dtype, peers=chosen, min_time=0.05, max_time=2.0)
+        except (KeyError, ValueError) as exc:  # a registered loss the harness cannot feed
+            _say(f"{name}: skipped ({exc})")
+            continue
+        results.append(result)
+        if as_json:
+            continue
+        times = result["times"]
+        ours = times["lossjit_out"]
+        cells = "  ".join(f"{peer} {times[peer] * 1e3:8.3f} ms ({times[peer] / ours:5.1f}x)"
+                          for peer in chosen if peer in times)
+        click.echo(f"{name:<21} lossjit {ours * 1e3:8.3f} ms   {cells}")
+        for peer, why in result["skipped"].items():
+            _say(f"{name}: {peer} skipped ({why})")
+    if as_json:
+        for result in results:
+            result.pop("samples", None)
+        click.echo(json.dumps(results))
+
+
 @cli.group()
 def cache() -> None:
     """The compiled-kernel cache: where it is, clearing it, compiling ahead of use."""
