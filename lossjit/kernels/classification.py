@@ -285,18 +285,24 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
     for c in range(classes):
         for r in range(n):
             others[r] += e[r, c] if c != y[r] else 0.0
+    # gather each row's target entries first: the arithmetic below then vectorises
+    kept = np.empty(n, np.bool_)
+    at_target, e_target, a = np.empty(n), np.empty(n), np.empty(n)
     for r in range(n):
-        kept = y[r] != ignore_index
-        target = y[r] if kept else 0
-        logp = float(x[r, target]) - lse[r]
-        p = e[r, target] / mass[r]
+        kept[r] = y[r] != ignore_index
+        target = y[r] if kept[r] else 0
+        at_target[r] = x[r, target]
+        e_target[r] = e[r, target]
+        a[r] = alphas[target] * term_weights[r]
+    for r in range(n):
+        logp = at_target[r] - lse[r]
+        p = e_target[r] / mass[r]
         u = others[r] / mass[r]
         modulating = 1.0 if gamma == 0.0 else exp(gamma * log(u))
         ratio = logp / u if u > 0.0 else -1.0  # log(p) / (1 - p) -> -1 as p -> 1
         bend = gamma * p * ratio if p > 0.0 else 0.0
-        a = alphas[target] * term_weights[r]
-        values[r] = -a * modulating * logp if kept else 0.0
-        factors[r] = a * modulating * (1.0 - bend) if kept else 0.0
+        values[r] = -a[r] * modulating * logp if kept[r] else 0.0
+        factors[r] = a[r] * modulating * (1.0 - bend) if kept[r] else 0.0
     if losses.size:
         for r in range(n):
             losses[r] = values[r]
