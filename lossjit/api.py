@@ -40,11 +40,19 @@ def _prepare_function(spec: LossSpec) -> Callable[..., Call]:
     return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
 
 
+_kernel_pairs: dict[str, tuple[Any, Any]] = {}
+
+
 def _kernel_pair(kernel: str | tuple[Any, Any]) -> tuple[Any, Any]:
+    """The (serial, parallel) kernels named ``kernel`` in :mod:`lossjit.kernels`."""
     if isinstance(kernel, tuple):
         return kernel
-    kernels = importlib.import_module("lossjit.kernels")
-    return getattr(kernels, kernel), getattr(kernels, kernel + "_parallel")
+    pair = _kernel_pairs.get(kernel)
+    if pair is None:
+        kernels = importlib.import_module("lossjit.kernels")
+        pair = _kernel_pairs[kernel] = (getattr(kernels, kernel),
+                                        getattr(kernels, kernel + "_parallel"))
+    return pair
 
 
 def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequence[Any]) -> None:
@@ -60,8 +68,16 @@ def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequen
             raise LossjitError("out: shares memory with an input; pass a separate array")
 
 
+_empties: dict[tuple[int, Any], np.ndarray] = {}
+
+
 def _empty(ndim: int, dtype: Any) -> np.ndarray:
-    return np.empty((0,) * ndim, dtype=dtype)
+    """A shared empty array: the kernels' "nothing here" (never written, having no element)."""
+    key = (ndim, np.dtype(dtype))
+    empty = _empties.get(key)
+    if empty is None:
+        empty = _empties[key] = np.empty((0,) * ndim, dtype=dtype)
+    return empty
 
 
 def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str = "mean",

@@ -185,6 +185,7 @@ class _Classes:
     index: np.ndarray | None  # (rows,) int64 class indices, or None for soft targets
     soft: np.ndarray | None  # (rows, C) target probabilities, or None
     unpack: Callable[[np.ndarray, np.ndarray], None] | None
+    ignored: bool = False  # whether any index target equals ignore_index
 
     @property
     def classes(self) -> int:
@@ -237,15 +238,18 @@ def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Class
                 f"{_shape(x.shape)}; expected shape {_shape(terms)} (the predictions' shape "
                 "without the class axis)")
         index = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
-        valid = (index >= 0) & (index < classes)
-        if ignore_index is not None:
-            valid |= index == ignore_index
-        if not valid.all():
-            bad = int(index[np.argmin(valid)])
-            raise LossjitError(f"targets: class index {bad} is out of range; expected 0 to "
-                               f"{classes - 1}" + (f" or ignore_index {ignore_index}"
-                                                   if ignore_index is not None else ""))
-        return _Classes(rows, terms, index, None, unpack)
+        lowest, highest = (int(index.min()), int(index.max())) if index.size else (0, 0)
+        if lowest < 0 or highest >= classes:  # out of range, or ignore_index outside 0..C-1
+            valid = (index >= 0) & (index < classes)
+            if ignore_index is not None:
+                valid |= index == ignore_index
+            if not valid.all():
+                bad = int(index[np.argmin(valid)])
+                raise LossjitError(f"targets: class index {bad} is out of range; expected 0 "
+                                   f"to {classes - 1}" + (f" or ignore_index {ignore_index}"
+                                                          if ignore_index is not None else ""))
+        return _Classes(rows, terms, index, None, unpack,
+                        ignored=ignore_index is not None and lowest <= ignore_index <= highest)
     if t.dtype.kind == "f":
         if t.shape != x.shape:
             raise LossjitError(
@@ -274,11 +278,10 @@ def cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Ca
     c = _classes(predictions, targets, ignore)
     weight = _class_vector(options["weight"], c.classes, "weight")
     smoothing = options["label_smoothing"]
+    count = float(c.x.shape[0])
     if c.index is not None:
-        kept = c.index != ignore
-        count = float((weight[c.index[kept]]).sum()) if weight.size else float(kept.sum())
-    else:
-        count = float(c.x.shape[0])
+        kept = c.index[c.index != ignore] if c.ignored else c.index
+        count = float(weight[kept].sum()) if weight.size else float(kept.size)
     if options["from_logits"]:
         if c.index is not None:
             return c.call("cross_entropy_index", (weight, ignore, smoothing), count)
@@ -294,7 +297,9 @@ def focal(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
     c = _classes(predictions, targets, ignore)
     alpha = _class_vector(options["alpha"], c.classes, "alpha")
     gamma = options["gamma"]
-    count = float((c.index != ignore).sum()) if c.index is not None else float(c.x.shape[0])
+    count = float(c.x.shape[0])
+    if c.index is not None and c.ignored:
+        count = float(np.count_nonzero(c.index != ignore))
     if options["from_logits"]:
         if c.index is not None:
             return c.call("focal_index", (alpha, gamma, ignore), count)

@@ -169,17 +169,18 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
     top, mass, lse, values = np.empty(n, x.dtype), np.empty(n), np.empty(n), np.empty(n)
     parts = np.empty(classes)
     _softmax_block(x, e, top, mass, lse)
-    for r in range(n):
-        target = y[r]
-        if target == ignore_index:
-            values[r] = 0.0
-            continue
-        value = keep * weights[target] * (lse[r] - float(x[r, target]))
-        if smoothing != 0.0:
-            for c in range(classes):
-                parts[c] = weights[c] * (lse[r] - float(x[r, c]))
-            value += spread * lane_sum(parts, lanes)
-        values[r] = value * (w[r] if w.size else 1.0)
+    term_weights = _term_weights(w, n)
+    for r in range(n):  # gathers first, so that the arithmetic below vectorises
+        kept = y[r] != ignore_index
+        target = y[r] if kept else 0
+        values[r] = (keep * weights[target] * (lse[r] - float(x[r, target])) * term_weights[r]
+                     if kept else 0.0)
+    if smoothing != 0.0:
+        for r in range(n):
+            if y[r] != ignore_index:
+                for c in range(classes):
+                    parts[c] = weights[c] * (lse[r] - float(x[r, c]))
+                values[r] += spread * lane_sum(parts, lanes) * term_weights[r]
     if losses.size:
         for r in range(n):
             losses[r] = values[r]
@@ -189,7 +190,7 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
             if target == ignore_index:
                 _ignore_term(grad, losses, r)
                 continue
-            g = (w[r] if w.size else 1.0) * scale
+            g = term_weights[r] * scale
             share = (keep * weights[target] + spread * weight_sum) * g / mass[r]
             even = spread * g
             for c in range(classes):
