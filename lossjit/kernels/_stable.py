@@ -203,6 +203,18 @@ def sigmoid(x):
 
 
 @jit(inline=True)
+def logistic(x):
+    """(softplus(-x), sigmoid(x), sigmoid(-x)) from a single exp(-|x|): what the logistic
+    losses need, at a third of the cost of computing each alone."""
+    z = exp(-abs(x))
+    tail = log1p(z)
+    inverse = 1.0 / (1.0 + z)
+    if x >= 0.0:
+        return tail, inverse, z * inverse
+    return tail - x, z * inverse, inverse
+
+
+@jit(inline=True)
 def sign(x):
     """-1, 0 or 1 (0 at x = 0, NaN for NaN), as torch.sign."""
     if x > 0.0:

@@ -27,7 +27,7 @@ import numpy as np
 
 from lossjit._jit import jit
 from lossjit.kernels._blocks import LANES, elementwise_kernels, lane_sum, row_kernels
-from lossjit.kernels._stable import exp, exp_as, log, log1p, sigmoid, softplus
+from lossjit.kernels._stable import exp, exp_as, log, log1p, logistic
 
 
 @jit
@@ -411,7 +411,8 @@ def bce_with_logits_pointwise(x, y, params):
     """(1-y) x + (1+(pw-1) y) softplus(-x); d/dx = (1+(pw-1) y) sigmoid(x) - pw y."""
     pos_weight = params[0]
     lift = 1.0 + (pos_weight - 1.0) * y
-    return (1.0 - y) * x + lift * softplus(-x), lift * sigmoid(x) - pos_weight * y
+    softplus_neg, p, _ = logistic(x)
+    return (1.0 - y) * x + lift * softplus_neg, lift * p - pos_weight * y
 
 
 @jit
@@ -443,9 +444,8 @@ def sigmoid_focal_pointwise(x, y, params):
     d/dx = alpha_t [(p - y) m^gamma + gamma m^(gamma-1) p (1-p) (1-2y) bce].
     """
     alpha, gamma = params
-    p = sigmoid(x)
-    q = sigmoid(-x)
-    bce = (1.0 - y) * x + softplus(-x)
+    softplus_neg, p, q = logistic(x)
+    bce = (1.0 - y) * x + softplus_neg
     m = p * (1.0 - y) + q * y
     log_m = log(m)  # m^gamma as exp(gamma log m): pow() is a library call, this vectorises
     modulating = 1.0 if gamma == 0.0 else exp(gamma * log_m)
