@@ -3,7 +3,7 @@
 Class-axis kernels take ``x`` as ``(rows, C)``: one row of C logits (or probabilities) per
 loss term; PyTorch's ``(N, C, d1..dk)`` inputs are laid out that way by
 :mod:`lossjit.layouts`. Targets are ``(rows,)`` class indices (``*_index``) or ``(rows, C)``
-probabilities (``*_soft``, ``*_probs``); per-term weights and outputs are ``(rows,)``. Every
+probabilities (``soft_targets``, ``*_probs``); per-term weights and outputs are ``(rows,)``. Every
 kernel follows the signature in :mod:`lossjit.kernels._blocks`.
 
 Softmax is log-sum-exp with the row's maximum subtracted, so no finite logit overflows; the
@@ -135,6 +135,8 @@ def _focal_factor(logp, gamma):
     F is the factor of the softmax focal gradient: d/dx_j = F (p_j - [j = y]). It has the
     limit (1 + gamma p) (1-p)^gamma as p -> 1, which this form keeps finite.
     """
+    if gamma == 0.0:
+        return 1.0, 1.0
     p = math.exp(logp)
     u = -math.expm1(logp)
     modulating = u ** gamma
@@ -197,40 +199,6 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
                 grad[r, c] = e[r, c] * share - even * weights[c]
             grad[r, target] -= keep * weights[target] * g
     return lane_sum(values, lanes)
-
-
-@jit
-def cross_entropy_soft_block(x, y, w, grad, losses, scale, weight, smoothing):
-    """-sum_c w_c q_c log p_c, q = (1-e) t + e/C, p = softmax(x); grad w.r.t. x."""
-    n, classes = x.shape
-    weighted = weight.size > 0
-    keep = 1.0 - smoothing
-    spread = smoothing / classes
-    e = np.empty(classes)
-    wq = np.empty(classes)
-    parts = np.empty(classes)
-    lanes = np.empty(LANES)
-    total = 0.0
-    for r in range(n):
-        _, mass, lse = _softmax_row(x, r, e, lanes)
-        for c in range(classes):
-            q = (weight[c] if weighted else 1.0) * (keep * float(y[r, c]) + spread)
-            wq[c] = q
-            # q = 0 at a masked (-inf) class adds exactly 0, not 0 * inf
-            parts[c] = q * (lse - float(x[r, c])) if q != 0.0 else 0.0
-        value = lane_sum(parts, lanes)
-        term_weight = w[r] if w.size else 1.0
-        value *= term_weight
-        if losses.size:
-            losses[r] = value
-        total += value
-        if grad.size:
-            q_total = lane_sum(wq, lanes)
-            g = term_weight * scale
-            inverse = 1.0 / mass
-            for c in range(classes):
-                grad[r, c] = (q_total * e[c] * inverse - wq[c]) * g
-    return total
 
 
 @jit
@@ -322,9 +290,16 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
 
 
 @jit
-def focal_soft_block(x, y, w, grad, losses, scale, alpha, gamma):
-    """-sum_c alpha_c t_c (1-p_c)^gamma log p_c, p = softmax(x); grad p_j sum_c F_c - F_j."""
+def soft_targets_block(x, y, w, grad, losses, scale, weight, smoothing, gamma):
+    """-sum_c a_c q_c (1-p_c)^gamma log p_c, p = softmax(x), q = (1-e) t + e/C: softmax
+    cross-entropy with probability targets (gamma = 0, a = class weights) and softmax focal
+    loss with one-hot or soft targets (e = 0, a = alpha). grad p_j sum_c F_c - F_j, with
+    F_c = a_c q_c (1-p_c)^gamma (1 - gamma p_c log p_c / (1-p_c)).
+    """
     n, classes = x.shape
+    weights = _class_weights(weight, classes)
+    keep = 1.0 - smoothing
+    spread = smoothing / classes
     e = np.empty(classes)
     own = np.empty(classes)
     parts = np.empty(classes)
@@ -333,14 +308,14 @@ def focal_soft_block(x, y, w, grad, losses, scale, alpha, gamma):
     for r in range(n):
         _, mass, lse = _softmax_row(x, r, e, lanes)
         for c in range(classes):
-            at = (alpha[c] if alpha.size else 1.0) * float(y[r, c])
+            aq = weights[c] * (keep * float(y[r, c]) + spread)
             own[c] = 0.0
             parts[c] = 0.0
-            if at != 0.0:
+            if aq != 0.0:  # a class with no target mass adds exactly 0, even at a -inf logit
                 logp = float(x[r, c]) - lse
                 modulating, factor = _focal_factor(logp, gamma)
-                parts[c] = -at * modulating * logp
-                own[c] = at * factor
+                parts[c] = -aq * modulating * logp
+                own[c] = aq * factor
         term_weight = w[r] if w.size else 1.0
         value = lane_sum(parts, lanes) * term_weight
         if losses.size:
@@ -462,12 +437,10 @@ def sigmoid_focal_pointwise(x, y, params):
 
 cross_entropy_index, cross_entropy_index_parallel = row_kernels(
     "cross_entropy_index", cross_entropy_index_block)
-cross_entropy_soft, cross_entropy_soft_parallel = row_kernels(
-    "cross_entropy_soft", cross_entropy_soft_block)
+soft_targets, soft_targets_parallel = row_kernels("soft_targets", soft_targets_block)
 cross_entropy_probs, cross_entropy_probs_parallel = row_kernels(
     "cross_entropy_probs", cross_entropy_probs_block)
 focal_index, focal_index_parallel = row_kernels("focal_index", focal_index_block)
-focal_soft, focal_soft_parallel = row_kernels("focal_soft", focal_soft_block)
 focal_probs, focal_probs_parallel = row_kernels("focal_probs", focal_probs_block)
 binary_cross_entropy, binary_cross_entropy_parallel = elementwise_kernels(
     "binary_cross_entropy", binary_cross_entropy_pointwise)
