@@ -285,7 +285,7 @@ def cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Ca
     if options["from_logits"]:
         if c.index is not None:
             return c.call("cross_entropy_index", (weight, ignore, smoothing), count)
-        return c.call("soft_targets", (weight, smoothing, 0.0), count)
+        return c.call("cross_entropy_soft", (weight, smoothing, 0.0), count)
     kept_weight = _one_hot(c, ignore) if c.index is not None else NO_WEIGHTS
     return c.call("cross_entropy_probs", (weight, smoothing, options["eps"]), count,
                   kept_weight)
@@ -303,7 +303,7 @@ def focal(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
     if options["from_logits"]:
         if c.index is not None:
             return c.call("focal_index", (alpha, gamma, ignore), count)
-        return c.call("soft_targets", (alpha, 0.0, gamma), count)
+        return c.call("focal_soft", (alpha, 0.0, gamma), count)
     kept_weight = _one_hot(c, ignore) if c.index is not None else NO_WEIGHTS
     return c.call("focal_probs", (alpha, gamma, options["eps"]), count, kept_weight)
 

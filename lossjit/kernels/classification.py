@@ -3,7 +3,7 @@
 Class-axis kernels take ``x`` as ``(rows, C)``: one row of C logits (or probabilities) per
 loss term; PyTorch's ``(N, C, d1..dk)`` inputs are laid out that way by
 :mod:`lossjit.layouts`. Targets are ``(rows,)`` class indices (``*_index``) or ``(rows, C)``
-probabilities (``soft_targets``, ``*_probs``); per-term weights and outputs are ``(rows,)``. Every
+probabilities (``*_soft``, ``*_probs``); per-term weights and outputs are ``(rows,)``. Every
 kernel follows the signature in :mod:`lossjit.kernels._blocks`.
 
 Softmax is log-sum-exp with the row's maximum subtracted, so no finite logit overflows; the
@@ -437,7 +437,10 @@ def sigmoid_focal_pointwise(x, y, params):
 
 cross_entropy_index, cross_entropy_index_parallel = row_kernels(
     "cross_entropy_index", cross_entropy_index_block)
-soft_targets, soft_targets_parallel = row_kernels("soft_targets", soft_targets_block)
+# one block, two kernels: each loss keeps kernels (and cache entries) of its own
+cross_entropy_soft, cross_entropy_soft_parallel = row_kernels("cross_entropy_soft",
+                                                              soft_targets_block)
+focal_soft, focal_soft_parallel = row_kernels("focal_soft", soft_targets_block)
 cross_entropy_probs, cross_entropy_probs_parallel = row_kernels(
     "cross_entropy_probs", cross_entropy_probs_block)
 focal_index, focal_index_parallel = row_kernels("focal_index", focal_index_block)
