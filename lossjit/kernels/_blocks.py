@@ -99,7 +99,8 @@ def rows_template(x, y, w, grad, losses, scale, *params):
 
 
 def elementwise_template(x, y, w, grad, losses, scale, *params):
-    """Block of an element-wise loss: ``pointwise`` on every element, in float64.
+    """Block of an element-wise loss: ``pointwise`` on every element (it gets the elements in
+    their dtype and returns float64 results).
 
     The per-element losses go to a buffer that ``lane_sum`` adds up; the value-only and the
     gradient loops differ only by the gradient store, so they give the same loss.
@@ -108,12 +109,12 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
     values = np.empty(n)
     if grad.size:
         for i in range(n):
-            value, slope = pointwise(float(x[i]), float(y[i]), params)
+            value, slope = pointwise(x[i], y[i], params)
             values[i] = value
             grad[i] = slope * scale
     else:
         for i in range(n):
-            values[i] = pointwise(float(x[i]), float(y[i]), params)[0]
+            values[i] = pointwise(x[i], y[i], params)[0]
     if w.size:
         for i in range(n):
             values[i] *= w[i]
@@ -127,8 +128,9 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
 
 
 def user_pointwise_template(x, y, params):
-    """A user's ``pointwise(x, y, *params)`` called the way the element-wise block calls."""
-    return user_pointwise(x, y, *params)
+    """A user's ``pointwise(x, y, *params)`` (on float64 numbers) called the way the
+    element-wise block calls."""
+    return user_pointwise(float(x), float(y), *params)
 
 
 def row_kernels(name: str, block_fn: Callable[..., Any]) -> tuple[Any, Any]:

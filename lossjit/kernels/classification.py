@@ -27,7 +27,7 @@ import numpy as np
 
 from lossjit._jit import jit
 from lossjit.kernels._blocks import LANES, elementwise_kernels, lane_sum, row_kernels
-from lossjit.kernels._stable import exp, exp_as, log, log1p, logistic
+from lossjit.kernels._stable import exp, exp_as, log, log1p_as, log_as, logistic_as
 
 
 @jit
@@ -371,9 +371,14 @@ BCE_FLOOR = 9.999999960041972e-13
 
 @jit(inline=True)
 def binary_cross_entropy_pointwise(x, y, params):
-    """-(y log x + (1-y) log(1-x)), logs clamped at -100; grad (x-y)/max(x(1-x), 1e-12)."""
-    log_x = log(x)
-    log_1mx = log1p(-x)
+    """-(y log x + (1-y) log(1-x)), logs clamped at -100; grad (x-y)/max(x(1-x), 1e-12).
+
+    The logarithms are taken in the data's precision (float32 lanes for float32 data).
+    """
+    log_x = float(log_as(x))
+    log_1mx = float(log1p_as(-x))
+    x = float(x)
+    y = float(y)
     log_x = -100.0 if log_x < -100.0 else log_x  # selects (NaN stays NaN): max() is a call
     log_1mx = -100.0 if log_1mx < -100.0 else log_1mx
     value = -(y * log_x + (1.0 - y) * log_1mx)
@@ -385,9 +390,11 @@ def binary_cross_entropy_pointwise(x, y, params):
 def bce_with_logits_pointwise(x, y, params):
     """(1-y) x + (1+(pw-1) y) softplus(-x); d/dx = (1+(pw-1) y) sigmoid(x) - pw y."""
     pos_weight = params[0]
+    softplus_neg, p, _ = logistic_as(x)  # in the data's precision
+    x = float(x)
+    y = float(y)
     lift = 1.0 + (pos_weight - 1.0) * y
-    softplus_neg, p, _ = logistic(x)
-    return (1.0 - y) * x + lift * softplus_neg, lift * p - pos_weight * y
+    return (1.0 - y) * x + lift * float(softplus_neg), lift * float(p) - pos_weight * y
 
 
 @jit
@@ -419,8 +426,12 @@ def sigmoid_focal_pointwise(x, y, params):
     d/dx = alpha_t [(p - y) m^gamma + gamma m^(gamma-1) p (1-p) (1-2y) bce].
     """
     alpha, gamma = params
-    softplus_neg, p, q = logistic(x)
-    bce = (1.0 - y) * x + softplus_neg
+    softplus_neg, p, q = logistic_as(x)  # in the data's precision
+    p = float(p)
+    q = float(q)
+    x = float(x)
+    y = float(y)
+    bce = (1.0 - y) * x + float(softplus_neg)
     m = p * (1.0 - y) + q * y
     log_m = log(m)  # m^gamma as exp(gamma log m): pow() is a library call, this vectorises
     modulating = 1.0 if gamma == 0.0 else exp(gamma * log_m)

@@ -1,9 +1,9 @@
 """Element-wise regression losses: the per-element formula and its derivative.
 
-Each ``*_pointwise(x, y, params)`` returns ``(loss, dloss/dx)`` for one element, with
-``e = x - y`` and ``params`` the tuple of the loss's options. The kernels (``mse``, ``l1``,
-``huber``, ``smooth_l1`` and their ``*_parallel`` twins) follow the signature in
-:mod:`lossjit.kernels._blocks`.
+Each ``*_pointwise(x, y, params)`` returns ``(loss, dloss/dx)`` in float64 for one element
+(given in the data's dtype), with ``e = x - y`` and ``params`` the tuple of the loss's
+options. The kernels (``mse``, ``l1``, ``huber``, ``smooth_l1`` and their ``*_parallel``
+twins) follow the signature in :mod:`lossjit.kernels._blocks`.
 
 >>> import numpy as np
 >>> from lossjit.kernels import mse
@@ -23,14 +23,14 @@ from lossjit.kernels._stable import sign
 @jit(inline=True)
 def mse_pointwise(x, y, params):
     """e^2, d/dx = 2e."""
-    e = x - y
+    e = float(x) - float(y)
     return e * e, 2.0 * e
 
 
 @jit(inline=True)
 def l1_pointwise(x, y, params):
     """|e|, d/dx = sign(e) (0 at e = 0)."""
-    e = x - y
+    e = float(x) - float(y)
     return abs(e), sign(e)
 
 
@@ -38,7 +38,7 @@ def l1_pointwise(x, y, params):
 def huber_pointwise(x, y, params):
     """0.5 e^2 if |e| < delta else delta (|e| - delta/2); d/dx = e or delta sign(e)."""
     delta = params[0]
-    e = x - y
+    e = float(x) - float(y)
     a = abs(e)
     if a < delta:
         return 0.5 * e * e, e
@@ -49,7 +49,7 @@ def huber_pointwise(x, y, params):
 def smooth_l1_pointwise(x, y, params):
     """0.5 e^2 / beta if |e| < beta else |e| - beta/2; d/dx = e/beta or sign(e)."""
     beta = params[0]
-    e = x - y
+    e = float(x) - float(y)
     a = abs(e)
     if a < beta:
         return 0.5 * e * e / beta, e / beta
