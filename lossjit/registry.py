@@ -104,12 +104,6 @@ class LossSpec:
     gradient: str = ""
     notes: str = ""
 
-    def param(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
     def options(self, given: dict[str, Any]) -> dict[str, Any]:
         """The full option dict: defaults, overridden by ``given`` (validated)."""
         unknown = sorted(set(given) - {p.name for p in self.params})

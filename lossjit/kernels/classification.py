@@ -119,16 +119,6 @@ def _clip(p, eps):
 
 
 @jit
-def _ignore_term(grad, losses, r):
-    """An ignored row contributes nothing: zero gradient and zero loss."""
-    if grad.size:
-        for c in range(grad.shape[1]):
-            grad[r, c] = 0.0
-    if losses.size:
-        losses[r] = 0.0
-
-
-@jit
 def _focal_factor(logp, gamma):
     """(1-p)^gamma and F = (1-p)^gamma (1 - gamma p log(p) / (1-p)), from log p.
 
@@ -183,22 +173,16 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
                 for c in range(classes):
                     parts[c] = weights[c] * (lse[r] - float(x[r, c]))
                 values[r] += spread * lane_sum(parts, lanes) * term_weights[r]
-    if losses.size:
-        for r in range(n):
-            losses[r] = values[r]
     if grad.size:
+        share, even, pull = np.empty(n), np.empty(n), np.empty(n)
         for r in range(n):
-            target = y[r]
-            if target == ignore_index:
-                _ignore_term(grad, losses, r)
-                continue
+            target = y[r] if y[r] != ignore_index else 0
             g = term_weights[r] * scale
-            share = (keep * weights[target] + spread * weight_sum) * g / mass[r]
-            even = spread * g
-            for c in range(classes):
-                grad[r, c] = e[r, c] * share - even * weights[c]
-            grad[r, target] -= keep * weights[target] * g
-    return lane_sum(values, lanes)
+            share[r] = (keep * weights[target] + spread * weight_sum) * g / mass[r]
+            even[r] = spread * g
+            pull[r] = keep * weights[target] * g
+        _softmax_grad(grad, e, y, ignore_index, share, even, weights, pull)
+    return _terms_total(values, losses, lanes)
 
 
 @jit
@@ -225,6 +209,32 @@ def cross_entropy_probs_block(x, y, w, grad, losses, scale, weight, smoothing, e
             losses[r] = value
         total += value
     return total
+
+
+@jit
+def _softmax_grad(grad, e, y, ignore_index, share, even, weights, pull):
+    """The gradient of a softmax loss with class-index targets, row by row:
+    grad[r, c] = e[r, c] share[r] - even[r] weights[c], then grad[r, y[r]] -= pull[r];
+    ignored rows get zeros."""
+    n, classes = grad.shape
+    for r in range(n):
+        target = y[r]
+        if target == ignore_index:
+            for c in range(classes):
+                grad[r, c] = 0.0
+            continue
+        for c in range(classes):
+            grad[r, c] = e[r, c] * share[r] - even[r] * weights[c]
+        grad[r, target] -= pull[r]
+
+
+@jit
+def _terms_total(values, losses, lanes):
+    """Copy the per-term losses out (``reduction="none"``) and return their sum."""
+    if losses.size:
+        for r in range(values.size):
+            losses[r] = values[r]
+    return lane_sum(values, lanes)
 
 
 @jit
@@ -272,21 +282,13 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
         bend = gamma * p * ratio if p > 0.0 else 0.0
         values[r] = -a[r] * modulating * logp if kept[r] else 0.0
         factors[r] = a[r] * modulating * (1.0 - bend) if kept[r] else 0.0
-    if losses.size:
-        for r in range(n):
-            losses[r] = values[r]
     if grad.size:
+        share, even, pull = np.empty(n), np.zeros(n), np.empty(n)
         for r in range(n):
-            target = y[r]
-            if target == ignore_index:
-                _ignore_term(grad, losses, r)
-                continue
-            g = factors[r] * scale
-            share = g / mass[r]
-            for c in range(classes):
-                grad[r, c] = e[r, c] * share
-            grad[r, target] -= g
-    return lane_sum(values, np.empty(LANES))
+            pull[r] = factors[r] * scale
+            share[r] = pull[r] / mass[r]
+        _softmax_grad(grad, e, y, ignore_index, share, even, alphas, pull)
+    return _terms_total(values, losses, np.empty(LANES))
 
 
 @jit
