@@ -7,12 +7,12 @@
 >>> round(loss, 6)
 0.126667
 
-The public API: :func:`value_and_grad`, :func:`loss`, :func:`grad`, :func:`get`,
-:func:`names`, :func:`register`, and the seed's classes. Raw kernels are in
+The public API: :func:`value_and_grad`, :func:`loss`, :func:`grad`, :func:`grad_hess`,
+:func:`get`, :func:`names`, :func:`register`, and the seed's classes. Raw kernels are in
 :mod:`lossjit.kernels`. Importing lossjit does not import Numba; the first call does.
 """
 
-from lossjit.api import grad, loss, names, register, value_and_grad
+from lossjit.api import grad, grad_hess, loss, names, register, value_and_grad
 from lossjit.errors import LossjitError, UnknownLossError
 from lossjit.objects import (
     ContrastiveLoss,
@@ -41,6 +41,7 @@ __all__ = [
     "__version__",
     "get",
     "grad",
+    "grad_hess",
     "loss",
     "names",
     "register",

@@ -24,9 +24,9 @@ from lossjit.errors import LossjitError
 from lossjit.layouts import Call
 from lossjit.registry import LossSpec, Param
 
-Reduction = Literal["mean", "sum", "none"]
+Reduction = Literal["mean", "sum", "none", "batchmean"]
+Empty = Literal["nan", "zero", "error"]
 LossValue = float | np.ndarray
-REDUCTIONS = ("mean", "sum", "none")
 
 #: Inputs with at least this many numbers run on the parallel kernel; smaller ones serially,
 #: where a thread launch would cost more than it saves.
@@ -80,13 +80,63 @@ def _empty(ndim: int, dtype: Any) -> np.ndarray:
     return empty
 
 
+def _sample_weights(sample_weight: Any, call: Call) -> np.ndarray:
+    """``sample_weight`` broadcast to the terms' shape, laid out as the kernel's terms."""
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf":
+        raise LossjitError(f"sample_weight: dtype {sw.dtype} is not supported; expected numbers")
+    try:
+        sw = np.broadcast_to(sw.astype(np.float64), call.terms_shape)
+    except ValueError:
+        raise LossjitError(f"sample_weight: shape {sw.shape} does not match the loss terms' "
+                           f"shape {call.terms_shape}; expected one weight per term") from None
+    bad = ~(np.isfinite(sw) & (sw >= 0))
+    if bad.any():
+        raise LossjitError(f"sample_weight: weights must be finite and >= 0, got "
+                           f"{sw.flat[np.argmax(bad)]!r}")
+    assert call.terms_layout is not None
+    return np.array(sw.reshape(call.terms_layout), order="C")
+
+
+def _denominator(name: str, call: Call, reduction: str, predictions: np.ndarray,
+                 sample_weight: np.ndarray | None, empty: str) -> float:
+    """What the reduced loss divides by (1 for "sum" and "none"); an empty mean follows
+    ``empty``: NaN (0 returned here), 0, or an error."""
+    if reduction in ("sum", "none"):
+        return 1.0
+    if reduction == "batchmean":
+        count = float(predictions.shape[0]) if predictions.ndim else 1.0
+    elif sample_weight is None:
+        count = call.count
+    elif call.counts is None:
+        count = float(sample_weight.sum())
+    else:
+        count = float(np.dot(sample_weight.reshape(-1), call.counts()))
+    if count == 0 and empty == "error":
+        raise LossjitError(f"{name}: the {reduction} is over zero terms (an empty input, every "
+                           "target ignored, or zero weights); pass empty='nan' or 'zero' to "
+                           "get a number")
+    return count
+
+
 def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str = "mean",
-            want_grad: bool = True, out: np.ndarray | None = None,
-            **params: Any) -> tuple[LossValue, np.ndarray | None]:
-    """The loss and (when ``want_grad``) its gradient; the engine of the public functions."""
+            want_grad: bool = True, out: np.ndarray | None = None, sample_weight: Any = None,
+            empty: str = "nan", wrt: Sequence[str] = ("predictions",), hessian: bool = False,
+            **params: Any) -> tuple[LossValue, dict[str, np.ndarray], np.ndarray | None]:
+    """The loss, the gradients named in ``wrt`` (when ``want_grad``) and, with ``hessian``,
+    the diagonal of the Hessian: the engine of the public functions."""
     spec = registry.resolve(name)
-    if reduction not in REDUCTIONS:
-        raise LossjitError(f"reduction: expected one of mean, sum, none; got {reduction!r}")
+    if reduction not in spec.reductions:
+        raise LossjitError(f"reduction: expected one of {', '.join(spec.reductions)}; got "
+                           f"{reduction!r}")
+    if empty not in registry.EMPTY_CHOICES:
+        raise LossjitError(f"empty: expected one of {', '.join(registry.EMPTY_CHOICES)}; got "
+                           f"{empty!r}")
+    differentiable = ("predictions", *(p.name for p in spec.params if p.differentiable))
+    for item in wrt:
+        if item not in differentiable:
+            raise LossjitError(f"wrt: {spec.name} has no gradient with respect to {item!r}; "
+                               f"expected {' or '.join(map(repr, differentiable))}")
     options = spec.options(params)
     predictions = np.asarray(predictions)
     if spec.targets == "none":
@@ -95,12 +145,28 @@ def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str 
         raise LossjitError(f"targets: missing; {spec.name} needs targets ({spec.layout})")
     call = _prepare_function(spec)(predictions, targets, options)
     x = call.x
-    serial, parallel = _kernel_pair(call.kernel)
+    kernel_name = call.kernel
+    if hessian:
+        if not spec.hessian or isinstance(kernel_name, tuple):
+            raise LossjitError(f"{spec.name}: no Hessian diagonal is available for this loss; "
+                               "lossjit info lists the losses that have one")
+        kernel_name = kernel_name + "_hessian"
+        if not hasattr(importlib.import_module("lossjit.kernels"), kernel_name):
+            raise LossjitError(f"{spec.name}: no Hessian diagonal with these options "
+                               f"({spec.hessian})")
+    serial, parallel = _kernel_pair(kernel_name)
     kernel = parallel if x.size >= PARALLEL_MIN else serial
+
+    weights = call.w
+    sw = None
+    if sample_weight is not None:
+        sw = _sample_weights(sample_weight, call)
+        weights = sw if not weights.size else weights * sw
+    count = _denominator(spec.name, call, reduction, predictions, sw, empty)
 
     grad = None
     grad_view = _empty(x.ndim, x.dtype)
-    if want_grad:
+    if want_grad or hessian:
         if out is not None:
             _check_out(out, predictions.shape, x.dtype, (predictions, targets))
             grad = out
@@ -112,49 +178,88 @@ def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str 
         raise LossjitError("out: only a gradient can be written to out")
 
     assert call.terms_layout is not None
-    if reduction == "none":
+    hess = hess_view = None
+    if hessian:
+        hess = np.empty(predictions.shape, dtype=x.dtype)
+        hess_view = (hess.reshape(x.shape) if call.unpack is None
+                     else np.empty(x.shape, dtype=x.dtype))
+        losses = hess_view
+    elif reduction == "none":
         losses = np.empty(call.terms_layout, dtype=x.dtype)
     else:
         losses = _empty(len(call.terms_layout), x.dtype)
 
-    count = call.count
-    scale = (1.0 / count if count else 0.0) if reduction == "mean" else 1.0
-    weights = call.w if call.w.size else _empty(len(call.terms_layout), np.float64)
+    scale = 1.0 / count if count else 0.0
+    if not weights.size:
+        weights = _empty(len(call.terms_layout), np.float64)
     total = kernel(x, call.y, weights, grad_view, losses, scale, *call.params)
 
-    if grad is not None and call.unpack is not None:
-        call.unpack(grad_view, grad)
+    grads: dict[str, np.ndarray] = {}
+    if grad is not None:
+        if call.unpack is not None:
+            call.unpack(grad_view, grad)
+            if hess is not None:
+                call.unpack(hess_view, hess)
+        grads["predictions"] = grad
+        for item in wrt:
+            if item != "predictions":
+                grads[item] = call.wrt[item](grad_view)
 
     value: LossValue
     if reduction == "none":
+        if hessian:  # a Hessian kernel's losses slot held the Hessian: a value-only pass
+            losses = np.empty(call.terms_layout, dtype=x.dtype)
+            plain = _kernel_pair(call.kernel)[kernel is parallel]
+            plain(x, call.y, weights, _empty(x.ndim, x.dtype), losses, 1.0, *call.params)
         value = losses.reshape(call.terms_shape)
-    elif reduction == "sum":
-        value = float(total)
+    elif count:
+        value = float(total) / count
     else:
-        value = float(total) / count if count else float("nan")
-    return value, grad
+        value = 0.0 if empty == "zero" else float("nan")
+    return value, grads, hess
+
+
+def _wrt_names(wrt: str | Sequence[str]) -> tuple[str, ...]:
+    names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+    if not names:
+        raise LossjitError("wrt: name at least one input, e.g. 'predictions'")
+    return names
 
 
 def value_and_grad(name: str, predictions: Any, targets: Any = None, *,
                    reduction: Reduction = "mean", out: np.ndarray | None = None,
-                   **params: Any) -> tuple[LossValue, np.ndarray]:
+                   sample_weight: Any = None, empty: Empty = "nan",
+                   wrt: str | Sequence[str] = "predictions", **params: Any
+                   ) -> tuple[LossValue, Any]:
     """The loss and its gradient w.r.t. ``predictions``, from one fused pass.
 
     The loss is a float for ``reduction="mean"``/``"sum"`` and an array of per-term losses
     for ``"none"`` (whose gradient is that of their sum). The gradient has the shape and
     dtype of ``predictions``; ``out`` receives it when given.
 
+    - ``sample_weight``: one weight per loss term (broadcast to the terms' shape); the mean
+      becomes ``sum(w l) / sum(w)`` (class weights keep their own meaning);
+    - ``empty``: what a mean over zero terms gives: ``"nan"`` (PyTorch's), ``"zero"`` or
+      ``"error"``;
+    - ``wrt``: the input to differentiate, or a tuple of them, which returns a tuple of
+      gradients: ``wrt=("predictions", "var")`` for ``gaussian_nll``.
+
     >>> import numpy as np
     >>> value_and_grad("l1", np.array([0.0, 2.0]), np.array([1.0, 1.0]), reduction="sum")
     (2.0, array([-1.,  1.]))
+    >>> value_and_grad("mse", np.array([1.0, 3.0]), np.zeros(2), sample_weight=[3.0, 1.0])
+    (3.0, array([1.5, 1.5]))
     """
-    value, grad = compute(name, predictions, targets, reduction=reduction, out=out, **params)
-    assert grad is not None
-    return value, grad
+    names = _wrt_names(wrt)
+    value, grads, _ = compute(name, predictions, targets, reduction=reduction, out=out,
+                              sample_weight=sample_weight, empty=empty, wrt=names, **params)
+    if isinstance(wrt, str):
+        return value, grads[wrt]
+    return value, tuple(grads[item] for item in names)
 
 
 def loss(name: str, predictions: Any, targets: Any = None, *, reduction: Reduction = "mean",
-         **params: Any) -> LossValue:
+         sample_weight: Any = None, empty: Empty = "nan", **params: Any) -> LossValue:
     """The loss alone; no gradient is computed or written.
 
     >>> import numpy as np
@@ -162,19 +267,43 @@ def loss(name: str, predictions: Any, targets: Any = None, *, reduction: Reducti
     1.25
     """
     return compute(name, predictions, targets, reduction=reduction, want_grad=False,
-                   **params)[0]
+                   sample_weight=sample_weight, empty=empty, **params)[0]
 
 
 def grad(name: str, predictions: Any, targets: Any = None, *, reduction: Reduction = "mean",
-         out: np.ndarray | None = None, **params: Any) -> np.ndarray:
-    """The gradient of the loss w.r.t. ``predictions`` (shape and dtype of ``predictions``).
+         out: np.ndarray | None = None, sample_weight: Any = None, empty: Empty = "nan",
+         wrt: str | Sequence[str] = "predictions", **params: Any) -> Any:
+    """The gradient of the loss w.r.t. ``predictions`` (shape and dtype of ``predictions``),
+    or the gradients named in ``wrt``.
 
     >>> import numpy as np
     >>> grad("mse", np.array([1.0, 3.0]), np.array([0.0, 0.0]), reduction="sum")
     array([2., 6.])
     """
     return value_and_grad(name, predictions, targets, reduction=reduction, out=out,
-                          **params)[1]
+                          sample_weight=sample_weight, empty=empty, wrt=wrt, **params)[1]
+
+
+def grad_hess(name: str, predictions: Any, targets: Any = None, *,
+              reduction: Reduction = "mean", sample_weight: Any = None, empty: Empty = "nan",
+              **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient and the diagonal of the Hessian of the loss w.r.t. ``predictions``, both
+    of the predictions' shape and dtype, from one fused pass.
+
+    For Newton steps and gradient boosting: ``reduction="sum"`` gives the per-element
+    derivatives. Element-wise losses and ``cross_entropy`` on logits have it (``lossjit
+    info`` says which); other losses raise a LossjitError.
+
+    >>> import numpy as np
+    >>> g, h = grad_hess("bce_with_logits", np.array([0.0, 2.0]), np.array([1.0, 0.0]),
+    ...                  reduction="sum")
+    >>> np.round(g, 4).tolist(), np.round(h, 4).tolist()
+    ([-0.5, 0.8808], [0.25, 0.105])
+    """
+    _, grads, hess = compute(name, predictions, targets, reduction=reduction,
+                             sample_weight=sample_weight, empty=empty, hessian=True, **params)
+    assert hess is not None
+    return grads["predictions"], hess
 
 
 def names() -> list[str]:

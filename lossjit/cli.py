@@ -27,8 +27,6 @@ from lossjit import registry
 from lossjit.errors import LossjitError
 from lossjit.registry import LossSpec, Param
 
-REDUCTION_CHOICE = click.Choice(["mean", "sum", "none"])
-
 
 def use_cache_dir() -> str:
     """Point Numba at the CLI's cache directory (before Numba is imported)."""
@@ -92,18 +90,34 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _grad_out_option(param: Param) -> str:
+    """The ``--<option>-grad-out`` of an option the loss can be differentiated by."""
+    return f"{_option_name(param)}-grad-out"
+
+
 def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None,
                  reduction: str, grad_out: str | None, no_grad: bool, as_json: bool,
-                 given: dict[str, Any]) -> None:
+                 given: dict[str, Any], common: dict[str, Any],
+                 outputs: dict[str, str]) -> None:
+    """Compute and report; ``common`` holds sample_weight and empty, ``outputs`` the extra
+    output paths: "hess" and the names of options to differentiate by."""
     use_cache_dir()
     import numpy as np
 
     from lossjit import api
-    from lossjit.io import default_grad_path, read_array, write_array
+    from lossjit.io import default_grad_path, parse_array_option, read_array, write_array
     from lossjit.layouts import FLOATS
 
     started = time.perf_counter()
     options = _option_values(spec, given)
+    sample_weight = common["sample_weight"]
+    if sample_weight is not None:
+        sample_weight = parse_array_option(sample_weight, what="--sample-weight")
+    for path in outputs.values():
+        if path == "-":
+            raise LossjitError("an output path of '-' is not allowed, stdout carries the "
+                               "loss; give a file path")
+    wrt = ("predictions", *(name for name in outputs if name != "hess"))
     predictions = read_array(predictions_path, what="predictions")
     targets = None
     if targets_path is not None:
@@ -114,8 +128,10 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            value, grad = api.compute(spec.name, predictions, targets, reduction=reduction,
-                                      want_grad=not no_grad, **options)
+            value, grads, hess = api.compute(
+                spec.name, predictions, targets, reduction=reduction,
+                want_grad=not no_grad or len(wrt) > 1, sample_weight=sample_weight,
+                empty=common["empty"], wrt=wrt, hessian="hess" in outputs, **options)
         except (EOFError, pickle.UnpicklingError) as exc:
             raise LossjitError(f"the compiled-kernel cache in {os.environ['NUMBA_CACHE_DIR']} "
                                f"is damaged ({type(exc).__name__}); run `lossjit cache clear`"
@@ -123,16 +139,22 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
     for warning in caught:
         _say(f"warning: {warning.message}")
 
-    grad_path = None
-    if grad is not None:
+    protect = [p for p in (predictions_path, targets_path) if p and p != "-"]
+    protect += [v for v in (*given.values(), common["sample_weight"])
+                if isinstance(v, str) and os.path.isfile(v)]
+    written: dict[str, str] = {}
+    if not no_grad:
         grad_path = grad_out or default_grad_path(predictions_path)
         if grad_path == "-":
             raise LossjitError("--grad-out: '-' is not allowed, stdout carries the loss; "
                                "give a file path")
-        protect = [p for p in (predictions_path, targets_path) if p and p != "-"]
-        protect += [v for v in given.values() if isinstance(v, str) and os.path.isfile(v)]
-        write_array(grad_path, grad, protect=protect)
-        _say(f"gradient written to {grad_path}")
+        written["grad"] = grad_path
+    written.update(outputs)
+    arrays = {"grad": grads.get("predictions"), "hess": hess, **grads}
+    for key, path in written.items():
+        write_array(path, np.asarray(arrays[key]), protect=protect)
+        what = {"grad": "gradient", "hess": "Hessian diagonal"}.get(key, f"gradient w.r.t. {key}")
+        _say(f"{what} written to {path}")
     seconds = time.perf_counter() - started
 
     if as_json:
@@ -142,9 +164,13 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
             "reduction": reduction,
             "params": {k: _json_safe(v) for k, v in
                        registry.resolve(spec.name).options(options).items()},
+            "sample_weight": sample_weight is not None,
+            "empty": common["empty"],
             "shape": list(np.shape(predictions)),
             "dtype": str(predictions.dtype if predictions.dtype in FLOATS else np.float64),
-            "grad": grad_path,
+            "grad": written.get("grad"),
+            **{f"{key}_grad" if key != "hess" else key: path
+               for key, path in outputs.items()},
             "seconds": seconds,
         }
         click.echo(json.dumps(record))
@@ -158,29 +184,51 @@ def _loss_command(spec: LossSpec) -> click.Command:
     """``lossjit compute <loss>``, with the loss's own options."""
     targets_help = {"required": "", "optional": " (optional)",
                     "none": " (ignored: this loss has no targets)"}[spec.targets]
+    reductions = ", ".join(spec.reductions[1:-1]) + " or " + spec.reductions[-1]
+    differentiable = [p for p in spec.params if p.differentiable]
     params: list[click.Parameter] = [
         click.Argument(["predictions"], metavar="PREDICTIONS"),
         click.Argument(["targets"], required=spec.targets == "required", metavar="TARGETS"
                        if spec.targets == "required" else "[TARGETS]"),
-        click.Option(["--reduction"], type=REDUCTION_CHOICE, default="mean", show_default=True,
-                     help="mean or sum to one number, or none for one loss per term"),
+        click.Option(["--reduction"], type=click.Choice(spec.reductions), default="mean",
+                     show_default=True,
+                     help=f"mean (or {reductions}); none gives one loss per term"),
         *[_click_option(p) for p in spec.params],
+        click.Option(["--sample-weight", "sample_weight"], metavar="FILE|LIST",
+                     help="one weight per loss term; the mean becomes sum(w l) / sum(w)"),
+        click.Option(["--empty"], type=click.Choice(registry.EMPTY_CHOICES), default="nan",
+                     show_default=True, help="what a mean over zero terms gives"),
         click.Option(["--grad-out"], metavar="PATH",
                      help="where to write the gradient [default: <predictions stem>.grad"
                           "<ext> in the current directory]"),
-        click.Option(["--no-grad"], is_flag=True, help="compute the loss only"),
+        click.Option(["--no-grad"], is_flag=True, help="do not write the gradient"),
+        *([click.Option(["--hess-out", "hess_out"], metavar="PATH",
+                        help=f"also write the Hessian's diagonal: {spec.hessian}")]
+          if spec.hessian else []),
+        *[click.Option([_grad_out_option(p), f"{p.name}_grad_out"], metavar="PATH",
+                       help=f"also write the gradient w.r.t. {p.name}")
+          for p in differentiable],
         click.Option(["--json", "as_json"], is_flag=True,
                      help="print one JSON object: loss, name, reduction, params, shape, "
-                          "dtype, grad path, seconds"),
+                          "dtype, output paths, seconds"),
     ]
 
     def callback(predictions: str, targets: str | None, reduction: str, grad_out: str | None,
-                 no_grad: bool, as_json: bool, **given: Any) -> None:
+                 no_grad: bool, as_json: bool, sample_weight: str | None, empty: str,
+                 **given: Any) -> None:
         if grad_out and no_grad:
             raise click.UsageError("--grad-out and --no-grad exclude each other")
+        outputs = {}
+        hess_out = given.pop("hess_out", None)
+        if hess_out:
+            outputs["hess"] = hess_out
+        for p in differentiable:
+            path = given.pop(f"{p.name}_grad_out", None)
+            if path:
+                outputs[p.name] = path
         try:
             _run_compute(spec, predictions, targets, reduction, grad_out, no_grad, as_json,
-                         given)
+                         given, {"sample_weight": sample_weight, "empty": empty}, outputs)
         except LossjitError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -247,21 +295,37 @@ def _describe(spec: LossSpec) -> dict[str, Any]:
         "layout": spec.layout,
         "targets": spec.targets,
         "params": [{"name": p.name, "kind": p.kind, "default": p.default, "help": p.help,
-                    "expect": p.expect} for p in spec.params],
+                    "expect": p.expect, "differentiable": p.differentiable}
+                   for p in spec.params],
+        "reductions": list(spec.reductions),
+        "hessian": spec.hessian or None,
         "reference": spec.reference,
         "notes": spec.notes,
     }
 
 
+def _options_text(spec: LossSpec) -> str:
+    return ", ".join(f"{p.name}={p.default}" for p in spec.params) or "none"
+
+
+#: The options every loss has, as ``lossjit info`` shows them.
+COMMON_HELP = (
+    ("--sample-weight", "one weight per loss term; the mean becomes sum(w l) / sum(w)"),
+    ("--empty", "what a mean over zero terms gives: nan (default), zero or error"),
+)
+
+
 def markdown_table(names: list[str] | None = None) -> str:
     """The README's table of losses (``names``, default all), generated from the registry."""
-    lines = ["| loss | aliases | family | formula | options (defaults) |",
-             "|---|---|---|---|---|"]
+    lines = ["| loss | aliases | family | formula | inputs | options (defaults) | Hessian "
+             "| reference |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in registry.names() if names is None else names:
         spec = registry.resolve(name)
-        options = ", ".join(f"{p.name}={p.default}" for p in spec.params) or "none"
-        lines.append(f"| `{spec.name}` | {', '.join(spec.aliases) or '-'} | {spec.family} | "
-                     f"{spec.formula.replace('|', '&#124;')} | {options} |")
+        cells = [f"`{spec.name}`", ", ".join(spec.aliases) or "-", spec.family, spec.formula,
+                 spec.layout, _options_text(spec), "yes" if spec.hessian else "no",
+                 spec.reference or "-"]
+        lines.append("| " + " | ".join(cell.replace("|", "&#124;") for cell in cells) + " |")
     return "\n".join(lines)
 
 
@@ -269,7 +333,8 @@ def markdown_table(names: list[str] | None = None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON array of the losses")
 @click.option("--markdown", is_flag=True, help="print the table of losses in Markdown")
 def list_losses(as_json: bool, markdown: bool) -> None:
-    """List every loss: name, aliases, family and formula."""
+    """List every loss: name, family, whether it has a Hessian (grad_hess), formula, aliases;
+    then, indented, its inputs, options with defaults and reference."""
     specs = [registry.resolve(name) for name in registry.names()]
     if as_json:
         click.echo(json.dumps([_describe(s) for s in specs]))
@@ -279,9 +344,15 @@ def list_losses(as_json: bool, markdown: bool) -> None:
         return
     width = max(len(s.name) for s in specs)
     family_width = max(len(s.family) for s in specs)
+    indent = " " * (width + 2)
     for s in specs:
         aliases = f"  (alias {', '.join(s.aliases)})" if s.aliases else ""
-        click.echo(f"{s.name:<{width}}  {s.family:<{family_width}}  {s.formula}{aliases}")
+        hessian = "hessian" if s.hessian else "-      "
+        click.echo(f"{s.name:<{width}}  {s.family:<{family_width}}  {hessian}  "
+                   f"{s.formula}{aliases}")
+        click.echo(f"{indent}inputs: {s.layout}")
+        click.echo(f"{indent}options: {_options_text(s)}")
+        click.echo(f"{indent}reference: {s.reference or '-'}")
 
 
 @cli.command()
@@ -304,7 +375,9 @@ def info(loss: str, as_json: bool) -> None:
         ("gradient", spec.gradient or "-"),
         ("inputs", spec.layout),
         ("targets", spec.targets),
-        ("reduction", "mean (default), sum, none"),
+        ("reduction", "mean (default), " + ", ".join(spec.reductions[1:])),
+        ("hessian", spec.hessian + " (lossjit.grad_hess, --hess-out)" if spec.hessian
+         else "none: grad_hess does not cover this loss"),
         ("reference", spec.reference or "-"),
     ]
     if spec.notes:
@@ -314,8 +387,13 @@ def info(loss: str, as_json: bool) -> None:
     click.echo("options:" + ("" if spec.params else "    none"))
     for p in spec.params:
         expect = f" ({p.expect})" if p.expect else ""
+        extra = f"; differentiable: wrt='{p.name}', {_grad_out_option(p)}" if p.differentiable \
+            else ""
         click.echo(f"  {_option_name(p):<18}{p.kind:<15}default {p.default!s:<8} "
-                   f"{p.help}{expect}")
+                   f"{p.help}{expect}{extra}")
+    click.echo("every loss also takes:")
+    for option, text in COMMON_HELP:
+        click.echo(f"  {option:<18}{text}")
 
 
 @cli.command()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lossjit import api, registry
-from lossjit.api import LossValue, Reduction
+from lossjit.api import Empty, LossValue, Reduction
 
 
 class Loss:
@@ -34,32 +34,47 @@ class Loss:
     0.875
     """
 
-    def __init__(self, name: str, *, reduction: Reduction = "mean", **options: Any) -> None:
+    def __init__(self, name: str, *, reduction: Reduction = "mean", empty: Empty = "nan",
+                 **options: Any) -> None:
         self.spec = registry.resolve(name)
         self.spec.options(options)  # fail early on a bad option
-        if reduction not in api.REDUCTIONS:
-            raise api.LossjitError(
-                f"reduction: expected one of mean, sum, none; got {reduction!r}")
+        if reduction not in self.spec.reductions:
+            raise api.LossjitError(f"reduction: expected one of "
+                                   f"{', '.join(self.spec.reductions)}; got {reduction!r}")
+        if empty not in registry.EMPTY_CHOICES:
+            raise api.LossjitError(f"empty: expected one of "
+                                   f"{', '.join(registry.EMPTY_CHOICES)}; got {empty!r}")
         self.name = self.spec.name
         self.reduction: Reduction = reduction
+        self.empty: Empty = empty
         self.options = dict(options)
 
-    def forward(self, predictions: Any, targets: Any = None) -> LossValue:
-        """The loss value (a float, or per-term losses for ``reduction="none"``)."""
-        return api.loss(self.name, predictions, targets, reduction=self.reduction,
-                        **self.options)
+    def _keywords(self, sample_weight: Any) -> dict[str, Any]:
+        return dict(reduction=self.reduction, empty=self.empty, sample_weight=sample_weight,
+                    **self.options)
 
-    def backward(self, predictions: Any, targets: Any = None, *,
+    def forward(self, predictions: Any, targets: Any = None, *,
+                sample_weight: Any = None) -> LossValue:
+        """The loss value (a float, or per-term losses for ``reduction="none"``)."""
+        return api.loss(self.name, predictions, targets, **self._keywords(sample_weight))
+
+    def backward(self, predictions: Any, targets: Any = None, *, sample_weight: Any = None,
                  out: np.ndarray | None = None) -> np.ndarray:
         """The gradient of the loss w.r.t. ``predictions``."""
-        return api.grad(self.name, predictions, targets, reduction=self.reduction, out=out,
-                        **self.options)
+        return api.grad(self.name, predictions, targets, out=out,
+                        **self._keywords(sample_weight))
 
     def value_and_grad(self, predictions: Any, targets: Any = None, *,
-                       out: np.ndarray | None = None) -> tuple[LossValue, np.ndarray]:
+                       sample_weight: Any = None, out: np.ndarray | None = None
+                       ) -> tuple[LossValue, np.ndarray]:
         """The loss and its gradient, from one fused pass."""
-        return api.value_and_grad(self.name, predictions, targets, reduction=self.reduction,
-                                  out=out, **self.options)
+        return api.value_and_grad(self.name, predictions, targets, out=out,
+                                  **self._keywords(sample_weight))
+
+    def grad_hess(self, predictions: Any, targets: Any = None, *,
+                  sample_weight: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient and the diagonal of the Hessian (see :func:`lossjit.grad_hess`)."""
+        return api.grad_hess(self.name, predictions, targets, **self._keywords(sample_weight))
 
     __call__ = forward
 
@@ -69,14 +84,15 @@ class Loss:
                 + (f", {shown}" if shown else "") + ")")
 
 
-def get(name: str, *, reduction: Reduction = "mean", **options: Any) -> Loss:
+def get(name: str, *, reduction: Reduction = "mean", empty: Empty = "nan",
+        **options: Any) -> Loss:
     """A :class:`Loss` object for ``name`` (any alias) with ``options`` bound.
 
     >>> import numpy as np
     >>> get("mae").forward(np.array([1.0, -1.0]), np.array([0.0, 0.0]))
     1.0
     """
-    return Loss(name, reduction=reduction, **options)
+    return Loss(name, reduction=reduction, empty=empty, **options)
 
 
 class MeanSquaredError(Loss):

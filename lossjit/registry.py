@@ -25,13 +25,24 @@ from lossjit.errors import LossjitError, UnknownLossError
 #: Kinds of option: how it is typed, parsed on the command line and checked.
 PARAM_KINDS = ("float", "int", "bool", "array", "float_or_array")
 
+#: The reductions every loss accepts ("mean" is the default).
+REDUCTIONS = ("mean", "sum", "none")
+
+#: What a mean over zero terms gives: NaN (PyTorch's), 0, or an error.
+EMPTY_CHOICES = ("nan", "zero", "error")
+
+#: Keywords of every loss, which no loss option may take as its name.
+COMMON_OPTIONS = ("reduction", "sample_weight", "empty", "wrt", "out")
+
 
 @dataclass(frozen=True)
 class Param:
     """One option of a loss.
 
     ``kind`` is one of ``PARAM_KINDS``; ``expect`` says in words what values are valid and
-    ``check`` tests a scalar value (arrays are checked where they are laid out).
+    ``check`` tests a scalar value (arrays are checked where they are laid out). A
+    ``differentiable`` option can be named in ``wrt=`` to get the loss's gradient with respect
+    to it.
     """
 
     name: str
@@ -40,6 +51,7 @@ class Param:
     help: str
     expect: str = ""
     check: Callable[[Any], bool] | None = None
+    differentiable: bool = False
 
     def validate(self, loss: str, value: Any) -> Any:
         """Return ``value`` converted to this option's kind, or raise a clear LossjitError."""
@@ -89,7 +101,10 @@ class LossSpec:
     - ``layout``: what ``predictions`` and ``targets`` look like, in words;
     - ``targets``: ``"required"``, ``"optional"`` or ``"none"`` (targets are ignored);
     - ``prepare``: ``"module:function"`` (imported on first use) or a callable that turns the
-      user's arrays and options into a kernel call (see :mod:`lossjit.layouts`).
+      user's arrays and options into a kernel call (see :mod:`lossjit.layouts`);
+    - ``reductions``: the reductions it accepts;
+    - ``hessian``: the diagonal of its Hessian w.r.t. the predictions, in words, when
+      ``grad_hess`` can compute it (empty when it cannot).
     """
 
     name: str
@@ -103,6 +118,8 @@ class LossSpec:
     reference: str = ""
     gradient: str = ""
     notes: str = ""
+    reductions: tuple[str, ...] = REDUCTIONS
+    hessian: str = ""
 
     def options(self, given: dict[str, Any]) -> dict[str, Any]:
         """The full option dict: defaults, overridden by ``given`` (validated)."""
@@ -131,8 +148,6 @@ def _unit(v: float) -> bool:
     return 0.0 <= v <= 1.0
 
 
-_REDUCTION_NOTE = "reduction: mean (default), sum or none."
-
 _WEIGHT = Param("weight", "array", None, "per-class weights, shape (C,)")
 _IGNORE = Param("ignore_index", "int", -100, "target class index that contributes nothing")
 _FROM_LOGITS = Param("from_logits", "bool", True,
@@ -145,14 +160,14 @@ BUILTIN: tuple[LossSpec, ...] = (
         name="mse", aliases=("mean_squared_error",), family="regression",
         formula="(x - y)^2", gradient="2 (x - y)",
         layout="predictions and targets of the same shape", params=(),
-        prepare="lossjit.layouts:mse",
+        prepare="lossjit.layouts:mse", hessian="2",
         reference="PyTorch mse_loss; seed MeanSquaredError",
     ),
     LossSpec(
         name="l1", aliases=("mae",), family="regression",
         formula="|x - y|", gradient="sign(x - y), 0 at x = y",
         layout="predictions and targets of the same shape", params=(),
-        prepare="lossjit.layouts:l1",
+        prepare="lossjit.layouts:l1", hessian="0",
         reference="PyTorch l1_loss",
     ),
     LossSpec(
@@ -161,7 +176,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         gradient="e, or delta sign(e)",
         layout="predictions and targets of the same shape",
         params=(Param("delta", "float", 1.0, "where the loss turns linear", "> 0", _positive),),
-        prepare="lossjit.layouts:huber",
+        prepare="lossjit.layouts:huber", hessian="1 if |e| < delta else 0",
         reference="PyTorch huber_loss",
     ),
     LossSpec(
@@ -171,8 +186,71 @@ BUILTIN: tuple[LossSpec, ...] = (
         layout="predictions and targets of the same shape",
         params=(Param("beta", "float", 1.0, "where the loss turns linear (0: plain l1)",
                       ">= 0", _non_negative),),
-        prepare="lossjit.layouts:smooth_l1",
+        prepare="lossjit.layouts:smooth_l1", hessian="1 / beta if |e| < beta else 0",
         reference="PyTorch smooth_l1_loss",
+    ),
+    LossSpec(
+        name="log_cosh", family="regression",
+        formula="log(cosh(e)), e = x - y, evaluated without overflow",
+        gradient="tanh(e)", hessian="1 - tanh(e)^2",
+        layout="predictions and targets of the same shape", params=(),
+        prepare="lossjit.layouts:log_cosh",
+        reference="optax log_cosh",
+    ),
+    LossSpec(
+        name="pseudo_huber", family="regression",
+        formula="delta^2 (sqrt(1 + (e / delta)^2) - 1), e = x - y",
+        gradient="e / sqrt(1 + (e / delta)^2)", hessian="(1 + (e / delta)^2)^(-3/2)",
+        layout="predictions and targets of the same shape",
+        params=(Param("delta", "float", 1.0, "scale where the loss turns linear", "> 0",
+                      _positive),),
+        prepare="lossjit.layouts:pseudo_huber",
+        reference="Charbonnier et al. 1994; Hartley and Zisserman (pseudo-Huber)",
+    ),
+    LossSpec(
+        name="quantile", aliases=("pinball",), family="regression",
+        formula="max(q (y - x), (q - 1) (y - x))",
+        gradient="-q if y > x, 1 - q if y < x, 1/2 - q at y = x", hessian="0",
+        layout="predictions and targets of the same shape",
+        params=(Param("quantile", "float", 0.5, "the quantile q to estimate", "in (0, 1)",
+                      lambda v: 0.0 < v < 1.0),),
+        prepare="lossjit.layouts:quantile",
+        reference="scikit-learn mean_pinball_loss; Koenker and Bassett 1978",
+    ),
+    LossSpec(
+        name="poisson_nll", family="regression",
+        formula="exp(x) - y x (log_input), or x - y log(x + eps); full adds "
+                "y log y - y + log(2 pi y)/2 where y > 1",
+        gradient="exp(x) - y, or 1 - y / (x + eps)",
+        hessian="exp(x), or y / (x + eps)^2",
+        layout="predictions (log-rates, or rates) and counts of the same shape",
+        params=(
+            Param("log_input", "bool", True, "predictions are log-rates (true) or rates"),
+            Param("full", "bool", False, "add the Stirling term of log(y!)"),
+            Param("eps", "float", 1e-8, "added to rates before the log", ">= 0",
+                  _non_negative),
+        ),
+        prepare="lossjit.layouts:poisson_nll",
+        reference="PyTorch poisson_nll_loss",
+    ),
+    LossSpec(
+        name="gaussian_nll", family="regression",
+        formula="0.5 (log v + (x - y)^2 / v), v = max(var, eps); full adds log(2 pi)/2",
+        gradient="(x - y) / v; w.r.t. var (wrt='var'): (1/v - (x - y)^2/v^2) / 2",
+        hessian="1 / v (w.r.t. the predictions, the means)",
+        layout="means and targets of the same shape; var of that shape, that shape without "
+               "its last axis, with one axis of size 1, or a number",
+        params=(
+            Param("var", "float_or_array", None, "the variances (required)",
+                  differentiable=True),
+            Param("full", "bool", False, "add the constant log(2 pi)/2"),
+            Param("eps", "float", 1e-6, "variances are clamped to >= eps", ">= 0",
+                  _non_negative),
+        ),
+        prepare="lossjit.layouts:gaussian_nll",
+        reference="PyTorch gaussian_nll_loss",
+        notes="The gradient w.r.t. var is PyTorch's: taken at the clamped variance and passed "
+              "straight through the clamp.",
     ),
     LossSpec(
         name="cross_entropy", aliases=("ce",), family="classification",
@@ -187,10 +265,36 @@ BUILTIN: tuple[LossSpec, ...] = (
             _FROM_LOGITS, _EPS_CLIP,
         ),
         prepare="lossjit.layouts:cross_entropy",
+        hessian="A p_c (1 - p_c), A = the row's total target weight (from_logits=true only)",
         reference="PyTorch cross_entropy (its weight, ignore_index and label-smoothing "
                   "denominators); seed CrossEntropyLoss",
         notes="With class indices the mean divides by the summed weight of the non-ignored "
               "targets; with probabilities, by the number of positions.",
+    ),
+    LossSpec(
+        name="nll", family="classification",
+        formula="-w_y x_y on log-probabilities x",
+        gradient="-w_y at the target class, 0 elsewhere",
+        layout="log-probabilities (C,), (N, C) or (N, C, d1..dk); class-index targets of the "
+               "shape without C",
+        params=(_WEIGHT, _IGNORE),
+        prepare="lossjit.layouts:nll",
+        reference="PyTorch nll_loss",
+        notes="The mean divides by the summed weight of the non-ignored targets.",
+    ),
+    LossSpec(
+        name="poly1", family="classification",
+        formula="-log p_t + epsilon (1 - p_t), p = softmax(x); 1 - p_t = sum_c t_c (1 - p_c) "
+                "for probability targets",
+        gradient="(1 + epsilon p_y) (p_j - [j = y]) for class indices",
+        layout="logits like cross_entropy; class-index or probability targets",
+        params=(
+            Param("epsilon", "float", 1.0, "weight of the polynomial term", "finite", _finite),
+            _IGNORE,
+        ),
+        prepare="lossjit.layouts:poly1",
+        reference="Leng et al. 2022 (PolyLoss); optax poly_loss_cross_entropy",
+        notes="With class indices the mean divides by the number of non-ignored targets.",
     ),
     LossSpec(
         name="binary_cross_entropy", aliases=("bce",), family="classification",
@@ -199,6 +303,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         layout="probabilities in [0, 1] and targets of the same shape",
         params=(Param("weight", "array", None, "weights broadcast against the predictions"),),
         prepare="lossjit.layouts:binary_cross_entropy",
+        hessian="w (x^2 - 2 x y + y) / (x (1 - x))^2",
         reference="PyTorch binary_cross_entropy",
     ),
     LossSpec(
@@ -211,6 +316,7 @@ BUILTIN: tuple[LossSpec, ...] = (
             Param("pos_weight", "array", None, "weight of positives, along the last axis"),
         ),
         prepare="lossjit.layouts:bce_with_logits",
+        hessian="w (1 + (pw - 1) y) sigmoid(x) sigmoid(-x)",
         reference="PyTorch binary_cross_entropy_with_logits",
     ),
     LossSpec(
@@ -239,8 +345,61 @@ BUILTIN: tuple[LossSpec, ...] = (
                   "<= 1", lambda v: v <= 1),
             Param("gamma", "float", 2.0, "focusing exponent", ">= 0", _non_negative),
         ),
-        prepare="lossjit.layouts:sigmoid_focal",
+        prepare="lossjit.layouts:sigmoid_focal", hessian="exact, in the same stable form",
         reference="torchvision sigmoid_focal_loss (whose default reduction is none)",
+    ),
+    LossSpec(
+        name="kl_div", family="classification",
+        formula="y (log y - x), 0 where y = 0; log_target: exp(y) (y - x)",
+        gradient="-y, or -exp(y)", hessian="0",
+        layout="log-probabilities and targets of the same shape",
+        params=(Param("log_target", "bool", False, "targets are log-probabilities"),),
+        prepare="lossjit.layouts:kl_div",
+        reference="PyTorch kl_div",
+        reductions=(*REDUCTIONS, "batchmean"),
+        notes="reduction batchmean divides the sum by the size of the first axis.",
+    ),
+    LossSpec(
+        name="hinge_embedding", family="classification",
+        formula="x if y = 1; max(0, margin - x) if y = -1",
+        gradient="1, or -1 where margin - x >= 0", hessian="0",
+        layout="predictions and labels 1 or -1 of the same shape",
+        params=(Param("margin", "float", 1.0, "where the loss of y = -1 stops", "finite",
+                      _finite),),
+        prepare="lossjit.layouts:hinge_embedding",
+        reference="PyTorch hinge_embedding_loss",
+    ),
+    LossSpec(
+        name="multi_margin", family="classification",
+        formula="(1/C) sum_{c != y} w_y max(0, margin - x_y + x_c)^p",
+        gradient="w.r.t. every score, where margin - x_y + x_c > 0",
+        layout="scores (C,) or (N, C); class-index targets () or (N,)",
+        params=(
+            Param("p", "int", 1, "power of the hinge", "1 or 2", lambda v: v in (1, 2)),
+            Param("margin", "float", 1.0, "required gap between the target and the others",
+                  "finite", _finite),
+            _WEIGHT,
+        ),
+        prepare="lossjit.layouts:multi_margin",
+        reference="PyTorch multi_margin_loss",
+        notes="The mean divides by the number of rows; weights do not enter it.",
+    ),
+    LossSpec(
+        name="soft_margin", family="classification",
+        formula="log(1 + exp(-y x)), evaluated without overflow",
+        gradient="-y sigmoid(-y x)", hessian="y^2 sigmoid(y x) sigmoid(-y x)",
+        layout="predictions and labels (normally 1 or -1) of the same shape", params=(),
+        prepare="lossjit.layouts:soft_margin",
+        reference="PyTorch soft_margin_loss",
+    ),
+    LossSpec(
+        name="multilabel_soft_margin", family="classification",
+        formula="-(1/C) sum_c w_c [y_c log sigmoid(x_c) + (1 - y_c) log sigmoid(-x_c)]",
+        gradient="w_c (sigmoid(x_c) - y_c) / C",
+        layout="logits (..., C), labels on the last axis; targets 0/1 of the same shape",
+        params=(Param("weight", "array", None, "per-class weights, shape (C,)"),),
+        prepare="lossjit.layouts:multilabel_soft_margin",
+        reference="PyTorch multilabel_soft_margin_loss",
     ),
     LossSpec(
         name="contrastive", family="embedding",
@@ -268,6 +427,26 @@ BUILTIN: tuple[LossSpec, ...] = (
         prepare="lossjit.layouts:triplet", targets="none",
         reference="PyTorch triplet_margin_loss; seed TripletLoss",
     ),
+    LossSpec(
+        name="cosine_embedding", family="embedding",
+        formula="1 - cos(x1, x2) if y = 1; max(0, cos(x1, x2) - margin) if y = -1",
+        gradient="w.r.t. both members; finite at a zero vector (1e-12 on the squared norms)",
+        layout="pairs (B, 2, D) and labels 1 or -1, (B,) or (B, 1)",
+        params=(Param("margin", "float", 0.0, "cosine above which dissimilar pairs count",
+                      "finite", _finite),),
+        prepare="lossjit.layouts:cosine_embedding",
+        reference="PyTorch cosine_embedding_loss",
+    ),
+    LossSpec(
+        name="margin_ranking", family="embedding",
+        formula="max(0, -y (x1 - x2) + margin)",
+        gradient="(-y, y) where the hinge is >= 0",
+        layout="rank pairs (B, 2) = (x1, x2) and labels 1 or -1, (B,) or (B, 1)",
+        params=(Param("margin", "float", 0.0, "required gap between the pair", "finite",
+                      _finite),),
+        prepare="lossjit.layouts:margin_ranking",
+        reference="PyTorch margin_ranking_loss",
+    ),
 )
 
 _specs: dict[str, LossSpec] = {}
@@ -285,6 +464,9 @@ def register_spec(spec: LossSpec, *, replace: bool = False) -> LossSpec:
         if owner is not None and not (replace and owner == spec.name):
             raise LossjitError(f"register: the name {key!r} is taken by the loss {owner!r}")
     for p in spec.params:
+        if p.name in COMMON_OPTIONS:
+            raise LossjitError(f"register: option name {p.name!r} is reserved (every loss has "
+                               f"it); reserved: {', '.join(COMMON_OPTIONS)}")
         if p.kind not in PARAM_KINDS:
             raise LossjitError(
                 f"register: option {p.name} has kind {p.kind!r}; expected one of "

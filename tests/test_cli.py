@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import lossjit
+from lossjit import registry
 from lossjit.cli import cli
 from lossjit.io import read_array
 
@@ -190,8 +191,8 @@ def test_focal_json(work: Path):
     assert len(result.stdout.strip().splitlines()) == 1
     record = json.loads(result.stdout)
     assert isinstance(record, dict)
-    assert set(record) == {"loss", "name", "reduction", "params", "shape", "dtype", "grad",
-                           "seconds"}
+    assert set(record) == {"loss", "name", "reduction", "params", "sample_weight", "empty",
+                           "shape", "dtype", "grad", "seconds"}
     assert record["loss"] == lossjit.loss("focal", logits, labels, gamma=1.5)
     p_y = softmax(logits)[np.arange(32), labels]
     assert record["loss"] == pytest.approx(np.mean(-(1 - p_y) ** 1.5 * np.log(p_y)), rel=1e-12)
@@ -706,8 +707,14 @@ def test_focal_help_lists_its_options():
 def test_list_names_every_loss():
     result = invoke("list")
     assert result.exit_code == 0
-    first_words = [line.split()[0] for line in result.stdout.splitlines()]
+    lines = result.stdout.splitlines()
+    first_words = [line.split()[0] for line in lines if not line.startswith(" ")]
     assert first_words == lossjit.names()
+    details = [line.split(":")[0].strip() for line in lines if line.startswith(" ")]
+    assert details == ["inputs", "options", "reference"] * len(lossjit.names())
+    hessians = [line.split()[2] for line in lines if not line.startswith(" ")]
+    assert hessians.count("hessian") == sum(bool(registry.resolve(name).hessian)
+                                            for name in lossjit.names())
 
 
 def test_list_json():
@@ -783,8 +790,8 @@ def test_process_focal_json(work: Path, exe: list[str]):
     out = proc.stdout.decode()
     assert out.count("\n") == 1 and out.endswith("\n")
     record = json.loads(out)
-    assert set(record) == {"loss", "name", "reduction", "params", "shape", "dtype", "grad",
-                           "seconds"}
+    assert set(record) == {"loss", "name", "reduction", "params", "sample_weight", "empty",
+                           "shape", "dtype", "grad", "seconds"}
     assert record["loss"] == lossjit.loss("focal", logits, labels, gamma=1.5)
     assert (work / "logits.grad.npy").exists()
     assert bits_equal(np.load(work / "logits.grad.npy"),
@@ -883,9 +890,11 @@ def test_process_help_list_info_version(work: Path, exe: list[str]):
     assert group.returncode == 0
     listed = run([*exe, "list"], work)
     assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.decode().splitlines()] == lossjit.names()
+    builtin = [spec.name for spec in registry.BUILTIN]  # this process may have registered more
+    assert [line.split()[0] for line in listed.stdout.decode().splitlines()
+            if not line.startswith(" ")] == builtin
     as_json = run([*exe, "list", "--json"], work)
-    assert [d["name"] for d in json.loads(as_json.stdout)] == lossjit.names()
+    assert [d["name"] for d in json.loads(as_json.stdout)] == builtin
     info = run([*exe, "info", "ce"], work)
     assert info.returncode == 0 and b"cross_entropy" in info.stdout
     assert b"--label-smoothing" in info.stdout

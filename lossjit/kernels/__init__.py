@@ -4,7 +4,8 @@ Every kernel has the signature ``kernel(x, y, w, grad, losses, scale, *params) -
 described in :mod:`lossjit.kernels._blocks`: it writes the gradient into ``grad`` (unless it is
 empty), per-term losses into ``losses`` (unless empty), and returns the float64 sum of the
 loss terms. Each ``name`` runs serially; ``name_parallel`` is its multi-threaded twin, with a
-bit-identical result. Importing this module imports Numba but compiles nothing.
+bit-identical result. A ``name_hessian`` kernel also writes the diagonal of the Hessian, in
+place of the per-term losses. Importing this module imports Numba but compiles nothing.
 
 >>> import numpy as np
 >>> from numba import njit
@@ -17,60 +18,9 @@ bit-identical result. Importing this module imports Numba but compiles nothing.
 5.0
 """
 
-from lossjit.kernels.classification import (
-    bce_with_logits,
-    bce_with_logits_columns,
-    bce_with_logits_columns_parallel,
-    bce_with_logits_parallel,
-    binary_cross_entropy,
-    binary_cross_entropy_parallel,
-    cross_entropy_index,
-    cross_entropy_index_parallel,
-    cross_entropy_probs,
-    cross_entropy_probs_parallel,
-    cross_entropy_soft,
-    cross_entropy_soft_parallel,
-    focal_index,
-    focal_index_parallel,
-    focal_probs,
-    focal_probs_parallel,
-    focal_soft,
-    focal_soft_parallel,
-    sigmoid_focal,
-    sigmoid_focal_parallel,
-)
-from lossjit.kernels.embedding import (
-    contrastive,
-    contrastive_parallel,
-    triplet,
-    triplet_parallel,
-)
-from lossjit.kernels.regression import (
-    huber,
-    huber_parallel,
-    l1,
-    l1_parallel,
-    mse,
-    mse_parallel,
-    smooth_l1,
-    smooth_l1_parallel,
-)
+from lossjit.kernels import classification, embedding, regression
+from lossjit.kernels.classification import *  # noqa: F403
+from lossjit.kernels.embedding import *  # noqa: F403
+from lossjit.kernels.regression import *  # noqa: F403
 
-__all__ = [
-    "bce_with_logits", "bce_with_logits_parallel",
-    "bce_with_logits_columns", "bce_with_logits_columns_parallel",
-    "binary_cross_entropy", "binary_cross_entropy_parallel",
-    "contrastive", "contrastive_parallel",
-    "cross_entropy_index", "cross_entropy_index_parallel",
-    "cross_entropy_probs", "cross_entropy_probs_parallel",
-    "cross_entropy_soft", "cross_entropy_soft_parallel",
-    "focal_index", "focal_index_parallel",
-    "focal_probs", "focal_probs_parallel",
-    "focal_soft", "focal_soft_parallel",
-    "huber", "huber_parallel",
-    "l1", "l1_parallel",
-    "mse", "mse_parallel",
-    "sigmoid_focal", "sigmoid_focal_parallel",
-    "smooth_l1", "smooth_l1_parallel",
-    "triplet", "triplet_parallel",
-]
+__all__ = sorted([*regression.__all__, *classification.__all__, *embedding.__all__])

@@ -20,13 +20,20 @@ blocks depend only on the shape, so the loss is bit-identical for any thread cou
 serial and parallel kernels.
 
 ``elementwise_template`` is the ``block`` of every loss whose terms are single elements: it
-calls the loss's ``pointwise(x, y, params) -> (loss, dloss/dx)`` on each element, ``params``
-being the tuple of the loss's scalar options. Built-in pointwise functions are inlined where
-they are called (``jit(inline=True)``), so the element loops vectorise.
+calls the loss's ``pointwise(x, y, params) -> (loss, dloss/dx, d2loss/dx2)`` on each element,
+``params`` being the tuple of the loss's scalar options. Built-in pointwise functions are
+inlined where they are called (``jit(inline=True)``), so the element loops vectorise, and what
+a kernel does not store (the second derivative, mostly) is compiled away.
+
+**Hessian kernels.** A template specialised with ``hessian=True`` computes the loss, the
+gradient and the diagonal of the Hessian: its ``losses`` slot then receives the Hessian's
+diagonal, laid out as ``x`` and scaled like the gradient. Their kernels are named
+``<kernel>_hessian`` (and ``<kernel>_hessian_parallel``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +52,7 @@ LANES = 16
 block: Any = None
 pointwise: Any = None
 user_pointwise: Any = None
+hessian = False
 
 
 @jit
@@ -103,13 +111,20 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
     their dtype and returns float64 results).
 
     The per-element losses go to a buffer that ``lane_sum`` adds up; the value-only and the
-    gradient loops differ only by the gradient store, so they give the same loss.
+    gradient loops differ only by the gradient store, so they give the same loss. With
+    ``hessian`` bound true, ``losses`` receives the second derivatives instead.
     """
     n = x.size
     values = np.empty(n)
-    if grad.size:
+    if hessian:
         for i in range(n):
-            value, slope = pointwise(x[i], y[i], params)
+            value, slope, curvature = pointwise(x[i], y[i], params)
+            values[i] = value
+            grad[i] = slope * scale
+            losses[i] = curvature * scale
+    elif grad.size:
+        for i in range(n):
+            value, slope, _ = pointwise(x[i], y[i], params)
             values[i] = value
             grad[i] = slope * scale
     else:
@@ -121,16 +136,43 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
         if grad.size:
             for i in range(n):
                 grad[i] *= w[i]
-    if losses.size:
+        if hessian:
+            for i in range(n):
+                losses[i] *= w[i]
+    if losses.size and not hessian:
         for i in range(n):
             losses[i] = values[i]
     return lane_sum(values, np.empty(LANES))
 
 
+def columns_template(x, y, w, grad, losses, scale, column_params):
+    """Block of an element-wise loss on rows ``(n, L)`` whose one parameter differs by
+    column: ``pointwise(x[r, j], y[r, j], (column_params[j],))`` (in float64)."""
+    n, columns = x.shape
+    values = np.empty(columns)
+    lanes = np.empty(LANES)
+    total = 0.0
+    for r in range(n):
+        for j in range(columns):
+            value, slope, curvature = pointwise(float(x[r, j]), float(y[r, j]),
+                                                (column_params[j],))
+            term_weight = w[r, j] if w.size else 1.0
+            values[j] = term_weight * value
+            if grad.size:
+                grad[r, j] = term_weight * slope * scale
+            if hessian:
+                losses[r, j] = term_weight * curvature * scale
+            elif losses.size:
+                losses[r, j] = term_weight * value
+        total += lane_sum(values, lanes)
+    return total
+
+
 def user_pointwise_template(x, y, params):
-    """A user's ``pointwise(x, y, *params)`` (on float64 numbers) called the way the
-    element-wise block calls."""
-    return user_pointwise(float(x), float(y), *params)
+    """A user's ``pointwise(x, y, *params) -> (loss, slope)`` (on float64 numbers) called the
+    way the element-wise block calls (with no second derivative: NaN)."""
+    value, slope = user_pointwise(float(x), float(y), *params)
+    return value, slope, math.nan
 
 
 def row_kernels(name: str, block_fn: Callable[..., Any]) -> tuple[Any, Any]:
@@ -139,7 +181,19 @@ def row_kernels(name: str, block_fn: Callable[..., Any]) -> tuple[Any, Any]:
             specialise(rows_template, name, parallel=True, block=block_fn, cache=True))
 
 
+def template_kernels(name: str, template: Callable[..., Any], *, hessian: bool = False,
+                     **bindings: Any) -> tuple[Any, Any]:
+    """The serial and parallel kernels of a loss whose block is ``template`` specialised with
+    ``bindings`` (and, for a Hessian kernel, ``hessian=True``)."""
+    return row_kernels(name, specialise(template, name + "_block", hessian=hessian, **bindings))
+
+
 def elementwise_kernels(name: str, pointwise_fn: Callable[..., Any]) -> tuple[Any, Any]:
     """The serial and parallel kernels of an element-wise loss, from its ``pointwise``."""
-    return row_kernels(name, specialise(elementwise_template, name + "_block",
-                                        pointwise=pointwise_fn))
+    return template_kernels(name, elementwise_template, pointwise=pointwise_fn)
+
+
+def elementwise_hessian_kernels(name: str, pointwise_fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """The Hessian kernels (``<name>_hessian``) of an element-wise loss."""
+    return template_kernels(name + "_hessian", elementwise_template, hessian=True,
+                            pointwise=pointwise_fn)

@@ -1,4 +1,6 @@
-"""Classification losses: softmax cross-entropy and focal, binary cross-entropy, sigmoid focal.
+"""Classification losses: softmax cross-entropy, focal and Poly-1; NLL; binary cross-entropy,
+sigmoid focal and KL divergence; the margin losses (hinge embedding, multi-margin, soft
+margin, multi-label soft margin).
 
 Class-axis kernels take ``x`` as ``(rows, C)``: one row of C logits (or probabilities) per
 loss term; PyTorch's ``(N, C, d1..dk)`` inputs are laid out that way by
@@ -22,12 +24,25 @@ gives a loss of +inf.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from lossjit._jit import jit
-from lossjit.kernels._blocks import LANES, elementwise_kernels, lane_sum, row_kernels
+from lossjit._jit import jit, specialise
+from lossjit.kernels._blocks import (
+    LANES,
+    columns_template,
+    elementwise_hessian_kernels,
+    elementwise_kernels,
+    lane_sum,
+    row_kernels,
+    template_kernels,
+)
 from lossjit.kernels._stable import exp, exp_as, log, log1p_as, log_as, logistic_as
+
+# Free name of the target templates, bound per loss by ``specialise``: the per-class term
+# ``term(logp, p, 1 - p, parameter) -> (value, gradient factor)``.
+term: Any = None
 
 
 @jit
@@ -118,23 +133,24 @@ def _clip(p, eps):
     return p
 
 
-@jit
-def _focal_factor(logp, gamma):
-    """(1-p)^gamma and F = (1-p)^gamma (1 - gamma p log(p) / (1-p)), from log p.
-
-    F is the factor of the softmax focal gradient: d/dx_j = F (p_j - [j = y]). It has the
-    limit (1 + gamma p) (1-p)^gamma as p -> 1, which this form keeps finite.
+@jit(inline=True)
+def focal_term(logp, p, u, gamma):
+    """One class's focal term from log p, p and u = 1 - p (each computed where it is exact):
+    (-(1-p)^gamma log p, F) with F = (1-p)^gamma (1 - gamma p log p / (1-p)), the factor of
+    the softmax gradient, d/dx_j = F (p_j - [j = y]). F has the limit (1 + gamma p) (1-p)^gamma
+    as p -> 1, which this form keeps finite. gamma = 0 is cross-entropy: (-log p, 1).
     """
-    if gamma == 0.0:
-        return 1.0, 1.0
-    p = math.exp(logp)
-    u = -math.expm1(logp)
-    modulating = u ** gamma
-    if p == 0.0:
-        return modulating, modulating
-    if u == 0.0:
-        return modulating, modulating * (1.0 + gamma * p)
-    return modulating, modulating * (1.0 - gamma * p * logp / u)
+    modulating = 1.0 if gamma == 0.0 else exp(gamma * log(u))
+    ratio = logp / u if u > 0.0 else -1.0  # log(p) / (1 - p) -> -1 as p -> 1
+    bend = gamma * p * ratio if p > 0.0 else 0.0
+    return -modulating * logp, modulating * (1.0 - bend)
+
+
+@jit(inline=True)
+def poly1_term(logp, p, u, epsilon):
+    """One class's Poly-1 term: (-log p + epsilon (1 - p), 1 + epsilon p); the gradient is
+    (1 + epsilon p_y) (p_j - [j = y]), the same form as focal's."""
+    return epsilon * u - logp, 1.0 + epsilon * p
 
 
 @jit
@@ -247,9 +263,9 @@ def _term_weights(w, n):
     return weights
 
 
-@jit
-def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
-    """-alpha_y (1-p_y)^gamma log p_y, p = softmax(x); grad F (p_j - [j = y]).
+def target_index_template(x, y, w, grad, losses, scale, alpha, parameter, ignore_index):
+    """alpha_y v(p_y), p = softmax(x), for a bound per-class ``term(logp, p, u, parameter) ->
+    (v, F)`` (softmax focal, Poly-1); grad alpha_y F (p_j - [j = y]).
 
     1 - p_y is taken as the softmax mass of the other classes, which keeps its precision as
     p_y -> 1. The per-row loop has no branches, so it vectorises across rows.
@@ -274,14 +290,10 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
         e_target[r] = e[r, target]
         a[r] = alphas[target] * term_weights[r]
     for r in range(n):
-        logp = at_target[r] - lse[r]
-        p = e_target[r] / mass[r]
-        u = others[r] / mass[r]
-        modulating = 1.0 if gamma == 0.0 else exp(gamma * log(u))
-        ratio = logp / u if u > 0.0 else -1.0  # log(p) / (1 - p) -> -1 as p -> 1
-        bend = gamma * p * ratio if p > 0.0 else 0.0
-        values[r] = -a[r] * modulating * logp if kept[r] else 0.0
-        factors[r] = a[r] * modulating * (1.0 - bend) if kept[r] else 0.0
+        value, factor = term(at_target[r] - lse[r], e_target[r] / mass[r], others[r] / mass[r],
+                             parameter)
+        values[r] = a[r] * value if kept[r] else 0.0
+        factors[r] = a[r] * factor if kept[r] else 0.0
     if grad.size:
         share, even, pull = np.empty(n), np.zeros(n), np.empty(n)
         for r in range(n):
@@ -291,12 +303,11 @@ def focal_index_block(x, y, w, grad, losses, scale, alpha, gamma, ignore_index):
     return _terms_total(values, losses, np.empty(LANES))
 
 
-@jit
-def soft_targets_block(x, y, w, grad, losses, scale, weight, smoothing, gamma):
-    """-sum_c a_c q_c (1-p_c)^gamma log p_c, p = softmax(x), q = (1-e) t + e/C: softmax
-    cross-entropy with probability targets (gamma = 0, a = class weights) and softmax focal
-    loss with one-hot or soft targets (e = 0, a = alpha). grad p_j sum_c F_c - F_j, with
-    F_c = a_c q_c (1-p_c)^gamma (1 - gamma p_c log p_c / (1-p_c)).
+def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, parameter):
+    """sum_c a_c q_c v(p_c), p = softmax(x), q = (1-e) t + e/C, for a bound per-class
+    ``term(logp, p, u, parameter) -> (v, F)``: softmax cross-entropy with probability targets
+    (the focal term with gamma = 0, a = class weights), softmax focal loss with one-hot or soft
+    targets (e = 0, a = alpha) and Poly-1. grad p_j sum_c a_c q_c F_c - a_j q_j F_j.
     """
     n, classes = x.shape
     weights = _class_weights(weight, classes)
@@ -315,8 +326,8 @@ def soft_targets_block(x, y, w, grad, losses, scale, weight, smoothing, gamma):
             parts[c] = 0.0
             if aq != 0.0:  # a class with no target mass adds exactly 0, even at a -inf logit
                 logp = float(x[r, c]) - lse
-                modulating, factor = _focal_factor(logp, gamma)
-                parts[c] = -aq * modulating * logp
+                value, factor = term(logp, math.exp(logp), -math.expm1(logp), parameter)
+                parts[c] = aq * value
                 own[c] = aq * factor
         term_weight = w[r] if w.size else 1.0
         value = lane_sum(parts, lanes) * term_weight
@@ -373,7 +384,8 @@ BCE_FLOOR = 9.999999960041972e-13
 
 @jit(inline=True)
 def binary_cross_entropy_pointwise(x, y, params):
-    """-(y log x + (1-y) log(1-x)), logs clamped at -100; grad (x-y)/max(x(1-x), 1e-12).
+    """-(y log x + (1-y) log(1-x)), logs clamped at -100; grad (x-y)/max(x(1-x), 1e-12)
+    (PyTorch's); d2 its derivative, (x^2 - 2xy + y) / (x(1-x))^2 (1e12 where floored).
 
     The logarithms are taken in the data's precision (float32 lanes for float32 data).
     """
@@ -385,47 +397,33 @@ def binary_cross_entropy_pointwise(x, y, params):
     log_1mx = -100.0 if log_1mx < -100.0 else log_1mx
     value = -(y * log_x + (1.0 - y) * log_1mx)
     spread = x * (1.0 - x)
-    return value, (x - y) / (BCE_FLOOR if spread < BCE_FLOOR else spread)
+    if spread < BCE_FLOOR:
+        return value, (x - y) / BCE_FLOOR, 1.0 / BCE_FLOOR
+    return value, (x - y) / spread, (x * x - 2.0 * x * y + y) / (spread * spread)
 
 
 @jit(inline=True)
 def bce_with_logits_pointwise(x, y, params):
-    """(1-y) x + (1+(pw-1) y) softplus(-x); d/dx = (1+(pw-1) y) sigmoid(x) - pw y."""
+    """(1-y) x + (1+(pw-1) y) softplus(-x); d/dx = (1+(pw-1) y) sigmoid(x) - pw y;
+    d2 = (1+(pw-1) y) sigmoid(x) sigmoid(-x)."""
     pos_weight = params[0]
-    softplus_neg, p, _ = logistic_as(x)  # in the data's precision
+    softplus_neg, p, q = logistic_as(x)  # in the data's precision
     x = float(x)
     y = float(y)
+    p = float(p)
     lift = 1.0 + (pos_weight - 1.0) * y
-    return (1.0 - y) * x + lift * float(softplus_neg), lift * float(p) - pos_weight * y
-
-
-@jit
-def bce_with_logits_columns_block(x, y, w, grad, losses, scale, pos_weight):
-    """bce_with_logits over rows of (n, L) with one ``pos_weight`` per column."""
-    n, columns = x.shape
-    values = np.empty(columns)
-    lanes = np.empty(LANES)
-    total = 0.0
-    for r in range(n):
-        for j in range(columns):
-            value, slope = bce_with_logits_pointwise(float(x[r, j]), float(y[r, j]),
-                                                     (pos_weight[j],))
-            term_weight = w[r, j] if w.size else 1.0
-            values[j] = term_weight * value
-            if losses.size:
-                losses[r, j] = term_weight * value
-            if grad.size:
-                grad[r, j] = term_weight * slope * scale
-        total += lane_sum(values, lanes)
-    return total
+    return ((1.0 - y) * x + lift * float(softplus_neg), lift * p - pos_weight * y,
+            lift * p * float(q))
 
 
 @jit(inline=True)
 def sigmoid_focal_pointwise(x, y, params):
     """alpha_t (1-p_t)^gamma bce_with_logits(x, y), p = sigmoid(x) (torchvision's form).
 
-    With m = 1 - p_t = p (1-y) + (1-p) y:
-    d/dx = alpha_t [(p - y) m^gamma + gamma m^(gamma-1) p (1-p) (1-2y) bce].
+    With m = 1 - p_t = p (1-y) + (1-p) y, M = m^gamma, s = p (1-p), k = 1 - 2y, r = s / m
+    (at most 1, so nothing overflows as m -> 0) and B = bce:
+    d/dx = alpha_t [(p - y) M + gamma r M k B];
+    d2 = alpha_t M [s + gamma k r (2 (p - y) + B ((1 - 2p) + (gamma - 1) k r))].
     """
     alpha, gamma = params
     softplus_neg, p, q = logistic_as(x)  # in the data's precision
@@ -435,34 +433,258 @@ def sigmoid_focal_pointwise(x, y, params):
     y = float(y)
     bce = (1.0 - y) * x + float(softplus_neg)
     m = p * (1.0 - y) + q * y
-    log_m = log(m)  # m^gamma as exp(gamma log m): pow() is a library call, this vectorises
-    modulating = 1.0 if gamma == 0.0 else exp(gamma * log_m)
-    bend = gamma * exp((gamma - 1.0) * log_m) * p * q * (1.0 - 2.0 * y) * bce
-    bend = bend if m > 0.0 else 0.0
+    s = p * q
+    k = 1.0 - 2.0 * y
+    # m^gamma as exp(gamma log m): pow() is a library call, this vectorises
+    modulating = 1.0 if gamma == 0.0 else exp(gamma * log(m))
+    r = s / m if m > 0.0 else 0.0
     value = modulating * bce
-    slope = (p - y) * modulating + bend
+    slope = (p - y) * modulating + gamma * r * modulating * k * bce
+    curvature = modulating * (s + gamma * k * r * (2.0 * (p - y)
+                                                    + bce * ((1.0 - 2.0 * p)
+                                                             + (gamma - 1.0) * k * r)))
     if alpha >= 0.0:
         alpha_t = alpha * y + (1.0 - alpha) * (1.0 - y)
         value *= alpha_t
         slope *= alpha_t
-    return value, slope
+        curvature *= alpha_t
+    return value, slope, curvature
+
+
+@jit
+def nll_block(x, y, w, grad, losses, scale, weight, ignore_index):
+    """-weight_y x_y on log-probabilities x; grad -weight_y at the target (0 when ignored)."""
+    n, classes = x.shape
+    weights = _class_weights(weight, classes)
+    term_weights = _term_weights(w, n)
+    values, pull = np.empty(n), np.empty(n)
+    for r in range(n):
+        kept = y[r] != ignore_index
+        target = y[r] if kept else 0
+        a = weights[target] * term_weights[r]
+        values[r] = -a * float(x[r, target]) if kept else 0.0
+        pull[r] = a * scale if kept else 0.0
+    if grad.size:
+        for r in range(n):
+            for c in range(classes):
+                grad[r, c] = 0.0
+            if y[r] != ignore_index:
+                grad[r, y[r]] = -pull[r]
+    return _terms_total(values, losses, np.empty(LANES))
+
+
+@jit
+def multi_margin_block(x, y, w, grad, losses, scale, p, margin, weight):
+    """(1/C) sum_{c != y} weight_y max(0, margin - x_y + x_c)^p, p in {1, 2}; a class adds
+    to the gradient only where margin - x_y + x_c > 0 (PyTorch's rule)."""
+    n, classes = x.shape
+    term_weights = _term_weights(w, n)
+    values, parts = np.empty(n), np.empty(classes)
+    lanes = np.empty(LANES)
+    for r in range(n):
+        target = y[r]
+        a = (weight[target] if weight.size else 1.0) / classes * term_weights[r]
+        g = a * scale
+        at_target = float(x[r, target])
+        pull = 0.0
+        for c in range(classes):
+            z = margin - at_target + float(x[r, c])
+            active = z > 0.0 and c != target
+            parts[c] = (z if p == 1 else z * z) if active else (z if z != z else 0.0)
+            if grad.size:
+                slope = (g if p == 1 else 2.0 * z * g) if active else 0.0
+                grad[r, c] = slope
+                pull += slope
+        if grad.size:
+            grad[r, target] = -pull
+        values[r] = lane_sum(parts, lanes) * a
+    return _terms_total(values, losses, lanes)
+
+
+@jit
+def multilabel_soft_margin_block(x, y, w, grad, losses, scale, weight):
+    """(1/C) sum_c w_c [(1 - y) x + softplus(-x)] (= -(1/C) sum_c w_c [y log sigmoid(x) +
+    (1-y) log sigmoid(-x)]); grad w_c (sigmoid(x) - y) / C."""
+    n, classes = x.shape
+    term_weights = _term_weights(w, n)
+    values, parts = np.empty(n), np.empty(classes)
+    lanes = np.empty(LANES)
+    for r in range(n):
+        g = term_weights[r] * scale / classes
+        for c in range(classes):
+            value, slope, _ = bce_with_logits_pointwise(x[r, c], y[r, c], (1.0,))
+            class_weight = weight[c] if weight.size else 1.0
+            parts[c] = class_weight * value
+            if grad.size:
+                grad[r, c] = class_weight * slope * g
+        values[r] = lane_sum(parts, lanes) / classes * term_weights[r]
+    return _terms_total(values, losses, lanes)
+
+
+@jit(inline=True)
+def kl_div_pointwise(x, y, params):
+    """y log y - y x on log-probabilities x, exactly 0 where y = 0; with log_target,
+    exp(y) (y - x). d/dx = -y or -exp(y); d2 = 0."""
+    log_target = params[0]
+    x = float(x)
+    y = float(y)
+    if log_target:
+        t = exp(y)
+        return t * (y - x), -t, 0.0
+    value = y * log(y) - y * x
+    return (0.0 if y == 0.0 else value), -y, 0.0
+
+
+@jit(inline=True)
+def hinge_embedding_pointwise(x, y, params):
+    """x for y = 1; max(0, margin - x) for y = -1, whose gradient -1 includes the tie
+    margin - x = 0 (PyTorch's clamp_min); d2 = 0."""
+    margin = params[0]
+    x = float(x)
+    if y > 0:
+        return x, 1.0, 0.0
+    gap = margin - x
+    if gap >= 0.0:
+        return gap, -1.0, 0.0
+    return (gap if gap != gap else 0.0), 0.0, 0.0
+
+
+@jit(inline=True)
+def soft_margin_pointwise(x, y, params):
+    """log(1 + exp(-y x)) = softplus(-y x), finite for every finite input; d/dx =
+    -y sigmoid(-y x); d2 = y^2 sigmoid(y x) sigmoid(-y x)."""
+    softplus_neg, p, q = logistic_as(y * x)  # in the data's precision
+    y = float(y)
+    q = float(q)
+    return float(softplus_neg), -y * q, y * y * float(p) * q
+
+
+@jit
+def _softmax_curvature(x, amount, hess):
+    """hess[r, c] = amount[r] p_c (1 - p_c), p = softmax(x[r]): the Hessian's diagonal of
+    amount[r] times a softmax cross-entropy whose targets sum to 1."""
+    n, classes = x.shape
+    e = np.empty((n, classes), x.dtype)
+    top, mass, lse = np.empty(n, x.dtype), np.empty(n), np.empty(n)
+    _softmax_block(x, e, top, mass, lse)
+    for r in range(n):
+        inverse = 1.0 / mass[r]
+        for c in range(classes):
+            p = e[r, c] * inverse
+            hess[r, c] = amount[r] * p * (1.0 - p)
+
+
+@jit
+def cross_entropy_index_hessian_block(x, y, w, grad, hess, scale, weight, ignore_index,
+                                      smoothing):
+    """cross_entropy_index's loss and gradient, and the Hessian's diagonal
+    A p_c (1 - p_c) with A = (1-e) w_y + (e/C) sum_c w_c (0 for an ignored row)."""
+    total = cross_entropy_index_block(x, y, w, grad, np.empty(0), scale, weight, ignore_index,
+                                      smoothing)
+    n, classes = x.shape
+    weights = _class_weights(weight, classes)
+    term_weights = _term_weights(w, n)
+    spread = smoothing / classes * lane_sum(weights, np.empty(LANES))
+    amount = np.empty(n)
+    for r in range(n):
+        kept = y[r] != ignore_index
+        target = y[r] if kept else 0
+        amount[r] = ((1.0 - smoothing) * weights[target] + spread) * term_weights[r] * scale
+        amount[r] = amount[r] if kept else 0.0
+    _softmax_curvature(x, amount, hess)
+    return total
+
+
+_soft_focal_block = specialise(soft_targets_template, "soft_targets_focal_block",
+                               term=focal_term)
+
+
+@jit
+def cross_entropy_soft_hessian_block(x, y, w, grad, hess, scale, weight, smoothing, gamma):
+    """cross_entropy_soft's loss and gradient, and the Hessian's diagonal A p_c (1 - p_c)
+    with A = sum_c w_c q_c."""
+    total = _soft_focal_block(x, y, w, grad, np.empty(0), scale, weight, smoothing, gamma)
+    n, classes = x.shape
+    weights = _class_weights(weight, classes)
+    term_weights = _term_weights(w, n)
+    amount = np.zeros(n)
+    for r in range(n):
+        for c in range(classes):
+            amount[r] += weights[c] * ((1.0 - smoothing) * float(y[r, c]) + smoothing / classes)
+        amount[r] *= term_weights[r] * scale
+    _softmax_curvature(x, amount, hess)
+    return total
 
 
 cross_entropy_index, cross_entropy_index_parallel = row_kernels(
     "cross_entropy_index", cross_entropy_index_block)
+cross_entropy_index_hessian, cross_entropy_index_hessian_parallel = row_kernels(
+    "cross_entropy_index_hessian", cross_entropy_index_hessian_block)
 # one block, two kernels: each loss keeps kernels (and cache entries) of its own
 cross_entropy_soft, cross_entropy_soft_parallel = row_kernels("cross_entropy_soft",
-                                                              soft_targets_block)
-focal_soft, focal_soft_parallel = row_kernels("focal_soft", soft_targets_block)
+                                                              _soft_focal_block)
+cross_entropy_soft_hessian, cross_entropy_soft_hessian_parallel = row_kernels(
+    "cross_entropy_soft_hessian", cross_entropy_soft_hessian_block)
+focal_soft, focal_soft_parallel = row_kernels("focal_soft", _soft_focal_block)
 cross_entropy_probs, cross_entropy_probs_parallel = row_kernels(
     "cross_entropy_probs", cross_entropy_probs_block)
-focal_index, focal_index_parallel = row_kernels("focal_index", focal_index_block)
+focal_index, focal_index_parallel = template_kernels("focal_index", target_index_template,
+                                                     term=focal_term)
 focal_probs, focal_probs_parallel = row_kernels("focal_probs", focal_probs_block)
+poly1_index, poly1_index_parallel = template_kernels("poly1_index", target_index_template,
+                                                     term=poly1_term)
+poly1_soft, poly1_soft_parallel = template_kernels("poly1_soft", soft_targets_template,
+                                                   term=poly1_term)
+nll, nll_parallel = row_kernels("nll", nll_block)
+multi_margin, multi_margin_parallel = row_kernels("multi_margin", multi_margin_block)
+multilabel_soft_margin, multilabel_soft_margin_parallel = row_kernels(
+    "multilabel_soft_margin", multilabel_soft_margin_block)
+bce_with_logits_columns, bce_with_logits_columns_parallel = template_kernels(
+    "bce_with_logits_columns", columns_template, pointwise=bce_with_logits_pointwise)
+bce_with_logits_columns_hessian, bce_with_logits_columns_hessian_parallel = template_kernels(
+    "bce_with_logits_columns_hessian", columns_template, hessian=True,
+    pointwise=bce_with_logits_pointwise)
+
 binary_cross_entropy, binary_cross_entropy_parallel = elementwise_kernels(
     "binary_cross_entropy", binary_cross_entropy_pointwise)
 bce_with_logits, bce_with_logits_parallel = elementwise_kernels(
     "bce_with_logits", bce_with_logits_pointwise)
-bce_with_logits_columns, bce_with_logits_columns_parallel = row_kernels(
-    "bce_with_logits_columns", bce_with_logits_columns_block)
 sigmoid_focal, sigmoid_focal_parallel = elementwise_kernels(
     "sigmoid_focal", sigmoid_focal_pointwise)
+kl_div, kl_div_parallel = elementwise_kernels("kl_div", kl_div_pointwise)
+hinge_embedding, hinge_embedding_parallel = elementwise_kernels("hinge_embedding",
+                                                                hinge_embedding_pointwise)
+soft_margin, soft_margin_parallel = elementwise_kernels("soft_margin", soft_margin_pointwise)
+
+binary_cross_entropy_hessian, binary_cross_entropy_hessian_parallel = (
+    elementwise_hessian_kernels("binary_cross_entropy", binary_cross_entropy_pointwise))
+bce_with_logits_hessian, bce_with_logits_hessian_parallel = elementwise_hessian_kernels(
+    "bce_with_logits", bce_with_logits_pointwise)
+sigmoid_focal_hessian, sigmoid_focal_hessian_parallel = elementwise_hessian_kernels(
+    "sigmoid_focal", sigmoid_focal_pointwise)
+kl_div_hessian, kl_div_hessian_parallel = elementwise_hessian_kernels("kl_div",
+                                                                      kl_div_pointwise)
+hinge_embedding_hessian, hinge_embedding_hessian_parallel = elementwise_hessian_kernels(
+    "hinge_embedding", hinge_embedding_pointwise)
+soft_margin_hessian, soft_margin_hessian_parallel = elementwise_hessian_kernels(
+    "soft_margin", soft_margin_pointwise)
+
+__all__ = [  # the kernels: each serial kernel and its parallel twin
+    "bce_with_logits", "bce_with_logits_columns", "bce_with_logits_columns_hessian",
+    "bce_with_logits_columns_hessian_parallel", "bce_with_logits_columns_parallel",
+    "bce_with_logits_hessian", "bce_with_logits_hessian_parallel", "bce_with_logits_parallel",
+    "binary_cross_entropy", "binary_cross_entropy_hessian",
+    "binary_cross_entropy_hessian_parallel", "binary_cross_entropy_parallel",
+    "cross_entropy_index", "cross_entropy_index_hessian", "cross_entropy_index_hessian_parallel",
+    "cross_entropy_index_parallel", "cross_entropy_probs", "cross_entropy_probs_parallel",
+    "cross_entropy_soft", "cross_entropy_soft_hessian", "cross_entropy_soft_hessian_parallel",
+    "cross_entropy_soft_parallel", "focal_index", "focal_index_parallel", "focal_probs",
+    "focal_probs_parallel", "focal_soft", "focal_soft_parallel", "hinge_embedding",
+    "hinge_embedding_hessian", "hinge_embedding_hessian_parallel", "hinge_embedding_parallel",
+    "kl_div", "kl_div_hessian", "kl_div_hessian_parallel", "kl_div_parallel", "multi_margin",
+    "multi_margin_parallel", "multilabel_soft_margin", "multilabel_soft_margin_parallel", "nll",
+    "nll_parallel", "poly1_index", "poly1_index_parallel", "poly1_soft", "poly1_soft_parallel",
+    "sigmoid_focal", "sigmoid_focal_hessian", "sigmoid_focal_hessian_parallel",
+    "sigmoid_focal_parallel", "soft_margin", "soft_margin_hessian", "soft_margin_hessian_parallel",
+    "soft_margin_parallel",
+]

@@ -1,4 +1,5 @@
-"""Embedding losses on stacked inputs: pairs ``(B, 2, D)`` and triplets ``(B, 3, D)``.
+"""Embedding and ranking losses on stacked inputs: pairs ``(B, 2, D)``, triplets
+``(B, 3, D)`` and rank pairs ``(B, 2)``.
 
 The gradient has the same stacked shape, so it covers every member of a pair or triplet.
 Every kernel follows the signature in :mod:`lossjit.kernels._blocks`.
@@ -130,5 +131,84 @@ def triplet_block(x, y, w, grad, losses, scale, margin, p, eps, swap):
     return total
 
 
+#: What PyTorch adds to the squared norms in cosine_embedding: 1e-12 as a float32.
+COSINE_EPS = 9.999999960041972e-13
+
+
+@jit
+def cosine_embedding_block(x, y, w, grad, losses, scale, margin):
+    """1 - cos for y = 1, max(0, cos - margin) for y = -1 (the gradient passes at the tie, as
+    PyTorch's clamp_min), cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
+
+    d cos / d x1 = x2 / denominator - cos x1 / (|x1|^2 + 1e-12), and the same with 1 and 2
+    swapped: finite at a zero vector.
+    """
+    n, _, dim = x.shape
+    total = 0.0
+    for r in range(n):
+        dot = 0.0
+        square1 = 0.0
+        square2 = 0.0
+        for k in range(dim):
+            u = float(x[r, 0, k])
+            v = float(x[r, 1, k])
+            dot += u * v
+            square1 += u * u
+            square2 += v * v
+        square1 += COSINE_EPS
+        square2 += COSINE_EPS
+        denominator = math.sqrt(square1 * square2)
+        cos = dot / denominator
+        if y[r] > 0:
+            value, direction = 1.0 - cos, -1.0
+        else:
+            gap = cos - margin
+            value = gap if (gap >= 0.0 or gap != gap) else 0.0
+            direction = 1.0 if gap >= 0.0 else 0.0
+        term_weight = w[r] if w.size else 1.0
+        value *= term_weight
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            g = direction * term_weight * scale
+            for k in range(dim):
+                u = float(x[r, 0, k])
+                v = float(x[r, 1, k])
+                grad[r, 0, k] = g * (v / denominator - cos * u / square1)
+                grad[r, 1, k] = g * (u / denominator - cos * v / square2)
+    return total
+
+
+@jit
+def margin_ranking_block(x, y, w, grad, losses, scale, margin):
+    """max(0, -y (x1 - x2) + margin) on rows (x1, x2); the gradient (-y, y) passes at the tie
+    (PyTorch's clamp_min)."""
+    n = x.shape[0]
+    total = 0.0
+    for r in range(n):
+        label = float(y[r])
+        hinge = -label * (float(x[r, 0]) - float(x[r, 1])) + margin
+        active = hinge >= 0.0
+        term_weight = w[r] if w.size else 1.0
+        value = term_weight * (hinge if (active or hinge != hinge) else 0.0)
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            g = term_weight * scale * label if active else 0.0
+            grad[r, 0] = -g
+            grad[r, 1] = g
+    return total
+
+
 contrastive, contrastive_parallel = row_kernels("contrastive", contrastive_block)
 triplet, triplet_parallel = row_kernels("triplet", triplet_block)
+cosine_embedding, cosine_embedding_parallel = row_kernels("cosine_embedding",
+                                                          cosine_embedding_block)
+margin_ranking, margin_ranking_parallel = row_kernels("margin_ranking", margin_ranking_block)
+
+__all__ = [  # the kernels: each serial kernel and its parallel twin
+    "contrastive", "contrastive_parallel", "cosine_embedding", "cosine_embedding_parallel",
+    "margin_ranking", "margin_ranking_parallel", "triplet", "triplet_parallel",
+]

@@ -1,9 +1,12 @@
-"""Element-wise regression losses: the per-element formula and its derivative.
+"""Regression and likelihood losses: the per-element formula and its derivatives.
 
-Each ``*_pointwise(x, y, params)`` returns ``(loss, dloss/dx)`` in float64 for one element
-(given in the data's dtype), with ``e = x - y`` and ``params`` the tuple of the loss's
-options. The kernels (``mse``, ``l1``, ``huber``, ``smooth_l1`` and their ``*_parallel``
-twins) follow the signature in :mod:`lossjit.kernels._blocks`.
+Each ``*_pointwise(x, y, params)`` returns ``(loss, dloss/dx, d2loss/dx2)`` in float64 for one
+element (given in the data's dtype), with ``e = x - y`` and ``params`` the tuple of the loss's
+options. The kernels (``mse``, ``l1``, ..., their ``*_parallel`` twins and their ``*_hessian``
+kernels) follow the signature in :mod:`lossjit.kernels._blocks`.
+
+``gaussian_nll`` differentiates two inputs: its ``x`` is ``(n, 2)``, the mean and the variance
+of each element, and its gradient has the same layout.
 
 >>> import numpy as np
 >>> from lossjit.kernels import mse
@@ -15,48 +18,195 @@ twins) follow the signature in :mod:`lossjit.kernels._blocks`.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from lossjit._jit import jit
-from lossjit.kernels._blocks import elementwise_kernels
-from lossjit.kernels._stable import sign
+from lossjit.kernels._blocks import (
+    LANES,
+    elementwise_hessian_kernels,
+    elementwise_kernels,
+    lane_sum,
+    template_kernels,
+)
+from lossjit.kernels._stable import exp, log, log1p, sign
+
+hessian = False  # bound per specialisation (see lossjit.kernels._blocks)
+
+LOG_2 = math.log(2.0)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @jit(inline=True)
 def mse_pointwise(x, y, params):
-    """e^2, d/dx = 2e."""
+    """e^2; d/dx = 2e; d2 = 2."""
     e = float(x) - float(y)
-    return e * e, 2.0 * e
+    return e * e, 2.0 * e, 2.0
 
 
 @jit(inline=True)
 def l1_pointwise(x, y, params):
-    """|e|, d/dx = sign(e) (0 at e = 0)."""
+    """|e|; d/dx = sign(e) (0 at e = 0); d2 = 0."""
     e = float(x) - float(y)
-    return abs(e), sign(e)
+    return abs(e), sign(e), 0.0
 
 
 @jit(inline=True)
 def huber_pointwise(x, y, params):
-    """0.5 e^2 if |e| < delta else delta (|e| - delta/2); d/dx = e or delta sign(e)."""
+    """0.5 e^2 if |e| < delta else delta (|e| - delta/2); d/dx = e or delta sign(e);
+    d2 = 1 or 0."""
     delta = params[0]
     e = float(x) - float(y)
     a = abs(e)
     if a < delta:
-        return 0.5 * e * e, e
-    return delta * (a - 0.5 * delta), delta * sign(e)
+        return 0.5 * e * e, e, 1.0
+    return delta * (a - 0.5 * delta), delta * sign(e), 0.0
 
 
 @jit(inline=True)
 def smooth_l1_pointwise(x, y, params):
-    """0.5 e^2 / beta if |e| < beta else |e| - beta/2; d/dx = e/beta or sign(e)."""
+    """0.5 e^2 / beta if |e| < beta else |e| - beta/2; d/dx = e/beta or sign(e);
+    d2 = 1/beta or 0."""
     beta = params[0]
     e = float(x) - float(y)
     a = abs(e)
     if a < beta:
-        return 0.5 * e * e / beta, e / beta
-    return a - 0.5 * beta, sign(e)
+        return 0.5 * e * e / beta, e / beta, 1.0 / beta
+    return a - 0.5 * beta, sign(e), 0.0
+
+
+@jit(inline=True)
+def log_cosh_pointwise(x, y, params):
+    """log(cosh(e)) = |e| + log1p(exp(-2|e|)) - log 2, which cannot overflow;
+    d/dx = tanh(e) = sign(e) (1 - z) / (1 + z), z = exp(-2|e|); d2 = 1 - tanh^2 = 4z/(1+z)^2."""
+    e = float(x) - float(y)
+    a = abs(e)
+    z = exp(-2.0 * a)
+    inverse = 1.0 / (1.0 + z)
+    return a + log1p(z) - LOG_2, sign(e) * (1.0 - z) * inverse, 4.0 * z * inverse * inverse
+
+
+@jit(inline=True)
+def pseudo_huber_pointwise(x, y, params):
+    """delta^2 (sqrt(1 + (e/delta)^2) - 1), as delta^2 u / (sqrt(1 + u) + 1) with
+    u = (e/delta)^2 (no cancellation for small e); d/dx = e / sqrt(1 + u);
+    d2 = (1 + u)^(-3/2)."""
+    delta = params[0]
+    e = float(x) - float(y)
+    r = e / delta
+    u = r * r
+    root = math.sqrt(1.0 + u)
+    inverse = 1.0 / root
+    return delta * delta * u / (root + 1.0), e * inverse, inverse * inverse * inverse
+
+
+@jit(inline=True)
+def quantile_pointwise(x, y, params):
+    """max(q e', (q - 1) e') with e' = y - x; d/dx = -q (e' > 0), 1 - q (e' < 0),
+    1/2 - q (e' = 0, the mean of the two); d2 = 0."""
+    q = params[0]
+    e = float(y) - float(x)
+    if e > 0.0:
+        return q * e, -q, 0.0
+    if e < 0.0:
+        return (q - 1.0) * e, 1.0 - q, 0.0
+    return 0.0 * e, (0.5 - q) + 0.0 * e, 0.0  # e = 0, or NaN kept
+
+
+@jit(inline=True)
+def poisson_nll_pointwise(x, y, params):
+    """log_input: exp(x) - y x, d/dx = exp(x) - y, d2 = exp(x); otherwise x - y log(x + eps),
+    d/dx = 1 - y / (x + eps), d2 = y / (x + eps)^2. ``full`` adds Stirling's approximation
+    y log y - y + log(2 pi y) / 2 where y > 1."""
+    log_input, full, eps = params
+    x = float(x)
+    y = float(y)
+    if log_input:
+        rate = exp(x)
+        value, slope, curvature = rate - y * x, rate - y, rate
+    else:
+        shifted = x + eps
+        value = x - y * log(shifted)
+        slope = 1.0 - y / shifted
+        curvature = y / (shifted * shifted)
+    if full and y > 1.0:
+        value += y * log(y) - y + 0.5 * log(2.0 * math.pi * y)
+    return value, slope, curvature
 
 
 mse, mse_parallel = elementwise_kernels("mse", mse_pointwise)
 l1, l1_parallel = elementwise_kernels("l1", l1_pointwise)
 huber, huber_parallel = elementwise_kernels("huber", huber_pointwise)
 smooth_l1, smooth_l1_parallel = elementwise_kernels("smooth_l1", smooth_l1_pointwise)
+log_cosh, log_cosh_parallel = elementwise_kernels("log_cosh", log_cosh_pointwise)
+pseudo_huber, pseudo_huber_parallel = elementwise_kernels("pseudo_huber",
+                                                          pseudo_huber_pointwise)
+quantile, quantile_parallel = elementwise_kernels("quantile", quantile_pointwise)
+poisson_nll, poisson_nll_parallel = elementwise_kernels("poisson_nll", poisson_nll_pointwise)
+
+mse_hessian, mse_hessian_parallel = elementwise_hessian_kernels("mse", mse_pointwise)
+l1_hessian, l1_hessian_parallel = elementwise_hessian_kernels("l1", l1_pointwise)
+huber_hessian, huber_hessian_parallel = elementwise_hessian_kernels("huber", huber_pointwise)
+smooth_l1_hessian, smooth_l1_hessian_parallel = elementwise_hessian_kernels(
+    "smooth_l1", smooth_l1_pointwise)
+log_cosh_hessian, log_cosh_hessian_parallel = elementwise_hessian_kernels(
+    "log_cosh", log_cosh_pointwise)
+pseudo_huber_hessian, pseudo_huber_hessian_parallel = elementwise_hessian_kernels(
+    "pseudo_huber", pseudo_huber_pointwise)
+quantile_hessian, quantile_hessian_parallel = elementwise_hessian_kernels(
+    "quantile", quantile_pointwise)
+poisson_nll_hessian, poisson_nll_hessian_parallel = elementwise_hessian_kernels(
+    "poisson_nll", poisson_nll_pointwise)
+
+
+def gaussian_nll_template(x, y, w, grad, losses, scale, full, eps):
+    """0.5 (log v + e^2 / v) (+ log(2 pi) / 2 if ``full``), v = max(var, eps), e = mean - y,
+    on rows ``x[r] = (mean, var)``.
+
+    d/dmean = e / v; d/dvar = (1/v - e^2/v^2) / 2, passed straight through the clamp as
+    PyTorch does (it clamps without recording it). In a Hessian kernel ``losses[r, 0]``
+    receives d2/dmean2 = 1 / v (and ``losses[r, 1]`` 0: only the mean's is defined here).
+    """
+    n = x.shape[0]
+    values = np.empty(n)
+    constant = HALF_LOG_2PI if full else 0.0
+    for r in range(n):
+        var = float(x[r, 1])
+        v = eps if var < eps else var  # a select: NaN stays NaN
+        e = float(x[r, 0]) - float(y[r])
+        inverse = 1.0 / v
+        values[r] = 0.5 * (log(v) + e * e * inverse) + constant
+        if grad.size:
+            term_weight = w[r] if w.size else 1.0
+            g = term_weight * scale
+            slope = e * inverse
+            grad[r, 0] = slope * g
+            grad[r, 1] = 0.5 * (inverse - slope * slope) * g
+            if hessian:
+                losses[r, 0] = inverse * g
+                losses[r, 1] = 0.0
+    if w.size:
+        for r in range(n):
+            values[r] *= w[r]
+    if losses.size and not hessian:
+        for r in range(n):
+            losses[r] = values[r]
+    return lane_sum(values, np.empty(LANES))
+
+
+gaussian_nll, gaussian_nll_parallel = template_kernels("gaussian_nll", gaussian_nll_template)
+gaussian_nll_hessian, gaussian_nll_hessian_parallel = template_kernels(
+    "gaussian_nll_hessian", gaussian_nll_template, hessian=True)
+
+__all__ = [  # the kernels: each serial kernel and its parallel twin
+    "gaussian_nll", "gaussian_nll_hessian", "gaussian_nll_hessian_parallel",
+    "gaussian_nll_parallel", "huber", "huber_hessian", "huber_hessian_parallel", "huber_parallel",
+    "l1", "l1_hessian", "l1_hessian_parallel", "l1_parallel", "log_cosh", "log_cosh_hessian",
+    "log_cosh_hessian_parallel", "log_cosh_parallel", "mse", "mse_hessian", "mse_hessian_parallel",
+    "mse_parallel", "poisson_nll", "poisson_nll_hessian", "poisson_nll_hessian_parallel",
+    "poisson_nll_parallel", "pseudo_huber", "pseudo_huber_hessian",
+    "pseudo_huber_hessian_parallel", "pseudo_huber_parallel", "quantile", "quantile_hessian",
+    "quantile_hessian_parallel", "quantile_parallel", "smooth_l1", "smooth_l1_hessian",
+    "smooth_l1_hessian_parallel", "smooth_l1_parallel",
+]
