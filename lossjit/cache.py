@@ -181,11 +181,27 @@ def _classes(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
     return [("index targets", x, labels), ("probability targets", x, one_hot)]
 
 
-def _stack(members: int, with_labels: bool) -> Callable[[int, Any, Any], list[Any]]:
+def _class_indices(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
+    return _classes(rows, dtype, rng)[:1]
+
+
+def _signs(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
+    x = rng.normal(size=(rows, _WIDTH)).astype(dtype)
+    return [("labels 1 or -1", x, rng.choice([-1.0, 1.0], x.shape).astype(dtype))]
+
+
+def _stack(members: int, labels: str) -> Callable[[int, Any, Any], list[Any]]:
+    """(rows, members, _WIDTH) groups, with labels "01", "signs" or "" (none); one member
+    per group of _WIDTH numbers stands for a rank pair of scores."""
     def build(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-        x = rng.normal(size=(rows, members, _WIDTH)).astype(dtype)
-        labels = rng.integers(0, 2, rows).astype(float) if with_labels else None
-        return [("labels" if with_labels else "no targets", x, labels)]
+        shape = (rows * _WIDTH, members) if members == 2 and labels == "ranks" else (
+            rows, members, _WIDTH)
+        x = rng.normal(size=shape).astype(dtype)
+        n = shape[0]
+        y = {"01": rng.integers(0, 2, n).astype(float),
+             "signs": rng.choice([-1.0, 1.0], n), "ranks": rng.choice([-1.0, 1.0], n),
+             "": None}[labels]
+        return [("labels" if labels else "no targets", x, y)]
 
     return build
 
@@ -195,14 +211,24 @@ def _stack(members: int, with_labels: bool) -> Callable[[int, Any, Any], list[An
 #: Any other loss (a user's ``register(pointwise=...)``) is taken to be element-wise.
 LAYOUTS: dict[str, Callable[[int, Any, Any], list[tuple[str, Any, Any]]]] = {
     "elementwise": _elementwise,
+    "signs": _signs,
     "classes": _classes,
-    "pairs": _stack(2, with_labels=True),
-    "triplets": _stack(3, with_labels=False),
+    "class indices": _class_indices,
+    "pairs": _stack(2, "01"),
+    "signed pairs": _stack(2, "signs"),
+    "rank pairs": _stack(2, "ranks"),
+    "triplets": _stack(3, ""),
 }
 _LAYOUT_OF_PREPARE = {
+    "lossjit.layouts:hinge_embedding": "signs",
     "lossjit.layouts:cross_entropy": "classes",
     "lossjit.layouts:focal": "classes",
+    "lossjit.layouts:poly1": "classes",
+    "lossjit.layouts:nll": "class indices",
+    "lossjit.layouts:multi_margin": "class indices",
     "lossjit.layouts:contrastive": "pairs",
+    "lossjit.layouts:cosine_embedding": "signed pairs",
+    "lossjit.layouts:margin_ranking": "rank pairs",
     "lossjit.layouts:triplet": "triplets",
 }
 
@@ -217,15 +243,16 @@ def option_sets(spec: Any) -> list[dict[str, Any]]:
     """The options ``warm`` calls a loss with, derived from its registry spec: the defaults;
     each boolean option flipped (``from_logits``, ``swap``: they can choose another kernel);
     and every array option given (``weight``, ``pos_weight``, ``alpha``: one value per class
-    or per column, ``_WIDTH`` of them)."""
+    or per column, ``_WIDTH`` of them). A required option is given in every set."""
     import numpy as np
 
-    sets: list[dict[str, Any]] = [{}]
-    sets += [{p.name: not p.default} for p in spec.params if p.kind == "bool"]
+    required = {p.name: 1.0 for p in spec.params if p.required}  # gaussian_nll's var
     arrays = {p.name: np.ones(_WIDTH) for p in spec.params
-              if p.kind in ("array", "float_or_array")}
+              if p.kind in ("array", "float_or_array") and not p.required}
+    sets: list[dict[str, Any]] = [dict(required)]
+    sets += [{**required, p.name: not p.default} for p in spec.params if p.kind == "bool"]
     if arrays:
-        sets.append(arrays)
+        sets.append({**required, **arrays})
     return sets
 
 
@@ -248,7 +275,7 @@ def _counts(dispatchers: Iterable[Any]) -> tuple[int, int]:
 def _warm_one(name: str, dtypes: Sequence[Any], parallel: bool) -> Warmed:
     import numpy as np
 
-    from lossjit import api, registry
+    from lossjit import api, kernels, registry
     from lossjit.errors import LossjitError
 
     started = time.perf_counter()
@@ -278,16 +305,25 @@ def _warm_one(name: str, dtypes: Sequence[Any], parallel: bool) -> Warmed:
                         if rows == _ROWS:
                             errors.append(f"{what}: {exc}")
                         continue
-                    labels.update(dict.fromkeys(_label(call.kernel)))
-                    for kernel in api._kernel_pair(call.kernel):
-                        dispatchers[id(kernel)] = kernel
-                    plan.append((x, y, options))
+                    kernel_names = [call.kernel]
+                    hessian = (isinstance(call.kernel, str) and bool(spec.hessian)
+                               and hasattr(kernels, call.kernel + "_hessian"))
+                    if hessian:
+                        kernel_names.append(call.kernel + "_hessian")
+                    for kernel_name in kernel_names:
+                        labels.update(dict.fromkeys(_label(kernel_name)))
+                        for kernel in api._kernel_pair(kernel_name):
+                            dispatchers[id(kernel)] = kernel
+                    plan.append((x, y, options, hessian))
     before = _counts(dispatchers.values())
-    for x, y, options in plan:
+    for x, y, options, hessian in plan:
         for reduction in ("mean", "none"):
             api.value_and_grad(spec.name, x, y, reduction=reduction, **options)
             api.loss(spec.name, x, y, reduction=reduction, **options)
             calls += 2
+        if hessian:
+            api.grad_hess(spec.name, x, y, **options)
+            calls += 1
     after = _counts(dispatchers.values())
     return Warmed(spec.name, time.perf_counter() - started, tuple(labels),
                   after[0] - before[0], after[1] - before[1], calls, tuple(errors))
@@ -300,13 +336,13 @@ def warm(names: Sequence[str] | None = None, dtypes: Sequence[Any] = ("float32",
     loss) for ``dtypes``, ahead of use: for images, and before fanning out many processes.
 
     Each loss is called through the API as a user would call it, so exactly the
-    specialisations the API uses are compiled: value and gradient, value only and
-    ``reduction="none"``, for every layout of targets it takes (class indices and
-    probabilities) and every option that picks another kernel (``from_logits``), with and
-    without its array options; with ``parallel``, also on an input of at least
-    ``lossjit.api.PARALLEL_MIN`` numbers, which runs the parallel twin. ``progress`` is called
-    with each loss's :class:`Warmed` when it is done. Kernels go where Numba caches them: with
-    the CLI, :func:`cache_dir`.
+    specialisations the API uses are compiled: value and gradient, value only,
+    ``reduction="none"`` and, where the loss has one, the Hessian (``grad_hess``), for every
+    layout of targets it takes (class indices and probabilities) and every option that picks
+    another kernel (``from_logits``), with and without its array options; with ``parallel``,
+    also on an input of at least ``lossjit.api.PARALLEL_MIN`` numbers, which runs the parallel
+    twin. ``progress`` is called with each loss's :class:`Warmed` when it is done. Kernels go
+    where Numba caches them: with the CLI, :func:`cache_dir`.
 
     Numba compiles on one core. With ``jobs`` > 1, the built-in losses are warmed in that many
     fresh worker processes (each loss's kernels are its own, so no two workers write the same

@@ -48,13 +48,16 @@ def _click_option(param: Param) -> click.Option:
     default = param.default
     if isinstance(default, bool):
         default = str(default).lower()
-    shown = "" if default is None else f" [default: {default}]"
+    shown = "" if default is None or param.required else f" [default: {default}]"
     text = param.help + (f" ({param.expect})" if param.expect else "") + shown
     if param.kind == "bool":
         flag = _option_name(param)
         return click.Option([f"{flag}/--no-{flag[2:]}", param.name], default=None, help=text)
     kind: Any = {"float": float, "int": int}.get(param.kind, str)
     metavar = {"array": "FILE|LIST", "float_or_array": "NUMBER|FILE|LIST"}.get(param.kind)
+    if param.required:  # no default at all: Click 8.2+ counts default=None as given
+        return click.Option([_option_name(param), param.name], type=kind, metavar=metavar,
+                            help=text, required=True)
     return click.Option([_option_name(param), param.name], type=kind, default=None,
                         metavar=metavar, help=text)
 
@@ -295,7 +298,8 @@ def _describe(spec: LossSpec) -> dict[str, Any]:
         "layout": spec.layout,
         "targets": spec.targets,
         "params": [{"name": p.name, "kind": p.kind, "default": p.default, "help": p.help,
-                    "expect": p.expect, "differentiable": p.differentiable}
+                    "expect": p.expect, "differentiable": p.differentiable,
+                    "required": p.required}
                    for p in spec.params],
         "reductions": list(spec.reductions),
         "hessian": spec.hessian or None,
@@ -389,8 +393,8 @@ def info(loss: str, as_json: bool) -> None:
         expect = f" ({p.expect})" if p.expect else ""
         extra = f"; differentiable: wrt='{p.name}', {_grad_out_option(p)}" if p.differentiable \
             else ""
-        click.echo(f"  {_option_name(p):<18}{p.kind:<15}default {p.default!s:<8} "
-                   f"{p.help}{expect}{extra}")
+        default = "required" if p.required else f"default {p.default!s:<8}"
+        click.echo(f"  {_option_name(p):<18}{p.kind:<15}{default:<17}{p.help}{expect}{extra}")
     click.echo("every loss also takes:")
     for option, text in COMMON_HELP:
         click.echo(f"  {option:<18}{text}")

@@ -166,11 +166,7 @@ def gaussian_nll(predictions: Any, targets: Any, options: dict[str, Any]) -> Cal
     kernel gets rows (mean, var), with var broadcast, and differentiates both."""
     x = floats(predictions, "predictions")
     y = _values_like(targets, x)
-    var = options["var"]
-    if var is None:
-        raise LossjitError(f"var: missing; gaussian_nll needs the variances: a number, or an "
-                           f"array of shape {_shape(x.shape)} or one that broadcasts to it")
-    v = np.asarray(var)
+    v = np.asarray(options["var"])
     if v.dtype.kind not in "biuf":
         raise LossjitError(f"var: dtype {v.dtype} is not supported; expected numbers")
     given = v.shape

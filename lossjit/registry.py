@@ -41,8 +41,8 @@ class Param:
 
     ``kind`` is one of ``PARAM_KINDS``; ``expect`` says in words what values are valid and
     ``check`` tests a scalar value (arrays are checked where they are laid out). A
-    ``differentiable`` option can be named in ``wrt=`` to get the loss's gradient with respect
-    to it.
+    ``required`` option has no default; a ``differentiable`` one can be named in ``wrt=`` to
+    get the loss's gradient with respect to it.
     """
 
     name: str
@@ -52,9 +52,12 @@ class Param:
     expect: str = ""
     check: Callable[[Any], bool] | None = None
     differentiable: bool = False
+    required: bool = False
 
     def validate(self, loss: str, value: Any) -> Any:
         """Return ``value`` converted to this option's kind, or raise a clear LossjitError."""
+        if value is None and self.required:
+            raise LossjitError(f"{self.name}: missing; {loss} needs it ({self.help})")
         if value is None and self.kind in ("array", "float_or_array"):
             return None
         try:
@@ -241,8 +244,9 @@ BUILTIN: tuple[LossSpec, ...] = (
         layout="means and targets of the same shape; var of that shape, that shape without "
                "its last axis, with one axis of size 1, or a number",
         params=(
-            Param("var", "float_or_array", None, "the variances (required)",
-                  differentiable=True),
+            Param("var", "float_or_array", None, "the variances: a number, or an array of "
+                  "the means' shape or one that broadcasts to it", differentiable=True,
+                  required=True),
             Param("full", "bool", False, "add the constant log(2 pi)/2"),
             Param("eps", "float", 1e-6, "variances are clamped to >= eps", ">= 0",
                   _non_negative),

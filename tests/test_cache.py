@@ -198,18 +198,45 @@ USE = textwrap.dedent("""
                 lossjit.value_and_grad(name, x, y, reduction="none", **options)
                 lossjit.loss(name, x, y, reduction="none", **options)
                 lossjit.grad(name, x, y, reduction="sum", **options)
+                terms = np.shape(lossjit.loss(name, x, y, reduction="none", **options))
+                lossjit.value_and_grad(name, x, y, sample_weight=np.ones(terms), **options)
 
-            use("mse", normal(n), normal(n))
-            use("mae", normal(n, 2), normal(n, 2))
-            use("huber", normal(n), normal(n), delta=0.5)
-            use("smooth_l1", normal(n, 1, 1), normal(n, 1, 1), beta=0.2)
-            use("sigmoid_focal", normal(n), unit(n).round(), alpha=-1.0, gamma=1.0)
-            use("bce", unit(n), unit(n).round())
-            use("binary_cross_entropy", unit(n, 3), unit(n, 3), weight=np.array([1.0, 2, 3]))
-            use("bce_with_logits", normal(n), unit(n))
-            use("bce_with_logits", normal(n, 3), unit(n, 3), weight=np.array([1.0, 2, 3]),
-                pos_weight=np.array([2.0]))
-            use("bce_with_logits", normal(n, 3), unit(n, 3), pos_weight=np.array([1.0, 2, 3]))
+            def use_hessian(name, x, y=None, **options):
+                use(name, x, y, **options)
+                lossjit.grad_hess(name, x, y, **options)
+                lossjit.grad_hess(name, x, y, reduction="none", **options)
+
+            def signs(*shape):
+                return rng.choice([-1.0, 1.0], size=shape).astype(dt)
+
+            use_hessian("mse", normal(n), normal(n))
+            use_hessian("mae", normal(n, 2), normal(n, 2))
+            use_hessian("huber", normal(n), normal(n), delta=0.5)
+            use_hessian("smooth_l1", normal(n, 1, 1), normal(n, 1, 1), beta=0.2)
+            use_hessian("log_cosh", normal(n), normal(n))
+            use_hessian("pseudo_huber", normal(n, 2), normal(n, 2), delta=2.0)
+            use_hessian("pinball", normal(n), normal(n), quantile=0.9)
+            use_hessian("poisson_nll", normal(n), unit(n) * 4)
+            use_hessian("poisson_nll", unit(n), unit(n) * 4, log_input=False, full=True)
+            use_hessian("gaussian_nll", normal(n, 2), normal(n, 2), var=unit(n, 1))
+            lossjit.value_and_grad("gaussian_nll", normal(n), normal(n), var=0.5,
+                                   wrt=("predictions", "var"))
+            use_hessian("sigmoid_focal", normal(n), unit(n).round(), alpha=-1.0, gamma=1.0)
+            use_hessian("bce", unit(n), unit(n).round())
+            use_hessian("binary_cross_entropy", unit(n, 3), unit(n, 3),
+                        weight=np.array([1.0, 2, 3]))
+            use_hessian("bce_with_logits", normal(n), unit(n))
+            use_hessian("bce_with_logits", normal(n, 3), unit(n, 3),
+                        weight=np.array([1.0, 2, 3]), pos_weight=np.array([2.0]))
+            use_hessian("bce_with_logits", normal(n, 3), unit(n, 3),
+                        pos_weight=np.array([1.0, 2, 3]))
+            use_hessian("kl_div", normal(n), unit(n))
+            use_hessian("kl_div", normal(n, 3), normal(n, 3), log_target=True,
+                        reduction="batchmean")
+            use_hessian("hinge_embedding", normal(n), signs(n), margin=0.5)
+            use_hessian("soft_margin", normal(n, 2), signs(n, 2))
+            use("multilabel_soft_margin", normal(n, 3), unit(n, 3).round(),
+                weight=np.array([1.0, 2, 3]))
             c = 5
             labels = rng.integers(0, c, n).astype(np.int32)
             labels[0] = -100
@@ -222,11 +249,19 @@ USE = textwrap.dedent("""
                 use(name, softmax(n, c), labels, from_logits=False)
                 use(name, softmax(n, c), one_hot, from_logits=False)
             use("ce", normal(n, c), softmax(n, c), label_smoothing=0.1, weight=np.ones(c))
+            use_hessian("ce", normal(n, c), labels, weight=np.ones(c))
+            use_hessian("ce", normal(n, c, 2), softmax(n, c, 2))
+            use("poly1", normal(n, c), labels, epsilon=2.0)
+            use("poly1", normal(n, c), softmax(n, c))
+            use("nll", normal(n, c), labels, weight=np.ones(c))
+            use("multi_margin", normal(n, c), np.maximum(labels, 0), p=2, weight=np.ones(c))
             use("focal", normal(n, c), labels, alpha=0.25, gamma=1.5)
             use("focal", softmax(n, c), one_hot, alpha=np.ones(c), from_logits=False)
             use("contrastive", normal(n, 2, 3), rng.integers(0, 2, n), margin=2.0)
             use("triplet", normal(n, 3, 3))
             use("triplet", normal(n, 3, 3), swap=True, p=1.0)
+            use("cosine_embedding", normal(n, 2, 3), signs(n), margin=0.2)
+            use("margin_ranking", normal(n, 2), signs(n, 1))
     stats = {}
     for name in kernels.__all__:
         s = getattr(kernels, name).stats

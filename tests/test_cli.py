@@ -486,6 +486,123 @@ def test_float32_keeps_dtype(work: Path):
 
 
 # --------------------------------------------------------------------------------------------
+# sample weights, empty means, Hessians, gradients w.r.t. an option
+
+
+def test_sample_weight_from_a_list_and_a_file(work: Path):
+    preds, targets = load("preds.npy"), load("targets.npy")
+    w = np.linspace(0.0, 2.0, preds.size)
+    np.save(work / "w.npy", w)
+    expected = float(np.sum(w * (preds - targets) ** 2) / np.sum(w))
+    listed = ",".join(repr(float(v)) for v in w)
+    for given in (listed, "w.npy"):
+        result = invoke("compute", "mse", "data/preds.npy", "data/targets.npy",
+                        "--sample-weight", given, "--grad-out", "g.npy")
+        assert result.exit_code == 0, result.stderr
+        assert float(result.stdout) == pytest.approx(expected, rel=1e-12)
+        np.testing.assert_allclose(np.load("g.npy"), 2 * w * (preds - targets) / w.sum(),
+                                   rtol=1e-12)
+    assert bits_equal(np.load("w.npy"), w)  # an option's file is an input too
+
+
+def test_sample_weight_of_a_wrong_shape_exits_1(work: Path):
+    result = invoke("compute", "mse", "data/preds.npy", "data/targets.npy",
+                    "--sample-weight", "1,2,3")
+    assert result.exit_code == 1
+    assert "sample_weight" in result.stderr and "(3,)" in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize("empty, expected", [("nan", "nan"), ("zero", "0.0")])
+def test_empty_choices(work: Path, empty: str, expected: str):
+    np.save(work / "x.npy", np.zeros((2, 3)))
+    np.save(work / "y.npy", np.array([-100, -100]))
+    result = invoke("compute", "cross_entropy", "x.npy", "y.npy", "--empty", empty)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == expected
+    assert bits_equal(np.load("x.grad.npy"), np.zeros((2, 3)))
+
+
+def test_empty_error_exits_1_and_writes_nothing(work: Path):
+    np.save(work / "x.npy", np.zeros((2, 3)))
+    np.save(work / "y.npy", np.array([-100, -100]))
+    result = invoke("compute", "nll", "x.npy", "y.npy", "--empty", "error")
+    assert result.exit_code == 1
+    assert "zero terms" in result.stderr and "Traceback" not in result.stderr
+    assert not (work / "x.grad.npy").exists()
+    assert invoke("compute", "nll", "x.npy", "y.npy", "--empty", "never").exit_code == 2
+
+
+def test_hess_out_writes_the_hessian_diagonal(work: Path):
+    preds, targets = load("preds.npy"), load("targets.npy")
+    result = invoke("compute", "log_cosh", "data/preds.npy", "data/targets.npy",
+                    "--hess-out", "h.npy", "--reduction", "sum")
+    assert result.exit_code == 0, result.stderr
+    e = preds - targets
+    np.testing.assert_allclose(np.load("h.npy"), 1 - np.tanh(e) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(np.load("preds.grad.npy"), np.tanh(e), rtol=1e-12)
+    assert float(result.stdout) == pytest.approx(np.sum(np.log(np.cosh(e))), rel=1e-12)
+    assert "Hessian diagonal written to h.npy" in result.stderr
+
+
+def test_hess_out_with_no_grad_writes_only_the_hessian(work: Path):
+    result = invoke("compute", "mse", "data/preds.npy", "data/targets.npy", "--no-grad",
+                    "--hess-out", "h.npy")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["data", "h.npy"]
+    np.testing.assert_array_equal(np.load("h.npy"), np.full(64, 2.0 / 64))
+
+
+def test_hess_out_is_offered_only_where_there_is_a_hessian(work: Path):
+    assert "--hess-out" in invoke("compute", "cross_entropy", "--help").stdout
+    assert "--hess-out" not in invoke("compute", "focal", "--help").stdout
+    result = invoke("compute", "focal", "data/logits.npy", "data/labels.npy", "--hess-out",
+                    "h.npy")
+    assert result.exit_code == 2
+    result = invoke("compute", "cross_entropy", "data/logits.npy", "data/labels.npy",
+                    "--no-from-logits", "--hess-out", "h.npy")
+    assert result.exit_code == 1 and "Hessian" in result.stderr
+
+
+def test_var_grad_out(work: Path):
+    preds, targets = load("preds.npy"), load("targets.npy")
+    var = np.linspace(0.5, 2.0, preds.size)
+    np.save(work / "var.npy", var)
+    result = invoke("compute", "gaussian_nll", "data/preds.npy", "data/targets.npy",
+                    "--var", "var.npy", "--var-grad-out", "dvar.npy", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["var_grad"] == "dvar.npy" and record["grad"] == "preds.grad.npy"
+    e = preds - targets
+    n = preds.size
+    np.testing.assert_allclose(np.load("dvar.npy"), 0.5 * (1 / var - e**2 / var**2) / n,
+                               rtol=1e-12)
+    np.testing.assert_allclose(np.load("preds.grad.npy"), e / var / n, rtol=1e-12)
+    assert record["loss"] == pytest.approx(np.mean(0.5 * (np.log(var) + e**2 / var)),
+                                           rel=1e-12)
+
+
+def test_required_option_missing_is_a_usage_error(work: Path):
+    result = invoke("compute", "gaussian_nll", "data/preds.npy", "data/targets.npy")
+    assert result.exit_code == 2 and "--var" in result.stderr
+
+
+def test_batchmean_is_a_reduction_of_kl_div_only(work: Path):
+    log_p = np.log(softmax(load("logits.npy")))
+    q = softmax(load("logits.npy")[::-1])
+    np.save(work / "log_p.npy", log_p)
+    np.save(work / "q.npy", q)
+    result = invoke("compute", "kl_div", "log_p.npy", "q.npy", "--reduction", "batchmean",
+                    "--no-grad")
+    assert result.exit_code == 0, result.stderr
+    expected = np.sum(q * (np.log(q) - log_p)) / log_p.shape[0]
+    assert float(result.stdout) == pytest.approx(expected, rel=1e-12)
+    result = invoke("compute", "mse", "data/preds.npy", "data/targets.npy", "--reduction",
+                    "batchmean")
+    assert result.exit_code == 2
+
+
+# --------------------------------------------------------------------------------------------
 # stdin, in-process
 
 

@@ -88,6 +88,27 @@ def test_registered_loss_appears_in_list_info_and_compute(registered, tmp_path, 
     assert float(result.output) == pytest.approx(3 * np.mean(np.log(np.cosh([1.0, 2.0]))))
 
 
+def test_registered_loss_takes_sample_weight_and_empty_but_has_no_hessian(registered):
+    x = np.array([0.3, -1.2, 4.0])
+    y = np.array([0.0, 0.5, 1.0])
+    w = np.array([1.0, 0.0, 3.0])
+    value, grad = lossjit.value_and_grad("mlc", x, y, sample_weight=w)
+    terms = np.log(np.cosh(x - y))
+    assert value == pytest.approx(np.sum(w * terms) / w.sum(), rel=1e-12)
+    np.testing.assert_allclose(grad, w * np.tanh(x - y) / w.sum(), rtol=1e-12)
+    assert lossjit.loss("mlc", x[:0], y[:0], empty="zero") == 0.0
+    with pytest.raises(lossjit.LossjitError, match="no Hessian"):
+        lossjit.grad_hess("mlc", x, y)
+
+
+def test_register_refuses_an_option_named_like_a_common_one():
+    for name in ("sample_weight", "empty", "reduction", "wrt", "out"):
+        with pytest.raises(lossjit.LossjitError, match="reserved"):
+            lossjit.register("reserved_option", pointwise=_log_cosh_pointwise,
+                             params=[(name, 1.0)])
+    assert "reserved_option" not in lossjit.names()
+
+
 def test_register_refuses_taken_and_invalid_names():
     with pytest.raises(lossjit.LossjitError, match="taken"):
         lossjit.register("ce", pointwise=_log_cosh_pointwise)
