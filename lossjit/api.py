@@ -14,6 +14,7 @@ the bit), then reduce.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -78,6 +79,21 @@ def _empty(ndim: int, dtype: Any) -> np.ndarray:
     if empty is None:
         empty = _empties[key] = np.empty((0,) * ndim, dtype=dtype)
     return empty
+
+
+_scratches = threading.local()
+
+
+def _scratch(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A buffer of ``shape`` for the kernel's side of a gradient that is then unpacked into
+    the user's layout, kept per thread and reused by the next call of the same size: a fresh
+    buffer would be paged in on every call (on this kind of machine, slower than the kernel)."""
+    buffers = _scratches.__dict__
+    size = int(np.prod(shape))
+    buffer = buffers.get((role, np.dtype(dtype)))
+    if buffer is None or buffer.size != size:
+        buffer = buffers[(role, np.dtype(dtype))] = np.empty(size, dtype=dtype)
+    return buffer.reshape(shape)
 
 
 def _sample_weights(sample_weight: Any, call: Call) -> np.ndarray:
@@ -173,7 +189,7 @@ def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str 
         else:
             grad = np.empty(predictions.shape, dtype=x.dtype)
         grad_view = (grad.reshape(x.shape) if call.unpack is None
-                     else np.empty(x.shape, dtype=x.dtype))
+                     else _scratch("grad", x.shape, x.dtype))
     elif out is not None:
         raise LossjitError("out: only a gradient can be written to out")
 
@@ -182,7 +198,7 @@ def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str 
     if hessian:
         hess = np.empty(predictions.shape, dtype=x.dtype)
         hess_view = (hess.reshape(x.shape) if call.unpack is None
-                     else np.empty(x.shape, dtype=x.dtype))
+                     else _scratch("hess", x.shape, x.dtype))
         losses = hess_view
     elif reduction == "none":
         losses = np.empty(call.terms_layout, dtype=x.dtype)

@@ -8,7 +8,9 @@ reason ``"not installed"``.
 - :func:`time_call` gives per-call seconds (warm-up first; take the median).
 - :func:`make_inputs` builds the inputs of a loss for a total element count and dtype.
 - :data:`REFERENCES` are fair, vectorised NumPy implementations of every built-in loss, value
-  and gradient, in stable forms (they compute in the input's dtype, as a NumPy user would).
+  and gradient, in stable forms (they compute in the input's dtype, as a NumPy user would),
+  for reduction "mean" and "sum" (kl_div also "batchmean"); class-axis ones take (N, C)
+  scores with integer class indices.
 - :func:`run_case` times lossjit against them and against the installed peers.
 - :func:`triad_bandwidth` measures the STREAM triad ``a = b + s * c`` (float64, Numba) in GB/s.
 
@@ -20,13 +22,18 @@ Timing conventions (also recorded in ``run_case``'s result under ``"notes"``):
 - **torch**: autograd on 2 threads; the leaf's ``.grad`` is set to ``None`` before every call
   (as ``optimizer.zero_grad(set_to_none=True)``), so each backward allocates a fresh gradient;
   the tensors are made from the NumPy arrays once, outside the timed region. Losses that
-  ``torch.nn.functional`` lacks (focal, sigmoid_focal, contrastive) are composed from torch ops.
+  ``torch.nn.functional`` lacks (focal, sigmoid_focal, contrastive, log_cosh, pseudo_huber,
+  quantile, poly1) are composed from torch ops; kl_div is ``kl_div(reduction="sum") / numel``
+  (its "mean" warns on every call).
 - **jax**: ``jax.jit(jax.value_and_grad(f))`` on the CPU with ``jax_enable_x64`` (so float64
-  stays float64), ``block_until_ready`` on the result; arrays put on the device once.
+  stays float64), ``block_until_ready`` on the result; arrays put on the device once
+  (gaussian_nll's var is an argument of ``f``). optax is not a dependency: the losses are
+  written in ``jax.numpy`` as optax writes them.
 - **sklearn**: the private ``sklearn._loss`` classes, ``loss_gradient(..., loss_out=,
   gradient_out=, n_threads=2)`` into preallocated buffers, plus the sum of ``loss_out`` (it
   returns per-sample losses). Its "half" conventions differ (e.g. ``HalfSquaredError`` is
-  e^2/2 with gradient e, unscaled): compare speed only. Compare it with ``lossjit_out``.
+  e^2/2 with gradient e, unscaled; ``HalfPoissonLoss`` adds constants): compare speed only.
+  Compare it with ``lossjit_out``.
 """
 
 from __future__ import annotations
@@ -49,10 +56,21 @@ PEERS = ("numpy", "torch", "jax", "sklearn")
 
 #: Families of the built-in losses, by how their inputs are laid out.
 ELEMENTWISE = ("mse", "l1", "huber", "smooth_l1", "binary_cross_entropy", "bce_with_logits",
-               "sigmoid_focal")
-CLASSES = ("cross_entropy", "focal")
-PAIRS = ("contrastive",)
+               "sigmoid_focal", "log_cosh", "pseudo_huber", "quantile", "poisson_nll",
+               "gaussian_nll", "kl_div", "hinge_embedding", "soft_margin")
+#: Class-axis losses: (N, C) scores and integer class indices.
+CLASSES = ("cross_entropy", "focal", "nll", "multi_margin", "poly1")
+#: Multi-label losses: (N, C) logits and 0/1 targets of the same shape.
+MULTILABEL = ("multilabel_soft_margin",)
+PAIRS = ("contrastive", "cosine_embedding")
 TRIPLETS = ("triplet",)
+#: Rank pairs: (B, 2) = (x1, x2) and labels in {1, -1}.
+RANKS = ("margin_ranking",)
+#: Every family, in table order: (family name, its losses).
+FAMILIES = (("elementwise", ELEMENTWISE), ("classes", CLASSES), ("multilabel", MULTILABEL),
+            ("pairs", PAIRS), ("triplets", TRIPLETS), ("ranks", RANKS))
+#: The losses that take labels in {1, -1}.
+SIGNED_LABELS = ("hinge_embedding", "soft_margin", "cosine_embedding", "margin_ranking")
 
 #: Width of the embeddings in the pair and triplet cases.
 EMBED_DIM = 64
@@ -61,6 +79,9 @@ DEFAULT_CLASSES = 10
 
 #: PyTorch's floor on x (1 - x) in the binary_cross_entropy gradient: 1e-12 as a float32.
 BCE_FLOOR = 9.999999960041972e-13
+#: PyTorch's 1e-12 added to the squared norms in cosine_embedding_loss, which its kernel
+#: rounds to a float32 (also for float64 inputs): it shows where a norm is about 0.
+COSINE_EPS = 9.999999960041972e-13
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,10 +204,11 @@ class ForeignLoad:
 
 
 def family(loss: str) -> str:
-    """``"elementwise"``, ``"classes"``, ``"pairs"`` or ``"triplets"`` for a built-in loss."""
+    """The input layout of a built-in loss: ``"elementwise"``, ``"classes"``,
+    ``"multilabel"``, ``"pairs"``, ``"triplets"`` or ``"ranks"`` (see :data:`FAMILIES`).
+    A loss without benchmark inputs (a user's own) raises ValueError."""
     name = canonical(loss)
-    for fam, members in (("elementwise", ELEMENTWISE), ("classes", CLASSES),
-                         ("pairs", PAIRS), ("triplets", TRIPLETS)):
+    for fam, members in FAMILIES:
         if name in members:
             return fam
     raise ValueError(f"no benchmark inputs for the loss {loss!r}")
@@ -217,16 +239,19 @@ class Inputs:
         return int(self.predictions.size)
 
     def nbytes(self, *, grad: bool = True) -> int:
-        """Bytes a fused kernel must move: predictions and targets read, gradient written."""
+        """Bytes a fused kernel must move: predictions, targets and array options (such as
+        gaussian_nll's var) read, gradient written."""
         total = self.predictions.nbytes + (0 if self.targets is None else self.targets.nbytes)
+        total += sum(v.nbytes for v in self.params.values() if isinstance(v, np.ndarray))
         return total + (self.predictions.nbytes if grad else 0)
 
 
 def shape_for(loss: str, size: int | Sequence[int]) -> tuple[int, ...]:
     """The predictions' shape of a case with about ``size`` elements (or an explicit shape).
 
-    element-wise: ``(n,)``; classes: ``(n // 10, 10)``; pairs: ``(n // (2 D), 2, D)``;
-    triplets: ``(n // (3 D), 3, D)``, with ``D = 64`` (at least one row).
+    element-wise: ``(n,)``; classes and multi-label: ``(n // 10, 10)``; pairs:
+    ``(n // (2 D), 2, D)``; triplets: ``(n // (3 D), 3, D)``, with ``D = 64``; rank pairs:
+    ``(n // 2, 2)`` (at least one row).
     """
     if not isinstance(size, (int, np.integer, float)):
         return tuple(int(s) for s in size)
@@ -234,48 +259,101 @@ def shape_for(loss: str, size: int | Sequence[int]) -> tuple[int, ...]:
     fam = family(loss)
     if fam == "elementwise":
         return (n,)
-    if fam == "classes":
+    if fam in ("classes", "multilabel"):
         return (max(1, n // DEFAULT_CLASSES), DEFAULT_CLASSES)
+    if fam == "ranks":
+        return (max(1, n // 2), 2)
     members = 2 if fam == "pairs" else 3
     return (max(1, n // (members * EMBED_DIM)), members, EMBED_DIM)
 
 
-def make_inputs(loss: str, size: int | Sequence[int], dtype: Any = np.float64, *,
-                seed: int = 0) -> Inputs:
-    """Random inputs for ``loss``: ``size`` is an element count or the predictions' shape.
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    top = x.max(axis=axis, keepdims=True)
+    z = x - top
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
 
-    Regression: predictions and targets N(0, 1). binary_cross_entropy: probabilities in
-    [0.02, 0.98] and 0/1 targets. bce_with_logits and sigmoid_focal: logits N(0, 2^2) and 0/1
-    targets. cross_entropy and focal: logits N(0, 2^2) and int64 class indices. Pairs and
-    triplets: N(0, 1/(2D)) per coordinate, so distances are about 1 (both sides of the margin
-    occur), and float64 0/1 pair labels.
+
+def _signs(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.where(rng.random(shape) < 0.5, 1.0, -1.0).astype(dtype)
+
+
+def _elementwise_inputs(name: str, shape: tuple[int, ...], dtype: np.dtype,
+                        rng: np.random.Generator,
+                        params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(predictions, targets, options) of an element-wise case, in float64 before the cast."""
+    extra: dict[str, Any] = {}
+    if name == "binary_cross_entropy":
+        return rng.uniform(0.02, 0.98, shape), (rng.random(shape) < 0.5) * 1.0, extra
+    if name in ("bce_with_logits", "sigmoid_focal"):
+        return rng.normal(0.0, 2.0, shape), (rng.random(shape) < 0.5) * 1.0, extra
+    if name == "poisson_nll":  # rates in [0.1, 3], counts drawn from them
+        rate = rng.uniform(0.1, 3.0, shape)
+        counts = rng.poisson(rate).astype(np.float64)
+        return (np.log(rate) if params.get("log_input", True) else rate), counts, extra
+    if name == "gaussian_nll":
+        if "var" not in params:
+            extra["var"] = rng.uniform(0.25, 2.0, shape).astype(dtype)
+        return rng.normal(size=shape), rng.normal(size=shape), extra
+    if name == "kl_div":  # log-probabilities; probabilities with one in ten exactly 0
+        x = np.log(rng.uniform(0.01, 1.0, shape))
+        if params.get("log_target", False):
+            return x, np.log(rng.uniform(0.01, 1.0, shape)), extra
+        return x, rng.uniform(0.0, 1.0, shape) * (rng.random(shape) >= 0.1), extra
+    if name == "hinge_embedding":  # distances on both sides of the margin
+        return rng.uniform(0.0, 2.0, shape), _signs(rng, shape, np.dtype(np.float64)), extra
+    if name == "soft_margin":
+        return rng.normal(0.0, 2.0, shape), _signs(rng, shape, np.dtype(np.float64)), extra
+    return rng.normal(size=shape), rng.normal(size=shape), extra
+
+
+def make_inputs(loss: str, size: int | Sequence[int], dtype: Any = np.float64, *,
+                seed: int = 0, params: dict[str, Any] | None = None) -> Inputs:
+    """Random, valid inputs for ``loss``: ``size`` is an element count or the predictions'
+    shape; ``params`` are options of the loss, kept in the result's ``params`` (the inputs
+    follow them where the options change what is valid, e.g. poisson_nll's log_input).
+
+    Regression (mse ... pseudo_huber, quantile): predictions and targets N(0, 1).
+    binary_cross_entropy: probabilities in [0.02, 0.98] and 0/1 targets. bce_with_logits and
+    sigmoid_focal: logits N(0, 2^2) and 0/1 targets. poisson_nll: log-rates (rates, with
+    log_input=False) of rates U(0.1, 3) and Poisson counts. gaussian_nll: N(0, 1) and
+    ``var`` U(0.25, 2) of the predictions' shape (the option it requires). kl_div: log U(0.01,
+    1) log-probabilities and U(0, 1) targets, one in ten exactly 0 (log-probabilities with
+    log_target=True). hinge_embedding: U(0, 2) distances, soft_margin: N(0, 2^2); both with
+    labels in {1, -1}. cross_entropy, focal, poly1: logits N(0, 2^2); nll: their
+    log-softmax; multi_margin: scores N(0, 1); all with int64 class indices.
+    multilabel_soft_margin: logits N(0, 2^2) and 0/1 targets. Pairs and triplets: N(0, 1/(2D))
+    per coordinate, so distances are about 1 (both sides of the margin occur); contrastive
+    labels 0/1 in float64, cosine_embedding labels {1, -1} in ``dtype``. margin_ranking:
+    N(0, 1) pairs and labels {1, -1} in ``dtype``.
     """
     name = canonical(loss)
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     shape = shape_for(name, size)
     fam = family(name)
+    options = dict(params or {})
     if fam == "elementwise":
-        if name == "binary_cross_entropy":
-            p = rng.uniform(0.02, 0.98, shape)
-        elif name in ("bce_with_logits", "sigmoid_focal"):
-            p = rng.normal(0.0, 2.0, shape)
-        else:
-            p = rng.normal(size=shape)
-        if name in ("binary_cross_entropy", "bce_with_logits", "sigmoid_focal"):
-            t = (rng.random(shape) < 0.5).astype(dtype)
-        else:
-            t = rng.normal(size=shape).astype(dtype)
-        return Inputs(name, p.astype(dtype), t)
+        p, t, extra = _elementwise_inputs(name, shape, dtype, rng, options)
+        return Inputs(name, p.astype(dtype), t.astype(dtype), {**extra, **options})
     if fam == "classes":
+        x = rng.normal(0.0, 1.0 if name == "multi_margin" else 2.0, shape)
+        if name == "nll":
+            x = _log_softmax(x, 1)
+        y = rng.integers(0, shape[1], (shape[0],) + tuple(shape[2:]), dtype=np.int64)
+        return Inputs(name, x.astype(dtype), y, options)
+    if fam == "multilabel":
         x = rng.normal(0.0, 2.0, shape).astype(dtype)
-        y = rng.integers(0, shape[1], shape[0], dtype=np.int64)
-        return Inputs(name, x, y)
+        return Inputs(name, x, (rng.random(shape) < 0.5).astype(dtype), options)
+    if fam == "ranks":
+        return Inputs(name, rng.normal(size=shape).astype(dtype),
+                      _signs(rng, shape[:1], dtype), options)
     x = rng.normal(0.0, 1.0 / math.sqrt(2 * shape[2]), shape).astype(dtype)
+    if name == "cosine_embedding":
+        return Inputs(name, x, _signs(rng, shape[:1], dtype), options)
     if fam == "pairs":
         labels = (rng.random(shape[0]) < 0.5).astype(np.float64)
-        return Inputs(name, x, labels)
-    return Inputs(name, x, None)
+        return Inputs(name, x, labels, options)
+    return Inputs(name, x, None, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,6 +663,335 @@ def ref_triplet(x, t=None, *, grad=True, out=None, reduction="mean", margin=1.0,
     return _total(total, reduction, batch), result
 
 
+def _grad_into(g, out, dtype):
+    """``g`` in ``dtype``, written into ``out`` when it is given."""
+    if out is not None:
+        out[...] = g
+        return out
+    return g.astype(dtype, copy=False)
+
+
+def ref_log_cosh(p, t, *, grad=True, out=None, reduction="mean"):
+    """log(cosh(e)) = |e| + log1p(exp(-2|e|)) - log 2 (no overflow); gradient tanh(e)."""
+    e = np.subtract(p, t)
+    a = np.abs(e)
+    terms = np.multiply(a, -2.0)
+    np.exp(terms, out=terms)
+    np.log1p(terms, out=terms)
+    terms += a
+    terms -= math.log(2.0)
+    total = float(terms.sum())
+    if not grad:
+        return _total(total, reduction, p.size), None
+    g = np.tanh(e, out=e if out is None else out)
+    np.multiply(g, _scale(reduction, p.size), out=g)
+    return _total(total, reduction, p.size), g
+
+
+def ref_pseudo_huber(p, t, *, grad=True, out=None, reduction="mean", delta=1.0):
+    """delta^2 (sqrt(1 + (e/delta)^2) - 1), as delta^2 r^2 / (1 + s) with r = e/delta and
+    s = sqrt(1 + r^2) (no cancellation at small e); gradient e / s."""
+    e = np.subtract(p, t)
+    r2 = np.divide(e, delta)
+    np.multiply(r2, r2, out=r2)
+    s = np.add(r2, 1.0)
+    np.sqrt(s, out=s)
+    terms = np.add(s, 1.0)
+    np.divide(r2, terms, out=terms)
+    total = float(terms.sum()) * delta * delta
+    if not grad:
+        return _total(total, reduction, p.size), None
+    g = np.divide(e, s, out=out)
+    np.multiply(g, _scale(reduction, p.size), out=g)
+    return _total(total, reduction, p.size), g
+
+
+def ref_quantile(p, t, *, grad=True, out=None, reduction="mean", quantile=0.5):
+    """max(q e', (q - 1) e') with e' = y - x; gradient -q (e' > 0), 1 - q (e' < 0) and
+    0.5 - q at e' = 0, i.e. 0.5 - q - sign(e') / 2."""
+    q = float(quantile)
+    e = np.subtract(t, p)
+    terms = np.multiply(e, q)
+    np.maximum(terms, np.multiply(e, q - 1.0), out=terms)
+    total = float(terms.sum())
+    if not grad:
+        return _total(total, reduction, p.size), None
+    g = np.sign(e, out=out)
+    scale = _scale(reduction, p.size)
+    np.multiply(g, -0.5 * scale, out=g)
+    np.add(g, (0.5 - q) * scale, out=g)
+    return _total(total, reduction, p.size), g
+
+
+def _stirling(t):
+    """Sum of PyTorch's Stirling term y log y - y + log(2 pi y) / 2 where y > 1."""
+    y = t[t > 1]
+    return float((y * np.log(y) - y + 0.5 * np.log(2.0 * math.pi * y)).sum())
+
+
+def ref_poisson_nll(p, t, *, grad=True, out=None, reduction="mean", log_input=True, full=False,
+                    eps=1e-8):
+    """exp(x) - y x (log_input) or x - y log(x + eps); gradient exp(x) - y or 1 - y/(x+eps);
+    full adds the Stirling term where y > 1 (no gradient)."""
+    if log_input:
+        g = np.exp(p, out=out)
+        terms = np.multiply(t, p)
+        np.subtract(g, terms, out=terms)
+    else:
+        shifted = np.add(p, eps)
+        terms = np.log(shifted)
+        np.multiply(terms, t, out=terms)
+        np.subtract(p, terms, out=terms)
+    total = float(terms.sum()) + (_stirling(t) if full else 0.0)
+    if not grad:
+        return _total(total, reduction, p.size), None
+    if log_input:
+        np.subtract(g, t, out=g)
+    else:
+        g = np.divide(t, shifted, out=out)
+        np.subtract(1.0, g, out=g)
+    np.multiply(g, _scale(reduction, p.size), out=g)
+    return _total(total, reduction, p.size), g
+
+
+def _gaussian_var(var, p):
+    """var as an array (or a float) that broadcasts against ``p`` as PyTorch's
+    gaussian_nll_loss does: a missing last axis is added; negative var is an error."""
+    if var is None:
+        raise ValueError("gaussian_nll needs the option var")
+    if np.ndim(var) == 0:
+        v = float(var)
+        if v < 0:
+            raise ValueError("gaussian_nll: var has negative entries")
+        return v
+    v = np.asarray(var)
+    if v.ndim == p.ndim - 1 and v.shape == p.shape[:-1]:
+        v = v[..., None]
+    if (v < 0).any():
+        raise ValueError("gaussian_nll: var has negative entries")
+    return v.astype(p.dtype, copy=False)
+
+
+def ref_gaussian_nll(p, t, *, grad=True, out=None, reduction="mean", var=None, full=False,
+                     eps=1e-6):
+    """0.5 (log v + e^2 / v) [+ 0.5 log(2 pi)], v = max(var, eps); gradient e / v."""
+    v = _gaussian_var(var, p)
+    if isinstance(v, float):
+        v = max(v, eps)
+        log_v = math.log(v) * p.size
+    else:
+        v = np.maximum(v, eps)
+        log_v = float(np.log(v).sum()) * (p.size // v.size if v.size else 0)
+    e = np.subtract(p, t)
+    r = np.divide(e, v, out=out)
+    total = 0.5 * (log_v + _flat_dot(e, r))
+    if full:
+        total += 0.5 * math.log(2.0 * math.pi) * p.size
+    if not grad:
+        return _total(total, reduction, p.size), None
+    np.multiply(r, _scale(reduction, p.size), out=r)
+    return _total(total, reduction, p.size), r
+
+
+def ref_nll(p, t, *, grad=True, out=None, reduction="mean", weight=None, ignore_index=-100):
+    """-w[y] x_y on (N, C) log-probabilities; the mean divides by the sum of w[y] over the
+    non-ignored rows (PyTorch's); gradient -w[y] at the target class."""
+    _check_rows(p, t, "nll")
+    n = p.shape[0]
+    rows = np.arange(n)
+    kept = t != ignore_index
+    if weight is None and kept.all():
+        total = -float(p[rows, t].sum())
+        w_y, safe, count = None, t, float(n)
+    else:
+        safe = np.where(kept, t, 0)
+        w = np.ones(p.shape[1]) if weight is None else np.asarray(weight, dtype=np.float64)
+        w_y = np.where(kept, w[safe], 0.0)
+        total = -float((w_y * p[rows, safe]).sum())
+        count = float(w_y.sum())
+    if not grad:
+        return _total(total, reduction, count), None
+    g = np.zeros_like(p) if out is None else out
+    if out is not None:
+        g.fill(0.0)
+    scale = _scale(reduction, count)
+    g[rows, safe] = -scale if w_y is None else -scale * w_y
+    return _total(total, reduction, count), g
+
+
+def ref_kl_div(p, t, *, grad=True, out=None, reduction="mean", log_target=False):
+    """y (log y - x), exactly 0 where y = 0 (log_target: exp(y) (y - x)); gradient -y (or
+    -exp(y)). reduction also "batchmean": the sum over predictions.shape[0]."""
+    count = float(p.size)
+    if reduction == "batchmean":
+        reduction, count = "mean", float(p.shape[0] if p.ndim else 1)
+    if log_target:
+        weight = np.exp(t)
+        terms = np.subtract(t, p)
+        total = _flat_dot(weight, terms)
+    else:
+        weight = t
+        positive = t > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.log(t)
+            np.subtract(terms, p, out=terms)
+            np.multiply(terms, t, out=terms)
+        total = float(np.where(positive, terms, 0.0).sum())
+    if not grad:
+        return _total(total, reduction, count), None
+    g = np.multiply(weight, -_scale(reduction, count), out=out)
+    return _total(total, reduction, count), g if out is not None else g.astype(p.dtype,
+                                                                               copy=False)
+
+
+def ref_hinge_embedding(p, t, *, grad=True, out=None, reduction="mean", margin=1.0):
+    """x where y = 1, max(0, margin - x) where y = -1; gradient 1, or -1 where
+    margin - x >= 0 (PyTorch's clamp_min passes the tie)."""
+    positive = t == 1
+    gap = np.subtract(margin, p)
+    total = float(np.where(positive, p, np.maximum(gap, 0.0)).sum())
+    if not grad:
+        return _total(total, reduction, p.size), None
+    scale = _scale(reduction, p.size)
+    g = np.where(positive, scale, np.where(gap >= 0, -scale, 0.0))
+    return _total(total, reduction, p.size), _grad_into(g, out, p.dtype)
+
+
+def ref_multi_margin(x, t, *, grad=True, out=None, reduction="mean", p=1, margin=1.0,
+                     weight=None):
+    """(1/C) sum_{i != y} w_y max(0, margin - x_y + x_i)^p on (N, C) scores (or one (C,)
+    row); no gradient where margin - x_y + x_i <= 0; the mean is over the N rows."""
+    power = int(p)
+    p = x
+    rows2d = p.reshape(1, -1) if p.ndim == 1 else p
+    y = np.reshape(t, rows2d.shape[0])
+    n, classes = rows2d.shape
+    rows = np.arange(n)
+    z = rows2d - rows2d[rows, y][:, None]
+    z += margin
+    z[rows, y] = 0.0
+    h = np.maximum(z, 0.0)
+    w_y = None if weight is None else np.asarray(weight, dtype=np.float64)[y]
+    per_row = (h if power == 1 else h * h).sum(axis=1)
+    total = float(per_row.sum() if w_y is None else np.dot(w_y, per_row)) / classes
+    if not grad:
+        return _total(total, reduction, n), None
+    coef = (z > 0).astype(p.dtype) if power == 1 else np.multiply(h, 2.0, out=h)
+    scale = _scale(reduction, n) / classes
+    row_scale = scale if w_y is None else (w_y * scale).astype(p.dtype)[:, None]
+    np.multiply(coef, row_scale, out=coef)
+    coef[rows, y] = -coef.sum(axis=1)
+    return _total(total, reduction, n), _grad_into(coef.reshape(p.shape), out, p.dtype)
+
+
+def ref_soft_margin(p, t, *, grad=True, out=None, reduction="mean"):
+    """softplus(-y x) = max(u, 0) + log1p(exp(-|u|)), u = -y x; gradient -y sigmoid(u)."""
+    u = np.multiply(t, p)
+    np.negative(u, out=u)
+    a = np.exp(-np.abs(u))
+    total = float(np.maximum(u, 0.0).sum()) + float(np.log1p(a).sum())
+    if not grad:
+        return _total(total, reduction, p.size), None
+    # sigmoid(u) = 1/(1+a) for u >= 0, a/(1+a) otherwise
+    g = np.where(u >= 0, 1.0, a).astype(p.dtype, copy=False)
+    np.divide(g, np.add(a, 1.0, out=a), out=g)
+    np.multiply(g, t, out=g)
+    np.multiply(g, -_scale(reduction, p.size), out=g)
+    return _total(total, reduction, p.size), _grad_into(g, out, p.dtype)
+
+
+def ref_multilabel_soft_margin(p, t, *, grad=True, out=None, reduction="mean", weight=None):
+    """-(1/C) sum_c w_c [y log sigmoid(x) + (1-y) log sigmoid(-x)] over the last axis, i.e.
+    (1/C) sum_c w_c bce_with_logits; gradient w_c (sigmoid(x) - y) / C."""
+    classes = p.shape[-1] if p.ndim else 1
+    count = p.size // classes if classes else 0
+    a = np.exp(-np.abs(p))
+    terms = np.maximum(p, 0.0)
+    terms -= t * p
+    terms += np.log1p(a)
+    w = None if weight is None else np.asarray(weight, dtype=np.float64)
+    total = float((terms if w is None else terms * w).sum()) / classes
+    if not grad:
+        return _total(total, reduction, count), None
+    g = np.where(p >= 0, 1.0, a).astype(p.dtype, copy=False)
+    np.divide(g, np.add(a, 1.0, out=a), out=g)
+    np.subtract(g, t, out=g)
+    scale = _scale(reduction, count) / classes
+    g = np.multiply(g, scale if w is None else (w * scale).astype(p.dtype), out=g)
+    return _total(total, reduction, count), _grad_into(g, out, p.dtype)
+
+
+def ref_poly1(p, t, *, grad=True, out=None, reduction="mean", epsilon=1.0, ignore_index=-100):
+    """CE + epsilon (1 - p_y) with class-index targets on (N, C) logits; the mean is over the
+    non-ignored rows; gradient (1 + epsilon p_y) (softmax - onehot)."""
+    _check_rows(p, t, "poly1")
+    n = p.shape[0]
+    rows = np.arange(n)
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0) if not kept.all() else t
+    top = p.max(axis=1, keepdims=True)
+    z = np.subtract(p, top, out=out)
+    np.exp(z, out=z)
+    s = z.sum(axis=1)
+    ce = np.log(s) - (p[rows, safe] - top[:, 0])
+    one_minus = -np.expm1(-ce)
+    total = float(((ce + epsilon * one_minus) * kept).sum())
+    count = float(kept.sum())
+    if not grad:
+        return _total(total, reduction, count), None
+    z /= s[:, None]
+    z[rows, safe] -= 1.0
+    factor = (1.0 + epsilon * (1.0 - one_minus)) * kept * _scale(reduction, count)
+    z *= factor.astype(p.dtype)[:, None]
+    return _total(total, reduction, count), z
+
+
+def ref_cosine_embedding(p, t, *, grad=True, out=None, reduction="mean", margin=0.0):
+    """1 - cos where y = 1, max(0, cos - margin) where y = -1, on pairs (B, 2, D) (or one
+    (2, D)); cos = x1.x2 / sqrt((|x1|^2 + eps)(|x2|^2 + eps)) with PyTorch's eps
+    (:data:`COSINE_EPS`, 1e-12 as a float32); the hinge passes its gradient at the tie."""
+    x = p.reshape((1,) + p.shape) if p.ndim == 2 else p
+    batch = x.shape[0]
+    y = np.reshape(t, batch)
+    a, b = x[:, 0], x[:, 1]
+    dot = np.einsum("bd,bd->b", a, b)
+    na = np.einsum("bd,bd->b", a, a) + COSINE_EPS
+    nb = np.einsum("bd,bd->b", b, b) + COSINE_EPS
+    denom = np.sqrt(na * nb)
+    cos = dot / denom
+    positive = y == 1
+    total = float(np.where(positive, 1.0 - cos, np.maximum(cos - margin, 0.0)).sum())
+    if not grad:
+        return _total(total, reduction, batch), None
+    scale = _scale(reduction, batch)
+    c = np.where(positive, -scale, np.where(cos - margin >= 0, scale, 0.0))
+    result = np.empty_like(x) if out is None else out.reshape(x.shape)
+    np.multiply(b, (c / denom).astype(p.dtype)[:, None], out=result[:, 0])
+    result[:, 0] -= (c * cos / na).astype(p.dtype)[:, None] * a
+    np.multiply(a, (c / denom).astype(p.dtype)[:, None], out=result[:, 1])
+    result[:, 1] -= (c * cos / nb).astype(p.dtype)[:, None] * b
+    return _total(total, reduction, batch), (result.reshape(p.shape) if out is None else out)
+
+
+def ref_margin_ranking(p, t, *, grad=True, out=None, reduction="mean", margin=0.0):
+    """max(0, -y (x1 - x2) + margin) on rank pairs (B, 2) (or one (2,)); the hinge passes its
+    gradient at the tie (PyTorch's clamp_min)."""
+    x = p.reshape(1, 2) if p.ndim == 1 else p
+    batch = x.shape[0]
+    y = np.reshape(t, batch)
+    z = np.subtract(x[:, 0], x[:, 1])
+    np.multiply(z, -y, out=z)
+    z += margin
+    total = float(np.maximum(z, 0.0).sum())
+    if not grad:
+        return _total(total, reduction, batch), None
+    c = np.where(z >= 0, -y * _scale(reduction, batch), 0.0).astype(p.dtype, copy=False)
+    result = np.empty_like(x) if out is None else out.reshape(x.shape)
+    result[:, 0] = c
+    np.negative(c, out=result[:, 1])
+    return _total(total, reduction, batch), (result.reshape(p.shape) if out is None else out)
+
+
 REFERENCES: dict[str, Callable[..., tuple[float, np.ndarray | None]]] = {
     "mse": ref_mse,
     "l1": ref_l1,
@@ -597,6 +1004,20 @@ REFERENCES: dict[str, Callable[..., tuple[float, np.ndarray | None]]] = {
     "focal": ref_focal,
     "contrastive": ref_contrastive,
     "triplet": ref_triplet,
+    "log_cosh": ref_log_cosh,
+    "pseudo_huber": ref_pseudo_huber,
+    "quantile": ref_quantile,
+    "poisson_nll": ref_poisson_nll,
+    "gaussian_nll": ref_gaussian_nll,
+    "nll": ref_nll,
+    "kl_div": ref_kl_div,
+    "hinge_embedding": ref_hinge_embedding,
+    "multi_margin": ref_multi_margin,
+    "soft_margin": ref_soft_margin,
+    "multilabel_soft_margin": ref_multilabel_soft_margin,
+    "poly1": ref_poly1,
+    "cosine_embedding": ref_cosine_embedding,
+    "margin_ranking": ref_margin_ranking,
 }
 
 
@@ -645,6 +1066,11 @@ def _sklearn_loss() -> Any:
     except ImportError:
         raise Skip("not installed") from None
     return sk_loss
+
+
+def _as_tensor(value: Any) -> Any:
+    """A NumPy array option as a tensor (made once, outside the timed region); None stays."""
+    return None if value is None else _torch().from_numpy(np.asarray(value))
 
 
 def _torch_loss(name: str, params: dict[str, Any]) -> Callable[..., Any]:
@@ -698,6 +1124,65 @@ def _torch_loss(name: str, params: dict[str, Any]) -> Callable[..., Any]:
         norm, swap = params.get("p", 2.0), params.get("swap", False)
         return lambda x: F.triplet_margin_loss(x[:, 0], x[:, 1], x[:, 2], margin=margin,
                                                p=norm, eps=eps, swap=swap)
+    if name == "log_cosh":  # optax's form; torch.log(torch.cosh(e)) overflows
+        log2 = math.log(2.0)
+
+        def log_cosh(x, t):
+            e = x - t
+            return (torch.logaddexp(e, -e) - log2).mean()
+        return log_cosh
+    if name == "pseudo_huber":
+        delta = params.get("delta", 1.0)
+        return lambda x, t: (delta * delta * (torch.sqrt(1 + ((x - t) / delta) ** 2) - 1)).mean()
+    if name == "quantile":  # torch.maximum splits the gradient at the tie: 0.5 - q
+        q = params.get("quantile", 0.5)
+
+        def quantile(x, t):
+            e = t - x
+            return torch.maximum(q * e, (q - 1) * e).mean()
+        return quantile
+    if name == "poisson_nll":
+        options = {k: params[k] for k in ("log_input", "full", "eps") if k in params}
+        return lambda x, t: F.poisson_nll_loss(x, t, **options)
+    if name == "gaussian_nll":
+        var = params.get("var")
+        var = float(var) if np.ndim(var) == 0 else torch.from_numpy(np.asarray(var))
+        options = {k: params[k] for k in ("full", "eps") if k in params}
+        return lambda x, t: F.gaussian_nll_loss(x, t, var, **options)
+    if name == "nll":
+        options = {"weight": _as_tensor(params.get("weight")),
+                   "ignore_index": params.get("ignore_index", -100)}
+        return lambda x, y: F.nll_loss(x, y, **options)
+    if name == "kl_div":  # "sum" / numel: "mean" warns on every call
+        log_target = params.get("log_target", False)
+        return lambda x, t: F.kl_div(x, t, reduction="sum", log_target=log_target) / x.numel()
+    if name == "hinge_embedding":
+        margin = params.get("margin", 1.0)
+        return lambda x, t: F.hinge_embedding_loss(x, t, margin=margin)
+    if name == "multi_margin":
+        options = {"p": params.get("p", 1), "margin": params.get("margin", 1.0),
+                   "weight": _as_tensor(params.get("weight"))}
+        return lambda x, y: F.multi_margin_loss(x, y, **options)
+    if name == "soft_margin":
+        return F.soft_margin_loss
+    if name == "multilabel_soft_margin":
+        weight = _as_tensor(params.get("weight"))
+        return lambda x, t: F.multilabel_soft_margin_loss(x, t, weight=weight)
+    if name == "poly1":  # optax.poly_loss_cross_entropy's form, with class indices
+        epsilon = params.get("epsilon", 1.0)
+        ignore_index = params.get("ignore_index", -100)
+
+        def poly1(x, y):
+            ce = F.cross_entropy(x, y, reduction="none", ignore_index=ignore_index)
+            kept = y != ignore_index
+            return ((ce + epsilon * -torch.expm1(-ce)) * kept).sum() / kept.sum()
+        return poly1
+    if name == "cosine_embedding":
+        margin = params.get("margin", 0.0)
+        return lambda x, y: F.cosine_embedding_loss(x[:, 0], x[:, 1], y, margin=margin)
+    if name == "margin_ranking":
+        margin = params.get("margin", 0.0)
+        return lambda x, y: F.margin_ranking_loss(x[:, 0], x[:, 1], y, margin=margin)
     raise Skip("no equivalent loss")
 
 
@@ -785,6 +1270,75 @@ def _jax_loss(name: str, params: dict[str, Any]) -> Callable[..., Any]:
         if params.get("p", 2.0) != 2.0 or params.get("swap", False):
             raise Skip("only p=2 without swap")
         return triplet
+    if name == "log_cosh":  # optax.log_cosh
+        return lambda x, t: jnp.mean(jnp.logaddexp(x - t, t - x) - jnp.log(2.0))
+    if name == "pseudo_huber":
+        delta = params.get("delta", 1.0)
+        return lambda x, t: jnp.mean(delta * delta * (jnp.sqrt(1 + ((x - t) / delta) ** 2) - 1))
+    if name == "quantile":
+        q = params.get("quantile", 0.5)
+        return lambda x, t: jnp.mean(jnp.maximum(q * (t - x), (q - 1) * (t - x)))
+    if name == "poisson_nll":
+        if params.get("log_input", True) is False or params.get("full", False):
+            raise Skip("only log_input=True without full")
+        return lambda x, t: jnp.mean(jnp.exp(x) - t * x)
+    if name == "gaussian_nll":
+        eps = params.get("eps", 1e-6)
+        if params.get("full", False):
+            raise Skip("only full=False")
+
+        def gaussian_nll(x, t, var):  # var: a float or broadcastable, as in PyTorch
+            if jnp.ndim(var) == x.ndim - 1 and jnp.ndim(var):
+                var = var[..., None]
+            v = jnp.maximum(var, eps)
+            return jnp.mean(0.5 * (jnp.log(v) + (x - t) ** 2 / v))
+        return gaussian_nll
+    if name == "nll":
+        if params.get("weight") is not None:
+            raise Skip("options differ")
+        return lambda x, y: -jnp.mean(jnp.take_along_axis(x, y[:, None], axis=1))
+    if name == "kl_div":  # optax.kl_divergence_with_log_targets / kl_divergence, per element
+        if params.get("log_target", False):
+            return lambda x, t: jnp.mean(jnp.exp(t) * (t - x))
+        return lambda x, t: jnp.mean(t * (jnp.where(t == 0, 0.0, jnp.log(t)) - x))
+    if name == "hinge_embedding":
+        margin = params.get("margin", 1.0)
+        return lambda x, t: jnp.mean(jnp.where(t == 1, x, jnp.maximum(margin - x, 0.0)))
+    if name == "multi_margin":
+        power, margin = params.get("p", 1), params.get("margin", 1.0)
+        if params.get("weight") is not None:
+            raise Skip("options differ")
+
+        def multi_margin(x, y):
+            z = margin - jnp.take_along_axis(x, y[:, None], axis=1) + x
+            h = jnp.where(jnp.arange(x.shape[1]) == y[:, None], 0.0, jnp.maximum(z, 0.0))
+            return jnp.mean(jnp.sum(h if power == 1 else h * h, axis=1)) / x.shape[1]
+        return multi_margin
+    if name == "soft_margin":
+        return lambda x, t: jnp.mean(jax.nn.softplus(-t * x))
+    if name == "multilabel_soft_margin":
+        if params.get("weight") is not None:
+            raise Skip("options differ")
+        return lambda x, t: jnp.mean(-t * jax.nn.log_sigmoid(x) - (1 - t) * jax.nn.log_sigmoid(-x))
+    if name == "poly1":  # optax.poly_loss_cross_entropy's form, with class indices
+        epsilon = params.get("epsilon", 1.0)
+
+        def poly1(x, y):
+            logp = jnp.take_along_axis(jax.nn.log_softmax(x, axis=1), y[:, None], axis=1)
+            return jnp.mean(-logp + epsilon * (1 - jnp.exp(logp)))
+        return poly1
+    if name == "cosine_embedding":
+        margin = params.get("margin", 0.0)
+
+        def cosine_embedding(x, y):
+            a, b = x[:, 0], x[:, 1]
+            cos = jnp.sum(a * b, axis=1) / jnp.sqrt((jnp.sum(a * a, axis=1) + 1e-12)
+                                                    * (jnp.sum(b * b, axis=1) + 1e-12))
+            return jnp.mean(jnp.where(y == 1, 1 - cos, jnp.maximum(cos - margin, 0.0)))
+        return cosine_embedding
+    if name == "margin_ranking":
+        margin = params.get("margin", 0.0)
+        return lambda x, y: jnp.mean(jnp.maximum(-y * (x[:, 0] - x[:, 1]) + margin, 0.0))
     raise Skip("no equivalent loss")
 
 
@@ -798,6 +1352,9 @@ def jax_peer(inputs: Inputs) -> Callable[[], Any]:
         if inputs.loss == "contrastive":
             t = t.astype(inputs.predictions.dtype)
         args += (jax.device_put(t),)
+    if inputs.loss == "gaussian_nll":  # var is an argument, not a constant folded into f
+        var = inputs.params.get("var")
+        args += (var if np.ndim(var) == 0 else jax.device_put(var),)
 
     def run() -> Any:
         return jax.block_until_ready(fn(*args))
@@ -812,6 +1369,8 @@ SKLEARN_LOSSES: dict[str, tuple[str, Callable[[dict[str, Any], tuple[int, ...]],
     "smooth_l1": ("HuberLoss", lambda params, shape: {"delta": params.get("beta", 1.0)}),
     "bce_with_logits": ("HalfBinomialLoss", lambda params, shape: {}),
     "cross_entropy": ("HalfMultinomialLoss", lambda params, shape: {"n_classes": shape[1]}),
+    "quantile": ("PinballLoss", lambda params, shape: {"quantile": params.get("quantile", 0.5)}),
+    "poisson_nll": ("HalfPoissonLoss", lambda params, shape: {}),
 }
 
 
@@ -877,10 +1436,12 @@ def lossjit_calls(inputs: Inputs) -> dict[str, Callable[[], Any]]:
 def run_case(loss: str, shape: int | Sequence[int], dtype: Any = np.float64, *,
              value_only: bool = False, peers: Sequence[str] = PEERS, out: bool = True,
              repeat: int = 7, min_time: float = 0.2, max_time: float = 5.0,
-             seed: int = 0) -> dict[str, Any]:
+             seed: int = 0, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Median seconds per value+grad call of lossjit and its peers on one case.
 
-    ``shape`` is an element count or the predictions' shape (see :func:`shape_for`).
+    ``shape`` is an element count or the predictions' shape (see :func:`shape_for`);
+    ``params`` are options of the loss (default: its defaults, and what :func:`make_inputs`
+    supplies where one is required, such as gaussian_nll's var).
     Returns ``{"loss", "shape", "dtype", "elements", "bytes", "times": {impl: median s},
     "samples": {impl: [s, ...]}, "skipped": {peer: why}}``. Implementations: ``lossjit``
     (allocating its gradient), ``lossjit_out`` (with ``out=``, when ``out``),
@@ -888,7 +1449,7 @@ def run_case(loss: str, shape: int | Sequence[int], dtype: Any = np.float64, *,
     ``torch``, ``jax`` and ``sklearn`` (those in ``peers`` that are installed and have the
     loss). ``"foreign_load"`` is the CPU other processes used meanwhile, in cores.
     """
-    inputs = make_inputs(loss, shape, dtype, seed=seed)
+    inputs = make_inputs(loss, shape, dtype, seed=seed, params=params)
     calls = lossjit_calls(inputs)
     fns: dict[str, Callable[[], Any]] = {"lossjit": calls["lossjit"]}
     if out:
@@ -982,7 +1543,7 @@ def add_bandwidth(case: dict[str, Any], triad_gbs: float, triad_source: str = ""
 #: The table's columns: lossjit's medians (value_and_grad, with out=, value only), then
 #: speed-ups (peer time / lossjit time; sklearn against the out= call, np-val against value
 #: only), lossjit's GB/s with out= and its share of the triad, and the foreign CPU load.
-TABLE_HEADER = (f"{'loss':<21} {'shape':<12} {'dtype':<7} {'lossjit':>9} {'+out':>9} "
+TABLE_HEADER = (f"{'loss':<22} {'shape':<12} {'dtype':<7} {'lossjit':>9} {'+out':>9} "
                 f"{'value':>9} | {'numpy':>7} {'np-val':>7} {'torch':>7} {'jax':>7} "
                 f"{'sklearn':>7} | {'out GB/s':>8} {'%triad':>6} {'load':>4}")
 
@@ -994,7 +1555,7 @@ def table_row(case: dict[str, Any]) -> str:
     gbs = case.get("gbs", {}).get("lossjit_out")
     frac = case.get("fraction_of_triad", {}).get("lossjit_out")
     load = case.get("foreign_load")
-    return (f"{case['loss']:<21} {format_shape(case['shape']):<12} {case['dtype']:<7} "
+    return (f"{case['loss']:<22} {format_shape(case['shape']):<12} {case['dtype']:<7} "
             f"{format_time(times.get('lossjit')):>9} {format_time(times.get('lossjit_out')):>9} "
             f"{format_time(times.get('lossjit_value')):>9} "
             f"| {format_ratio(speedup(case, 'numpy', 'lossjit')):>7} "

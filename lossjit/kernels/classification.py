@@ -147,6 +147,12 @@ def focal_term(logp, p, u, gamma):
 
 
 @jit(inline=True)
+def cross_entropy_term(logp, p, u, unused):
+    """One class's cross-entropy term: (-log p, 1); the gradient is p_j - [j = y]."""
+    return -logp, 1.0
+
+
+@jit(inline=True)
 def poly1_term(logp, p, u, epsilon):
     """One class's Poly-1 term: (-log p + epsilon (1 - p), 1 + epsilon p); the gradient is
     (1 + epsilon p_y) (p_j - [j = y]), the same form as focal's."""
@@ -306,8 +312,8 @@ def target_index_template(x, y, w, grad, losses, scale, alpha, parameter, ignore
 def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, parameter):
     """sum_c a_c q_c v(p_c), p = softmax(x), q = (1-e) t + e/C, for a bound per-class
     ``term(logp, p, u, parameter) -> (v, F)``: softmax cross-entropy with probability targets
-    (the focal term with gamma = 0, a = class weights), softmax focal loss with one-hot or soft
-    targets (e = 0, a = alpha) and Poly-1. grad p_j sum_c a_c q_c F_c - a_j q_j F_j.
+    (a = class weights), softmax focal loss with one-hot or soft targets (e = 0, a = alpha) and
+    Poly-1. grad p_j sum_c a_c q_c F_c - a_j q_j F_j.
     """
     n, classes = x.shape
     weights = _class_weights(weight, classes)
@@ -320,13 +326,17 @@ def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, param
     total = 0.0
     for r in range(n):
         _, mass, lse = _softmax_row(x, r, e, lanes)
+        inverse = 1.0 / mass
         for c in range(classes):
             aq = weights[c] * (keep * float(y[r, c]) + spread)
             own[c] = 0.0
             parts[c] = 0.0
             if aq != 0.0:  # a class with no target mass adds exactly 0, even at a -inf logit
                 logp = float(x[r, c]) - lse
-                value, factor = term(logp, math.exp(logp), -math.expm1(logp), parameter)
+                p = e[c] * inverse
+                # 1 - p, exact as p -> 1 (a row has at most one class with p > 1/2)
+                u = -math.expm1(logp) if p > 0.5 else 1.0 - p
+                value, factor = term(logp, p, u, parameter)
                 parts[c] = aq * value
                 own[c] = aq * factor
         term_weight = w[r] if w.size else 1.0
@@ -337,7 +347,6 @@ def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, param
         if grad.size:
             weight_total = lane_sum(own, lanes)
             g = term_weight * scale
-            inverse = 1.0 / mass
             for c in range(classes):
                 grad[r, c] = (e[c] * inverse * weight_total - own[c]) * g
     return total
@@ -476,28 +485,30 @@ def nll_block(x, y, w, grad, losses, scale, weight, ignore_index):
 @jit
 def multi_margin_block(x, y, w, grad, losses, scale, p, margin, weight):
     """(1/C) sum_{c != y} weight_y max(0, margin - x_y + x_c)^p, p in {1, 2}; a class adds
-    to the gradient only where margin - x_y + x_c > 0 (PyTorch's rule)."""
+    to the gradient only where margin - x_y + x_c > 0 (PyTorch's rule). The class loop runs
+    over every class without branches, and the target's entry is cleared after it."""
     n, classes = x.shape
     term_weights = _term_weights(w, n)
-    values, parts = np.empty(n), np.empty(classes)
+    values, parts, slopes = np.empty(n), np.empty(classes), np.empty(classes)
     lanes = np.empty(LANES)
     for r in range(n):
         target = y[r]
         a = (weight[target] if weight.size else 1.0) / classes * term_weights[r]
         g = a * scale
         at_target = float(x[r, target])
-        pull = 0.0
         for c in range(classes):
             z = margin - at_target + float(x[r, c])
-            active = z > 0.0 and c != target
-            parts[c] = (z if p == 1 else z * z) if active else (z if z != z else 0.0)
-            if grad.size:
-                slope = (g if p == 1 else 2.0 * z * g) if active else 0.0
-                grad[r, c] = slope
-                pull += slope
-        if grad.size:
-            grad[r, target] = -pull
+            active = z > 0.0
+            power = z if p == 1 else z * z
+            parts[c] = power if active else (z if z != z else 0.0)
+            slopes[c] = (g if p == 1 else 2.0 * z * g) if active else 0.0
+        parts[target] = 0.0
+        slopes[target] = 0.0
         values[r] = lane_sum(parts, lanes) * a
+        if grad.size:
+            for c in range(classes):
+                grad[r, c] = slopes[c]
+            grad[r, target] = -lane_sum(slopes, lanes)
     return _terms_total(values, losses, lanes)
 
 
@@ -595,15 +606,16 @@ def cross_entropy_index_hessian_block(x, y, w, grad, hess, scale, weight, ignore
     return total
 
 
-_soft_focal_block = specialise(soft_targets_template, "soft_targets_focal_block",
-                               term=focal_term)
+_cross_entropy_soft_block = specialise(soft_targets_template, "cross_entropy_soft_block",
+                                       term=cross_entropy_term)
 
 
 @jit
-def cross_entropy_soft_hessian_block(x, y, w, grad, hess, scale, weight, smoothing, gamma):
+def cross_entropy_soft_hessian_block(x, y, w, grad, hess, scale, weight, smoothing, unused):
     """cross_entropy_soft's loss and gradient, and the Hessian's diagonal A p_c (1 - p_c)
     with A = sum_c w_c q_c."""
-    total = _soft_focal_block(x, y, w, grad, np.empty(0), scale, weight, smoothing, gamma)
+    total = _cross_entropy_soft_block(x, y, w, grad, np.empty(0), scale, weight, smoothing,
+                                      unused)
     n, classes = x.shape
     weights = _class_weights(weight, classes)
     term_weights = _term_weights(w, n)
@@ -620,12 +632,12 @@ cross_entropy_index, cross_entropy_index_parallel = row_kernels(
     "cross_entropy_index", cross_entropy_index_block)
 cross_entropy_index_hessian, cross_entropy_index_hessian_parallel = row_kernels(
     "cross_entropy_index_hessian", cross_entropy_index_hessian_block)
-# one block, two kernels: each loss keeps kernels (and cache entries) of its own
 cross_entropy_soft, cross_entropy_soft_parallel = row_kernels("cross_entropy_soft",
-                                                              _soft_focal_block)
+                                                              _cross_entropy_soft_block)
 cross_entropy_soft_hessian, cross_entropy_soft_hessian_parallel = row_kernels(
     "cross_entropy_soft_hessian", cross_entropy_soft_hessian_block)
-focal_soft, focal_soft_parallel = row_kernels("focal_soft", _soft_focal_block)
+focal_soft, focal_soft_parallel = template_kernels("focal_soft", soft_targets_template,
+                                                   term=focal_term)
 cross_entropy_probs, cross_entropy_probs_parallel = row_kernels(
     "cross_entropy_probs", cross_entropy_probs_block)
 focal_index, focal_index_parallel = template_kernels("focal_index", target_index_template,
