@@ -3,9 +3,13 @@
     python benchmarks/run.py [--quick] [--json PATH] [--losses NAME ...] [--skip PART ...]
                              [--wait-quiet SECONDS] [--retries N]
 
-It times value+grad (and value only, for lossjit and NumPy) for every loss family at 1e3,
-1e5, 1e6 and 1e7 elements, cross_entropy and focal at (1024, 10), (65536, 10), (8192, 1000)
-and (1000000, 10), each in float32 and float64. lossjit runs with and without ``out=``.
+It times value+grad (and value only, for lossjit and NumPy) of every built-in loss: the
+first release's (EVERY_SIZE) at 1e3, 1e5, 1e6 and 1e7 elements, cross_entropy and focal at
+(1024, 10), (65536, 10), (8192, 1000) and (1000000, 10); the later ones at 1e6 elements
+(class-index losses at (65536, 10)), which keeps the run near ten minutes; a loss named with
+``--losses`` runs at every size. Each case in float32 and float64; lossjit runs with and
+without ``out=``. Options are the defaults, except gaussian_nll's required var (an array
+of the predictions' shape; see ``lossjit.bench.make_inputs``).
 In the same run it measures the STREAM-triad bandwidth (1 and 2 threads), a small call, the
 peak memory of cross_entropy, the command line's start-up, determinism across thread counts
 and float32 accuracy. It prints a table of medians and ratios (peer time / lossjit time, so
@@ -44,7 +48,14 @@ from lossjit import bench  # noqa: E402
 SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
 CLASS_SHAPES = ((1024, 10), (65536, 10), (8192, 1000), (1_000_000, 10))
 DTYPES = ("float32", "float64")
-FAMILY_ORDER = bench.ELEMENTWISE + bench.CLASSES + bench.PAIRS + bench.TRIPLETS
+FAMILY_ORDER = tuple(name for _, members in bench.FAMILIES for name in members)
+#: The losses the default run times at every size in SIZES / CLASS_SHAPES (the first
+#: release's). The others run at FEW_SIZES / FEW_CLASS_SHAPES only, which keeps the default
+#: run near ten minutes; a loss named with --losses runs at every size.
+EVERY_SIZE = ("mse", "l1", "huber", "smooth_l1", "binary_cross_entropy", "bce_with_logits",
+              "sigmoid_focal", "cross_entropy", "focal", "contrastive", "triplet")
+FEW_SIZES = (1_000_000,)
+FEW_CLASS_SHAPES = ((65536, 10),)
 PARTS = ("cases", "small", "memory", "cli", "determinism", "accuracy")
 #: A case during which other processes used more CPU than this (in cores) is "disturbed".
 QUIET_LOAD = 0.2
@@ -61,19 +72,27 @@ NOTES = {
     "torch": "autograd, torch.set_num_threads(2); tensors made from the NumPy arrays once "
              "outside the timed region; each call sets x.grad = None (as "
              "zero_grad(set_to_none=True)), runs the loss and backward(), so backward allocates "
-             "a fresh gradient. focal, sigmoid_focal and contrastive are composed from torch "
-             "ops (sigmoid_focal is torchvision's code).",
+             "a fresh gradient. focal, sigmoid_focal, contrastive, log_cosh, pseudo_huber, "
+             "quantile and poly1 are composed from torch ops (sigmoid_focal is torchvision's "
+             "code); kl_div is kl_div(reduction='sum') / numel, as its 'mean' warns each call.",
     "jax": "jax.jit(jax.value_and_grad(f)), CPU, jax_enable_x64, block_until_ready; arrays "
-           "put on the device once. Losses written as optax writes them.",
+           "put on the device once (gaussian_nll's var is an argument of f). Losses written "
+           "in jax.numpy as optax writes them (optax itself is not used).",
+    "sizes": "losses outside EVERY_SIZE (those added after the first release) run at 1e6 "
+             "elements, class-index ones at (65536, 10), in the default run; options are the "
+             "defaults, gaussian_nll's var an array of the predictions' shape.",
     "sklearn": "private sklearn._loss: loss_gradient(y, raw, loss_out=, gradient_out=, "
                "n_threads=2) into preallocated buffers, plus loss_out.sum(). Its 'half' "
                "conventions differ (HalfSquaredError = e^2/2): speed only. mse: "
                "HalfSquaredError, l1: AbsoluteError, huber/smooth_l1: HuberLoss(delta), "
-               "bce_with_logits: HalfBinomialLoss, cross_entropy: HalfMultinomialLoss.",
-    "bandwidth": "GB/s = bytes / median time, bytes = predictions + targets read + gradient "
-                 "written (value only: no gradient); triad = STREAM a = b + s c, float64, "
-                 "3 x 8 bytes per element, Numba prange; the fraction uses the 2-thread triad "
-                 "measured just before the case (1e7 cases), else at the start of the run.",
+               "bce_with_logits: HalfBinomialLoss, cross_entropy: HalfMultinomialLoss, "
+               "quantile: PinballLoss(quantile), poisson_nll: HalfPoissonLoss.",
+    "bandwidth": "GB/s = bytes / median time, bytes = predictions + targets + array "
+                 "options (gaussian_nll's var) read + gradient written (value only: no "
+                 "gradient); not given for class-index losses; triad = STREAM a = b + s c, "
+                 "float64, 3 x 8 bytes per element, Numba prange; the fraction uses the 2-thread "
+                 "triad measured just before the case (1e7 cases), else at the start of the "
+                 "run.",
     "foreign_load": "cores' worth of CPU used by other processes during a case "
                     "(/proc/stat); above 0.2 the timings of that case are disturbed (on 2 "
                     "cores a parallel kernel then waits for its second thread). 'attempt' "
@@ -104,8 +123,18 @@ def say(*parts: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def sizes_for(name: str, every: bool = False) -> tuple[Any, ...]:
+    """The sizes (class losses: shapes) of ``name`` in a full run: all of them for the losses
+    in EVERY_SIZE or when ``every``, else the few."""
+    classes = bench.family(name) == "classes"
+    if every or name in EVERY_SIZE:
+        return CLASS_SHAPES if classes else SIZES
+    return FEW_CLASS_SHAPES if classes else FEW_SIZES
+
+
 def plan(quick: bool, losses: list[str] | None) -> list[tuple[str, Any, str]]:
-    """(loss, size or shape, dtype) of every case, in table order."""
+    """(loss, size or shape, dtype) of every case, in table order. The default set times the
+    losses outside EVERY_SIZE at fewer sizes; losses named in ``losses`` get every size."""
     wanted = [bench.canonical(name) for name in losses] if losses else list(FAMILY_ORDER)
     if quick:
         cases: list[tuple[str, Any, str]] = [
@@ -120,8 +149,7 @@ def plan(quick: bool, losses: list[str] | None) -> list[tuple[str, Any, str]]:
     for name in FAMILY_ORDER:
         if name not in wanted:
             continue
-        sizes = CLASS_SHAPES if bench.family(name) == "classes" else SIZES
-        for size in sizes:
+        for size in sizes_for(name, every=bool(losses)):
             for dtype in DTYPES:
                 cases.append((name, size, dtype))
     for name in wanted:  # registered losses that have no benchmark inputs are reported
@@ -392,13 +420,14 @@ out = {}
 for name in names:
     for dtype in dtypes:
         inputs = bench.make_inputs(name, sizes.get(bench.family(name), 1_000_000), dtype)
+        p, t, params = inputs.predictions, inputs.targets, inputs.params
         entry = {}
         for mode, threshold in (("parallel", 0), ("serial", 1 << 62)):
             if not hasattr(api, "PARALLEL_MIN"):
                 break
             api.PARALLEL_MIN = threshold
-            value, grad = lossjit.value_and_grad(name, inputs.predictions, inputs.targets)
-            alone = lossjit.loss(name, inputs.predictions, inputs.targets)
+            value, grad = lossjit.value_and_grad(name, p, t, **params)
+            alone = lossjit.loss(name, p, t, **params)
             entry[mode] = [float(value).hex(), float(alone).hex(),
                            hashlib.sha1(grad.tobytes()).hexdigest()]
         out[name + " " + dtype] = entry

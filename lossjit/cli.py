@@ -403,7 +403,7 @@ def info(loss: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("losses", nargs=-1, metavar="[LOSS]...")
 @click.option("--size", type=click.IntRange(1), default=1_000_000, show_default=True,
-              help="numbers in the predictions (cross_entropy/focal: rows of 10 classes)")
+              help="numbers in the predictions (class losses: rows of 10 classes)")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True)
 @click.option("--peers", default="numpy,torch,jax", show_default=True,

@@ -39,6 +39,36 @@ CASES = [
     ("triplet", {}),
     ("triplet", {"p": 1.0, "swap": True}),
     ("triplet", {"p": 3.0, "margin": 0.2}),
+    ("log_cosh", {}),
+    ("pseudo_huber", {}),
+    ("pseudo_huber", {"delta": 0.3}),
+    ("quantile", {}),
+    ("pinball", {"quantile": 0.9}),
+    ("poisson_nll", {}),
+    ("poisson_nll", {"full": True}),
+    ("poisson_nll", {"log_input": False}),
+    ("poisson_nll", {"log_input": False, "full": True, "eps": 0.1}),
+    ("gaussian_nll", {}),
+    ("gaussian_nll", {"full": True, "eps": 0.5}),
+    ("gaussian_nll", {"var": 0.7}),
+    ("nll", {}),
+    ("nll", {"weight": np.linspace(0.5, 2.0, 10)}),
+    ("kl_div", {}),
+    ("kl_div", {"log_target": True}),
+    ("hinge_embedding", {}),
+    ("hinge_embedding", {"margin": 0.5}),
+    ("multi_margin", {}),
+    ("multi_margin", {"p": 2, "margin": 0.5}),
+    ("multi_margin", {"weight": np.linspace(0.5, 2.0, 10)}),
+    ("soft_margin", {}),
+    ("multilabel_soft_margin", {}),
+    ("multilabel_soft_margin", {"weight": np.linspace(0.5, 2.0, 10)}),
+    ("poly1", {}),
+    ("poly1", {"epsilon": 2.5}),
+    ("cosine_embedding", {}),
+    ("cosine_embedding", {"margin": 0.2}),
+    ("margin_ranking", {}),
+    ("margin_ranking", {"margin": 0.5}),
 ]
 
 
@@ -51,15 +81,25 @@ def close(a, b, tol=1e-9):
 def test_every_builtin_loss_has_a_reference_and_inputs():
     builtin = {spec.name for spec in registry.BUILTIN}
     assert builtin <= set(bench.REFERENCES)
+    families = {fam for fam, _ in bench.FAMILIES}
+    members = [name for _, names in bench.FAMILIES for name in names]
+    assert len(members) == len(set(members)) and set(members) == set(bench.REFERENCES)
     for name in builtin:
-        assert bench.family(name) in ("elementwise", "classes", "pairs", "triplets")
+        assert bench.family(name) in families
+        inputs = bench.make_inputs(name, 100, np.float32)
+        lossjit.value_and_grad(name, inputs.predictions, inputs.targets, **inputs.params)
+
+
+def _ids(cases):
+    return [f"{n}-" + ",".join(f"{k}={np.ndim(v) and 'array' or v}" for k, v in p.items())
+            for n, p in cases]
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("name,params", CASES, ids=[f"{n}-{p}" for n, p in CASES])
+@pytest.mark.parametrize("name,params", CASES, ids=_ids(CASES))
 def test_reference_matches_lossjit(name, params, reduction):
-    inputs = bench.make_inputs(name, 2000, np.float64, seed=3)
-    p, t = inputs.predictions, inputs.targets
+    inputs = bench.make_inputs(name, 2000, np.float64, seed=3, params=params)
+    p, t, params = inputs.predictions, inputs.targets, inputs.params
     value, grad = lossjit.value_and_grad(name, p, t, reduction=reduction, **params)
     ref_value, ref_grad = bench.reference(name, p, t, reduction=reduction, **params)
     assert math.isclose(ref_value, value, rel_tol=1e-9, abs_tol=1e-300)
@@ -87,25 +127,136 @@ def test_cross_entropy_reference_options_and_ignored_targets(params):
     assert math.isclose(ref_value, value, rel_tol=1e-9) and close(grad, ref_grad)
 
 
+def _wide(value):
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        return value.astype(np.float64)
+    return value
+
+
 @pytest.mark.parametrize("name", sorted(bench.REFERENCES))
 def test_reference_float32_stays_float32_and_close(name):
     inputs = bench.make_inputs(name, 2000, np.float32, seed=5)
-    value, grad = bench.reference(name, inputs.predictions, inputs.targets)
+    value, grad = bench.reference(name, inputs.predictions, inputs.targets, **inputs.params)
     assert grad.dtype == np.float32 and np.all(np.isfinite(grad))
     wide = inputs.predictions.astype(np.float64)
-    expected, expected_grad = bench.reference(name, wide, inputs.targets)
+    expected, expected_grad = bench.reference(name, wide, _wide(inputs.targets),
+                                              **{k: _wide(v) for k, v in inputs.params.items()})
     assert math.isclose(value, expected, rel_tol=1e-4)
     assert close(grad, expected_grad, 1e-4)
+
+
+def check_against_lossjit(name, x, t, reductions=("mean", "sum"), tol=1e-9, **params):
+    """The reference's value and gradient are lossjit's, also with out=."""
+    for reduction in reductions:
+        value, grad = lossjit.value_and_grad(name, x, t, reduction=reduction, **params)
+        ref_value, ref_grad = bench.reference(name, x, t, reduction=reduction, **params)
+        assert math.isclose(ref_value, value, rel_tol=tol, abs_tol=1e-300), (name, reduction)
+        assert ref_grad.shape == grad.shape and ref_grad.dtype == grad.dtype
+        assert close(grad, ref_grad, tol), (name, reduction)
+        out = np.empty_like(x)
+        out_value, out_grad = bench.reference(name, x, t, reduction=reduction, out=out,
+                                              **params)
+        assert out_grad is out and close(out, ref_grad, 1e-15)
+
+
+def test_nll_and_poly1_references_with_ignored_targets():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 7))
+    logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    y = rng.integers(0, 7, 60)
+    y[::5] = -100
+    check_against_lossjit("nll", logp, y)
+    check_against_lossjit("nll", logp, y, weight=np.arange(1.0, 8.0))
+    y3 = np.where(y == -100, 3, y)
+    check_against_lossjit("nll", logp, y3, ignore_index=3)
+    check_against_lossjit("poly1", x, y)
+    check_against_lossjit("poly1", x, y, epsilon=0.5)
+
+
+def test_kl_div_reference_batchmean_and_zero_targets():
+    rng = np.random.default_rng(3)
+    x = np.log(rng.dirichlet(np.ones(6), 40))
+    y = rng.dirichlet(np.ones(6), 40)
+    y[::3, 1] = 0.0
+    x[::3, 1] = -np.inf  # y = 0 contributes exactly 0 whatever x is
+    value, grad = bench.reference("kl_div", x, y, reduction="batchmean")
+    assert math.isfinite(value) and np.all(np.isfinite(grad))
+    x[::3, 1] = -3.0
+    check_against_lossjit("kl_div", x, y, reductions=("mean", "sum", "batchmean"))
+    check_against_lossjit("kl_div", x, np.log(y + 0.01), reductions=("batchmean",),
+                          log_target=True)
+
+
+@pytest.mark.parametrize("var_shape", ["full", "no last axis", "one axis", "float"])
+def test_gaussian_nll_reference_var_shapes(var_shape):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=(30, 4))
+    var = {"full": rng.uniform(0.1, 2.0, (30, 4)), "no last axis": rng.uniform(0.1, 2.0, 30),
+           "one axis": rng.uniform(0.1, 2.0, (30, 1)), "float": 0.7}[var_shape]
+    check_against_lossjit("gaussian_nll", x, y, var=var)
+    check_against_lossjit("gaussian_nll", x, y, var=np.multiply(var, 1e-9), full=True)
+    with pytest.raises(ValueError):
+        bench.reference("gaussian_nll", x, y)
+    with pytest.raises(ValueError):
+        bench.reference("gaussian_nll", x, y, var=-np.ones((30, 4)))
+
+
+def test_hinge_references_at_their_ties():
+    """Ties where PyTorch's clamp_min passes the gradient and torch.maximum splits it."""
+    x = np.array([1.0, 0.5, 1.0, 2.0, 0.0, 1.0])
+    y = np.array([-1.0, -1.0, 1.0, -1.0, -1.0, -1.0])
+    _, grad = bench.reference("hinge_embedding", x, y, reduction="sum")
+    assert grad.tolist() == [-1.0, -1.0, 1.0, 0.0, -1.0, -1.0]
+    check_against_lossjit("hinge_embedding", x, y)
+    x, y = np.array([0.0, 1.0, 2.0, -1.0]), np.array([0.0, 1.0, 1.5, 3.0])
+    _, grad = bench.reference("quantile", x, y, reduction="sum", quantile=0.2)
+    assert np.allclose(grad, [0.3, 0.3, 0.8, -0.2], rtol=0, atol=1e-15)
+    check_against_lossjit("quantile", x, y, quantile=0.2)
+    pairs = np.array([[1.0, 1.0], [2.0, 0.5], [0.0, 3.0], [-1.0, -1.0]])
+    labels = np.array([1.0, -1.0, 1.0, -1.0])
+    _, grad = bench.reference("margin_ranking", pairs, labels, reduction="sum")
+    assert grad.tolist() == [[-1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, -1.0]]
+    check_against_lossjit("margin_ranking", pairs, labels)
+    check_against_lossjit("margin_ranking", pairs, labels[:, None], margin=0.5)
+    check_against_lossjit("margin_ranking", pairs[0], labels[:1])
+    scores = np.array([[0.5, 1.0, -1.0], [2.0, 1.0, 3.0]])  # z = 0 at (1, 1): no gradient
+    _, grad = bench.reference("multi_margin", scores, np.array([1, 0]), reduction="sum")
+    assert np.allclose(grad, [[1 / 3, -1 / 3, 0.0], [-1 / 3, 0.0, 1 / 3]], rtol=0, atol=1e-15)
+    check_against_lossjit("multi_margin", scores, np.array([1, 0]))
+    check_against_lossjit("multi_margin", scores, np.array([1, 0]), p=2)
+    check_against_lossjit("multi_margin", scores[1], np.int64(0))
+
+
+def test_cosine_embedding_reference_ties_and_one_pair():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(12, 2, 5))
+    x[::2, 1] = -x[::2, 0]              # cos = -1
+    x[1::4, 1] = 0.0                    # cos = 0: the tie at margin 0
+    y = np.where(rng.random(12) < 0.5, 1.0, -1.0)
+    y[1::4] = -1.0
+    check_against_lossjit("cosine_embedding", x, y)
+    check_against_lossjit("cosine_embedding", x[2:], y[2:, None], margin=0.3)
+    check_against_lossjit("cosine_embedding", x[2], y[2:3])
+
+
+def test_multilabel_soft_margin_reference_soft_targets_and_more_axes():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(0.0, 3.0, (4, 5, 6)), rng.random((4, 5, 6))
+    check_against_lossjit("multilabel_soft_margin", x, y)
+    check_against_lossjit("multilabel_soft_margin", x, y, weight=np.arange(1.0, 7.0))
 
 
 def test_reference_is_stable_at_extreme_logits():
     x = np.array([-1e4, -50.0, 0.0, 50.0, 1e4], dtype=np.float32)
     t = np.array([1.0, 0.0, 1.0, 1.0, 0.0], dtype=np.float32)
-    for name in ("bce_with_logits", "sigmoid_focal"):
+    for name in ("bce_with_logits", "sigmoid_focal", "multilabel_soft_margin"):
         value, grad = bench.reference(name, x, t)
         assert math.isfinite(value) and np.all(np.isfinite(grad))
+    for name in ("log_cosh", "soft_margin", "pseudo_huber"):
+        value, grad = bench.reference(name, x, 2 * t - 1)
+        assert math.isfinite(value) and np.all(np.isfinite(grad))
     logits = np.array([[1e4, 0.0, -1e4], [0.0, 0.0, 0.0]], dtype=np.float32)
-    for name in ("cross_entropy", "focal"):
+    for name in ("cross_entropy", "focal", "poly1"):
         value, grad = bench.reference(name, logits, np.array([2, 0]))
         assert math.isfinite(value) and np.all(np.isfinite(grad))
 
@@ -121,8 +272,39 @@ def test_shapes_per_family():
     assert inputs.predictions.dtype == np.float32 and inputs.targets.dtype == np.int64
     assert inputs.nbytes() == 2 * 16 * 5 * 4 + 16 * 8
     assert bench.make_inputs("triplet", 1000).targets is None
+    assert bench.shape_for("nll", 1000) == (100, 10)
+    assert bench.shape_for("multilabel_soft_margin", 1000) == (100, 10)
+    assert bench.shape_for("cosine_embedding", 100_000) == (100_000 // 128, 2, 64)
+    assert bench.shape_for("margin_ranking", 1000) == (500, 2)
+    assert bench.shape_for("pinball", 1000) == (1000,)
+    inputs = bench.make_inputs("gaussian_nll", 100, "float32")
+    assert inputs.params["var"].shape == (100,) and inputs.params["var"].dtype == np.float32
+    assert inputs.nbytes() == 4 * 100 * 4 and inputs.nbytes(grad=False) == 3 * 100 * 4
     with pytest.raises(ValueError):
         bench.family("not_a_loss")
+
+
+def test_inputs_are_valid_for_their_loss():
+    logp = bench.make_inputs("nll", (50, 7)).predictions
+    assert np.allclose(np.exp(logp).sum(axis=1), 1.0)
+    kl = bench.make_inputs("kl_div", 1000)
+    assert (kl.predictions <= 0).all() and (kl.targets >= 0).all() and (kl.targets == 0).any()
+    assert (bench.make_inputs("kl_div", 100, params={"log_target": True}).targets <= 0).all()
+    for name in bench.SIGNED_LABELS:
+        labels = bench.make_inputs(name, 10_000, "float32").targets
+        assert labels.dtype == np.float32 and set(np.unique(labels)) == {-1.0, 1.0}
+    poisson = bench.make_inputs("poisson_nll", 1000)
+    counts = poisson.targets
+    assert (counts >= 0).all() and (counts == np.round(counts)).all() and (counts > 1).any()
+    rates = bench.make_inputs("poisson_nll", 1000, params={"log_input": False})
+    assert (rates.predictions > 0).all() and rates.params == {"log_input": False}
+    assert np.allclose(np.log(rates.predictions), poisson.predictions)
+    assert (bench.make_inputs("gaussian_nll", 100).params["var"] > 0).all()
+    assert bench.make_inputs("gaussian_nll", 100, params={"var": 0.5}).params == {"var": 0.5}
+    multi = bench.make_inputs("multilabel_soft_margin", (20, 4))
+    assert set(np.unique(multi.targets)) <= {0.0, 1.0} and multi.targets.shape == (20, 4)
+    classes = bench.make_inputs("multi_margin", (20, 4))
+    assert classes.targets.dtype == np.int64 and classes.targets.max() < 4
 
 
 def test_time_call_and_time_many_give_positive_seconds():
@@ -209,13 +391,22 @@ def runner():
 
 def test_full_plan_covers_every_family_size_and_dtype(runner):
     cases = runner.plan(False, None)
-    assert len(cases) == 9 * 4 * 2 + 2 * 4 * 2
+    every = len(runner.EVERY_SIZE)
+    assert len(cases) == (every * 4 + (len(bench.REFERENCES) - every)) * 2
     assert ("cross_entropy", (8192, 1000), "float64") in cases
     assert ("triplet", 10_000_000, "float32") in cases
     assert {name for name, _, _ in cases} == set(bench.REFERENCES)
+    # the later losses run at fewer sizes by default, at all of them when named
+    assert ("log_cosh", 1_000_000, "float32") in cases
+    assert ("log_cosh", 10_000_000, "float32") not in cases
+    assert ("nll", (65536, 10), "float64") in cases and ("nll", (1024, 10), "float64") not in cases
+    assert runner.plan(False, ["pinball"]) == [("quantile", s, d) for s in runner.SIZES
+                                               for d in runner.DTYPES]
+    assert len(runner.plan(False, ["poly1"])) == len(runner.CLASS_SHAPES) * 2
     assert runner.plan(False, ["mae"]) == [("l1", s, d) for s in runner.SIZES
                                            for d in runner.DTYPES]
     assert all(name == "focal" for name, _, _ in runner.plan(True, ["focal"]))
+    assert runner.plan(True, ["gaussian_nll"]) == [("gaussian_nll", 100_000, "float32")]
 
 
 def test_targets_are_judged_from_a_report(runner):
@@ -262,3 +453,49 @@ def test_quick_run_writes_json(runner, tmp_path, capsys):
         assert c["fraction_of_triad"]["lossjit_out"] > 0
     assert report["triad"]["start"]["2"]["gbs"] > 0
     assert "speed" in capsys.readouterr().out
+
+
+def test_quick_run_of_a_later_loss_with_a_required_option(runner, tmp_path):
+    path = tmp_path / "out.json"
+    runner.main(["--quick", "--losses", "gaussian_nll", "nll", "--peers", "numpy", "--json",
+                 str(path), "--skip", "small", "memory", "cli", "determinism", "accuracy"])
+    report = json.loads(path.read_text())
+    assert [c["loss"] for c in report["cases"]] == ["gaussian_nll", "nll"]
+    assert all("error" not in c and c["times"]["numpy"] > 0 for c in report["cases"])
+    assert report["cases"][0]["bytes"]["value_and_grad"] == 4 * 4 * 100_000
+
+
+def test_cli_bench_feeds_every_family():
+    from click.testing import CliRunner
+
+    from lossjit.cli import cli
+
+    names = ["gaussian_nll", "pinball", "nll", "multilabel_soft_margin", "cosine_embedding",
+             "margin_ranking"]
+    result = CliRunner().invoke(cli, ["bench", *names, "--size", "2000", "--peers", "numpy",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    cases = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [c["loss"] for c in cases] == [registry.resolve(n).name for n in names]
+    assert all(c["times"]["lossjit_out"] > 0 and c["times"]["numpy"] > 0 for c in cases)
+
+
+@pytest.mark.parametrize("name", sorted(bench.REFERENCES))
+def test_torch_and_jax_peers_compute_the_reference_loss(name):
+    """The peers time the same loss: their value is the reference's (float64)."""
+    inputs = bench.make_inputs(name, 3000, np.float64, seed=9)
+    expected, _ = bench.reference(name, inputs.predictions, inputs.targets, **inputs.params)
+    checked = 0
+    for peer in ("torch", "jax"):
+        if bench.peer_available(peer):
+            continue
+        try:
+            run = bench.PEER_FACTORIES[peer](inputs)
+        except bench.Skip:
+            continue
+        found = run()
+        value = float(found[0] if peer == "jax" else found.detach())
+        assert math.isclose(value, expected, rel_tol=1e-10), peer
+        checked += 1
+    if not checked:
+        pytest.skip("neither torch nor jax is installed")
