@@ -6,9 +6,11 @@ from central finite differences of the oracle. Random inputs are seeded and kept
 kinks (hinges, branch points, clips) so that the finite differences are accurate.
 
 Sections:
-1. every loss x an option grid x every reduction: value vs oracle, gradient vs finite diffs;
+1. every loss x an option grid x every reduction (and kl_div's "batchmean"): value vs oracle,
+   gradient vs finite diffs;
 2. the seed's worked examples, with the correct numbers;
-3. extremes: huge and infinite logits, NaN, clamps, d = 0, ignored and empty inputs;
+3. extremes: huge and infinite logits, NaN, clamps, d = 0, ties at the hinges, ignored and
+   empty inputs;
 4. API behaviour: shapes, dtypes, label dtypes, conversions, ``out=``, return types, aliases,
    loss objects;
 5. bad input: clear errors that name the argument.
@@ -20,7 +22,7 @@ import zlib
 
 import numpy as np
 import pytest
-from naive import oracle
+from naive import oracle, reductions_of
 
 import lossjit
 from lossjit.layouts import ConversionWarning
@@ -171,6 +173,113 @@ def contrastive_inputs(rng, margin, batch=6, dim=3):
     raise AssertionError("could not draw pairs away from the margin")
 
 
+def log_softmax(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def redraw(rng, draw, ok, what, tries=1000):
+    """``draw(rng)`` until ``ok`` holds for it."""
+    for _ in range(tries):
+        drawn = draw(rng)
+        if ok(*drawn):
+            return drawn
+    raise AssertionError(f"could not draw {what} away from the kinks")
+
+
+def hinge_inputs(rng, shape, margin):
+    """x and labels in {1, -1}: where y = -1, x is 0.05 from the hinge at x = margin."""
+    def draw(r):
+        return r.normal(size=shape) * 1.5, np.where(r.uniform(size=shape) < 0.5, 1.0, -1.0)
+
+    def ok(x, y):
+        z = margin - x[y == -1]
+        return bool(away(z, [0.0], 0.05).all() and (y == 1).any() and (z < 0).any()
+                    and (z > 0).any())
+
+    return redraw(rng, draw, ok, "hinge_embedding inputs")
+
+
+def multi_margin_inputs(rng, shape, margin):
+    """Scores (C,) or (N, C) and class indices with every margin - x_y + x_i 0.05 from 0."""
+    def draw(r):
+        x = r.normal(size=shape)
+        return x, r.integers(0, shape[-1], size=shape[:-1])
+
+    def ok(x, t):
+        rows, labels = x.reshape(-1, shape[-1]), t.reshape(-1)
+        z = margin - rows[np.arange(len(rows)), labels][:, None] + rows
+        z[np.arange(len(rows)), labels] = 1.0  # the target class itself does not count
+        return bool(away(z, [0.0], 0.05).all() and (z < 0).any() and (z > 0).any())
+
+    return redraw(rng, draw, ok, "multi_margin inputs")
+
+
+def cosine(x1, x2):
+    return np.sum(x1 * x2, -1) / np.sqrt((np.sum(x1 * x1, -1) + 1e-12)
+                                         * (np.sum(x2 * x2, -1) + 1e-12))
+
+
+def cosine_inputs(rng, margin, batch=6, dim=3):
+    """Pairs (B, 2, D), labels +-1: where y = -1, cos is 0.05 from the margin."""
+    labels = np.array([1, -1] * (batch // 2))
+
+    def draw(r):
+        return (r.normal(size=(batch, 2, dim)),)
+
+    def ok(x):
+        z = cosine(x[:, 0], x[:, 1])[labels == -1] - margin
+        return bool(away(z, [0.0], 0.05).all() and (z < 0).any() and (z > 0).any())
+
+    return redraw(rng, draw, ok, "cosine_embedding pairs")[0], labels
+
+
+def ranking_inputs(rng, margin, batch=6):
+    """Rank pairs (B, 2), labels +-1, with -y (x1 - x2) + margin 0.05 from 0 on both sides."""
+    labels = np.array([1, -1] * (batch // 2))
+
+    def draw(r):
+        return (r.normal(size=(batch, 2)),)
+
+    def ok(x):
+        z = -labels * (x[:, 0] - x[:, 1]) + margin
+        return bool(away(z, [0.0], 0.05).all() and (z < 0).any() and (z > 0).any())
+
+    return redraw(rng, draw, ok, "margin_ranking pairs")[0], labels
+
+
+VAR_SHAPES = {"float": None, "full": (3, 4), "nolast": (3,), "col": (3, 1), "row": (1, 4),
+              "clamped": (3, 4)}
+
+
+def gaussian_var(rng, kind, eps=1e-6):
+    """A var of one of PyTorch's shapes for (3, 4) predictions; "clamped" has entries at 0 and
+    below eps (where v = eps)."""
+    if kind == "float":
+        return 0.8
+    var = rng.uniform(0.3, 2.0, size=VAR_SHAPES[kind])
+    if kind == "clamped":
+        var[0, 0], var[1, 2], var[2, 3] = 0.0, eps / 10, eps / 2
+    return var
+
+
+def poisson_inputs(rng, shape, log_input):
+    x = rng.normal(size=shape) if log_input else rng.uniform(0.2, 3.0, size=shape)
+    y = rng.integers(0, 6, size=shape).astype(np.float64)
+    y.flat[:3] = [0.0, 1.0, 4.0]  # no Stirling term at 0 and 1; one at 4
+    return x, y
+
+
+def kl_inputs(rng, shape, log_target):
+    """Log-probabilities x and probabilities y (rows on the last axis), one y exactly 0."""
+    x = log_softmax(rng.normal(size=shape), -1)
+    y = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+    y.flat[1] = 0.0
+    if log_target:
+        y = np.log(np.where(y == 0, 0.25, y))
+    return x, y
+
+
 def grid(**axes):
     keys = list(axes)
     for combo in itertools.product(*(axes[k] for k in keys)):
@@ -244,7 +353,78 @@ def build_cases():
         for opt in grid(margin=(0.5, 1.0), p=(1.0, 2.0, 3.0), eps=(1e-6, 0.1),
                         swap=(False, True)):
             add("triplet", ("triplets",), opt, reduction)
+
+        # --- the losses of issue 4 ---
+        add("log_cosh", ("regression", (3, 4), ()), {}, reduction)
+        add("log_cosh", ("regression", (5,), ()), {}, reduction, "(5,),")
+        for delta in (0.5, 1.0, 2.0):
+            add("pseudo_huber", ("regression", (3, 4), ()), {"delta": delta}, reduction)
+        for q in (0.1, 0.5, 0.9):
+            add("quantile", ("regression", (3, 4), (0.0,)), {"quantile": q}, reduction)
+        for opt in grid(log_input=(True, False), full=(False, True), eps=(1e-8, 0.1)):
+            add("poisson_nll", ("poisson", (3, 4)), opt, reduction)
+        for opt in grid(var=tuple(VAR_SHAPES), full=(False, True)):
+            # at the default eps a clamped var makes the terms ~1e6: finite differences would
+            # drown in rounding, so the clamp is tested here with eps = 0.05 (and by formula in
+            # section 3)
+            params = {"full": opt["full"]}
+            if opt["var"] == "clamped":
+                params["eps"] = 0.05
+            add("gaussian_nll", ("gaussian", opt["var"]), params, reduction, f"var={opt['var']},")
+
+        for opt in grid(weight=(None, "w"), ignore_index=(-100, 1), shape=tuple(CLASS_SHAPES)):
+            params = {"ignore_index": opt["ignore_index"]}
+            if opt["weight"]:
+                params["weight"] = "w"
+            add("nll", ("classes", opt["shape"], "index"), params, reduction, f"{opt['shape']},")
+        for n, opt in enumerate(grid(epsilon=(1.0, 2.0, -0.5), ignore_index=(-100, 2),
+                                     targets=("index", "soft", "onehot"))):
+            if opt["targets"] != "index" and opt["ignore_index"] != -100:
+                continue
+            shape = tuple(CLASS_SHAPES)[n % 3]
+            add("poly1", ("classes", shape, opt["targets"]), opt_params(opt), reduction,
+                f"{shape},{opt['targets']},")
+
+        kl_reductions = (reduction, "batchmean") if reduction == "mean" else (reduction,)
+        for kl_reduction in kl_reductions:
+            for opt in grid(log_target=(False, True), shape=((3, 4), (5,))):
+                add("kl_div", ("kl", opt["shape"]), {"log_target": opt["log_target"]},
+                    kl_reduction, f"{opt['shape']},")
+
+        for opt in grid(margin=(0.5, 1.0, 2.0), labels=("float", "int")):
+            add("hinge_embedding", ("hinge", (3, 4), opt["labels"]), {"margin": opt["margin"]},
+                reduction, f"{opt['labels']},")
+        for opt in grid(p=(1, 2), margin=(0.5, 1.0), weight=(None, "w"), shape=((5, 4), (4,))):
+            params = {"p": opt["p"], "margin": opt["margin"]}
+            if opt["weight"]:
+                params["weight"] = "w"
+            add("multi_margin", ("multi_margin", opt["shape"]), params, reduction,
+                f"{opt['shape']},")
+        add("soft_margin", ("soft_margin", (3, 4)), {}, reduction)
+        add("soft_margin", ("soft_margin", (7,)), {}, reduction, "(7,),")
+        for opt in grid(weight=(None, "w"), shape=((3, 4), (4,), (2, 3, 4))):
+            params = {"weight": "w"} if opt["weight"] else {}
+            add("multilabel_soft_margin", ("multilabel", opt["shape"]), params, reduction,
+                f"{opt['shape']},")
+
+        for opt in grid(margin=(0.0, 0.3, -0.3), labels=("flat", "column")):
+            add("cosine_embedding", ("cosine", opt["labels"]), {"margin": opt["margin"]},
+                reduction, f"{opt['labels']},")
+        for opt in grid(margin=(0.0, 0.5), labels=("flat", "column")):
+            add("margin_ranking", ("ranking", opt["labels"]), {"margin": opt["margin"]},
+                reduction, f"{opt['labels']},")
+        if reduction != "none":  # one pair: (2, D) and (2,) (the terms' shape is ())
+            add("cosine_embedding", ("cosine", "single"), {"margin": 0.3}, reduction, "single,")
+            add("margin_ranking", ("ranking", "single"), {"margin": 0.5}, reduction, "single,")
     return cases
+
+
+def opt_params(opt):
+    """poly1's params of a grid point: ignore_index only for class-index targets."""
+    params = {"epsilon": opt["epsilon"]}
+    if opt["targets"] == "index":
+        params["ignore_index"] = opt["ignore_index"]
+    return params
 
 
 CASES = build_cases()
@@ -268,6 +448,8 @@ def materialise(name, make, params, rng):
             params["alpha"] = rng.uniform(0.1, 1.0, size=classes)
         x, t = class_inputs(rng, shape, target_kind, params.get("from_logits", True),
                             params.get("ignore_index", -100))
+        if name == "nll":  # log-probabilities
+            x = log_softmax(x, 0 if x.ndim == 1 else 1)
         return x, t, params
     if kind == "bce":
         _, shape, weight = make
@@ -305,6 +487,55 @@ def materialise(name, make, params, rng):
     if kind == "triplets":
         x = triplet_inputs(rng, params["margin"], params["p"], params["eps"], params["swap"])
         return x, None, params
+    if kind == "poisson":
+        x, y = poisson_inputs(rng, make[1], params["log_input"])
+        return x, y, params
+    if kind == "gaussian":
+        x, y = rng.normal(size=(3, 4)) * 1.5, rng.normal(size=(3, 4))
+        params["var"] = gaussian_var(rng, make[1], params.get("eps", 1e-6))
+        return x, y, params
+    if kind == "kl":
+        x, y = kl_inputs(rng, make[1], params["log_target"])
+        return x, y, params
+    if kind == "hinge":
+        x, y = hinge_inputs(rng, make[1], params["margin"])
+        return x, (y.astype(np.int64) if make[2] == "int" else y), params
+    if kind == "multi_margin":
+        shape = make[1]
+        if params.get("weight") == "w":
+            params["weight"] = rng.uniform(0.5, 2.0, size=shape[-1])
+        x, t = multi_margin_inputs(rng, shape, params["margin"])
+        return x, t, params
+    if kind == "soft_margin":
+        x = rng.normal(size=make[1]) * 2.0
+        y = np.where(rng.uniform(size=make[1]) < 0.5, 1.0, -1.0)
+        y.flat[0] = 0.4  # any real target
+        return x, y, params
+    if kind == "multilabel":
+        shape = make[1]
+        x = rng.normal(size=shape) * 2.0
+        y = (rng.uniform(size=shape) < 0.5).astype(np.float64)
+        y.flat[0] = 0.3  # a soft target
+        if params.get("weight") == "w":
+            params["weight"] = rng.uniform(0.5, 2.0, size=shape[-1])
+        return x, y, params
+    if kind == "cosine":
+        x, labels = cosine_inputs(rng, params["margin"])
+        if make[1] == "column":
+            return x, labels.reshape(-1, 1).astype(np.float64), params
+        if make[1] == "single":
+            row = 1  # a y = -1 pair
+            return x[row], np.array(labels[row]), params
+        return x, labels, params
+    if kind == "ranking":
+        x, labels = ranking_inputs(rng, params["margin"])
+        if make[1] == "column":
+            return x, labels.reshape(-1, 1).astype(np.float64), params
+        if make[1] == "single":
+            z = -labels * (x[:, 0] - x[:, 1]) + params["margin"]
+            row = int(np.argmax(z > 0))  # an active pair
+            return x[row], np.array(float(labels[row])), params
+        return x, labels, params
     raise AssertionError(kind)
 
 
@@ -317,7 +548,30 @@ def test_value_and_gradient_match_oracle(name, make, params, reduction):
 
 def test_grid_covers_every_loss_and_reduction():
     covered = {(case.values[0], case.values[3]) for case in CASES}
-    assert covered == {(name, r) for name in lossjit.names() for r in REDUCTIONS}
+    assert covered == {(name, r) for name in lossjit.names() for r in reductions_of(name)}
+
+
+@pytest.mark.parametrize("name, make, params, check", [
+    ("hinge_embedding", ("hinge", (3, 4), "float"), {"margin": 1.0}, "hinge"),
+    ("multi_margin", ("multi_margin", (5, 4)), {"p": 1, "margin": 1.0}, "multi_margin"),
+    ("cosine_embedding", ("cosine", "flat"), {"margin": 0.0}, "cosine"),
+    ("margin_ranking", ("ranking", "flat"), {"margin": 0.5}, "ranking"),
+])
+def test_hinge_grids_have_both_sides_of_the_hinge(name, make, params, check):
+    """The random inputs of the hinge losses have active and inactive hinges (else the grid
+    would not test one side)."""
+    x, t, concrete = materialise(name, make, params, rng_for("sides", name))
+    margin = concrete["margin"]
+    if check == "hinge":
+        z = margin - x[t == -1]
+    elif check == "multi_margin":
+        z = margin - x[np.arange(len(t)), t][:, None] + x
+        z[np.arange(len(t)), t] = np.nan
+    elif check == "cosine":
+        z = cosine(x[:, 0], x[:, 1])[t == -1] - margin
+    else:
+        z = -t * (x[:, 0] - x[:, 1]) + margin
+    assert (z > 0).any() and (z < 0).any()
 
 
 def test_triplet_grid_has_active_and_inactive_rows():
@@ -547,22 +801,39 @@ NAN_CASES = [
     ("focal", (4, 3), {"from_logits": False}),
     ("contrastive", (4, 2, 3), {}),
     ("triplet", (4, 3, 3), {}),
+    ("log_cosh", (4,), {}),
+    ("pseudo_huber", (4,), {}),
+    ("quantile", (4,), {"quantile": 0.3}),
+    ("poisson_nll", (4,), {}),
+    ("poisson_nll", (4,), {"log_input": False, "full": True}),
+    ("gaussian_nll", (4,), {"var": 0.5}),
+    ("soft_margin", (4,), {}),
+    ("hinge_embedding", (4,), {}),
+    ("multilabel_soft_margin", (4, 3), {}),
+    ("nll", (4, 3), {}),
+    ("poly1", (4, 3), {}),
+    ("margin_ranking", (4, 2), {}),
+    ("cosine_embedding", (4, 2, 3), {}),
 ]
+
+CLASS_INDEX_LOSSES = ("cross_entropy", "focal", "nll", "poly1")
 
 
 @pytest.mark.parametrize("name, shape, params", NAN_CASES)
 def test_nan_in_a_term_gives_nan(name, shape, params):
     rng = rng_for("nan", name, shape)
     x = rng.uniform(0.1, 0.9, size=shape)
-    if name in ("cross_entropy", "focal"):
+    if name in CLASS_INDEX_LOSSES:
         t = np.array([0, 1, 2, 0])
     elif name == "contrastive":
         t = np.array([0, 1, 0, 1])
     elif name == "triplet":
         t = None
+    elif name in ("hinge_embedding", "margin_ranking", "cosine_embedding"):
+        t = np.array([1.0, -1.0, -1.0, 1.0])  # NaN at a y = -1 term: the hinge keeps it
     else:
         t = rng.integers(0, 2, size=shape).astype(np.float64)
-    if name in ("cross_entropy", "focal"):
+    if name in CLASS_INDEX_LOSSES:
         x[2, 2] = np.nan  # at the target class of row 2
     else:
         x[(2,) + (0,) * (x.ndim - 1)] = np.nan
@@ -642,6 +913,205 @@ def test_triplet_with_anchor_equal_to_positive():
         np.testing.assert_allclose(grad[0, 2], g_neg, rtol=1e-9)
 
 
+HUGE = np.float32(1e4)
+
+
+def huge_calls():
+    """(name, x, t, params) in float32 with |x| = 1e4 where each formula is finite."""
+    h = HUGE
+    x_reg = np.array([[h, -h, 0.5], [-h, h, 2.0]], dtype=np.float32)
+    zeros = np.zeros_like(x_reg)
+    logits = np.array([[h, -h, 0.0], [-h, h, -h]], dtype=np.float32)
+    index = np.array([1, 0])
+    soft = np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]], dtype=np.float32)
+    binary = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+    signs = np.array([[1.0, 1.0, -1.0], [1.0, -1.0, -1.0]], dtype=np.float32)
+    rates = np.array([[h, h / 2, 1.0], [3.0, h, 0.5]], dtype=np.float32)
+    counts = np.array([[3.0, 0.0, 2.0], [1.0, 7.0, 0.0]], dtype=np.float32)
+    log_probs = np.full((2, 3), -h, dtype=np.float32)
+    log_probs[:, 0] = 0.0
+    probs = np.array([[0.2, 0.5, 0.3], [0.0, 0.6, 0.4]], dtype=np.float32)
+    pairs = np.array([[[h, -h, h], [h, h, -h]], [[-h, -h, h], [h, -h, h]],
+                      [[h, 0.0, 0.0], [0.0, h, 0.0]]], dtype=np.float32)
+    ranks = np.array([[h, -h], [-h, h], [h, h]], dtype=np.float32)
+    return [
+        ("log_cosh", x_reg, zeros, {}),
+        ("pseudo_huber", x_reg, zeros, {"delta": 0.5}),
+        ("quantile", x_reg, zeros, {"quantile": 0.2}),
+        ("poisson_nll", rates, counts, {"log_input": False}),
+        ("poisson_nll", rates, counts, {"log_input": False, "full": True}),
+        ("poisson_nll", -rates, counts, {}),  # exp(-1e4) = 0: finite
+        ("gaussian_nll", x_reg, zeros, {"var": 2.0}),
+        ("soft_margin", logits, signs, {}),
+        ("multilabel_soft_margin", logits, binary, {}),
+        ("multilabel_soft_margin", logits, binary, {"weight": np.array([1.0, 2.0, 0.5])}),
+        ("hinge_embedding", x_reg, signs, {}),
+        ("multi_margin", logits, index, {}),
+        ("multi_margin", logits, index, {"p": 2}),
+        ("poly1", logits, index, {}),
+        ("poly1", logits, soft, {"epsilon": 2.0}),
+        ("nll", log_probs, np.array([0, 2]), {}),
+        ("kl_div", log_probs, probs, {}),
+        ("cosine_embedding", pairs, np.array([1, -1, 1]), {}),
+        ("margin_ranking", ranks, np.array([1, 1, -1]), {"margin": 0.5}),
+    ]
+
+
+@pytest.mark.parametrize("name, x, t, params", huge_calls(),
+                         ids=[f"{c[0]}-{sorted(c[3])}" for c in huge_calls()])
+def test_float32_huge_inputs_of_the_new_losses_are_finite(name, x, t, params):
+    reductions = reductions_of(name)
+    for reduction in reductions:
+        value, grad = lossjit.value_and_grad(name, x, t, reduction=reduction, **params)
+        assert np.all(np.isfinite(value)), (reduction, value)
+        assert np.all(np.isfinite(grad)), (reduction, grad)
+        assert grad.dtype == np.float32
+        expected = oracle(name, x.astype(np.float64), t, reduction=reduction, **params)
+        np.testing.assert_allclose(value, expected, rtol=1e-6, atol=1e-6, err_msg=reduction)
+
+
+def test_huge_errors_have_the_formula_gradients():
+    """At |e| = 1e4 in float32: log_cosh's gradient is tanh(e) = +-1, pseudo_huber's
+    e / sqrt(1 + (e/delta)^2) -> +-delta, soft_margin's -y sigmoid(-y x) in {0, -y}."""
+    e = np.array([1e4, -1e4, 3e3], dtype=np.float32)
+    zeros = np.zeros_like(e)
+    np.testing.assert_allclose(lossjit.grad("log_cosh", e, zeros, reduction="sum"),
+                               [1.0, -1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(lossjit.grad("pseudo_huber", e, zeros, reduction="sum",
+                                            delta=2.0),
+                               2.0 * np.sign(e) / np.sqrt(1 + (2.0 / e.astype(float)) ** 2),
+                               rtol=1e-6)
+    value = lossjit.loss("log_cosh", e, zeros, reduction="none")
+    np.testing.assert_allclose(value, np.abs(e.astype(float)) - math.log(2.0), rtol=1e-6)
+    x = np.array([1e4, -1e4, 1e4, -1e4], dtype=np.float32)
+    y = np.array([1.0, 1.0, -1.0, -1.0], dtype=np.float32)
+    value, grad = lossjit.value_and_grad("soft_margin", x, y, reduction="none")
+    np.testing.assert_allclose(value, [0.0, 1e4, 1e4, 0.0], atol=1e-30, rtol=1e-6)
+    np.testing.assert_allclose(grad, [0.0, -1.0, 1.0, 0.0], atol=1e-30, rtol=1e-6)
+
+
+def test_cosine_embedding_with_zero_vectors_has_a_finite_gradient():
+    """cos = s / sqrt(m1 m2), m = |x|^2 + eps; dcos/dx1 = x2 / sqrt(m1 m2) - cos x1 / m1.
+    With x1 = 0: cos = 0, dcos/dx1 = x2 / sqrt(eps m2) (large but finite), dcos/dx2 = 0.
+    eps is PyTorch's EPSILON, 1e-12 as a float32 (torch 2.13 gives -600000.0012 for
+    x2 = (3, 4, 0) below, not -600000.0000)."""
+    eps = float(np.float32(1e-12))
+    x2 = np.array([3.0, 4.0, 0.0])
+    m2 = 25.0 + eps
+    dcos_dx1 = x2 / math.sqrt(eps * m2)
+    pairs = np.array([[np.zeros(3), x2], [np.zeros(3), np.zeros(3)], [x2, np.zeros(3)]])
+    # y = 1: 1 - cos; y = -1 with margin -0.5: max(0, cos + 0.5) = cos + 0.5 (active)
+    for labels, margin, sign, value in (([1, 1, 1], 0.0, -1.0, 3.0),
+                                        ([-1, -1, -1], -0.5, 1.0, 1.5)):
+        got, grad = lossjit.value_and_grad("cosine_embedding", pairs, np.array(labels),
+                                           margin=margin, reduction="sum")
+        assert got == pytest.approx(value, rel=1e-15)
+        assert np.isfinite(grad).all()
+        expected = np.zeros_like(pairs)
+        expected[0, 0] = sign * dcos_dx1
+        expected[2, 1] = sign * dcos_dx1
+        np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=0)
+        g32 = lossjit.grad("cosine_embedding", pairs.astype(np.float32), np.array(labels),
+                           margin=margin, reduction="sum")
+        assert np.isfinite(g32).all()
+        np.testing.assert_allclose(g32, expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "batchmean"])
+def test_kl_div_zero_target_gives_exactly_zero(reduction):
+    x = np.array([[-np.inf, -0.5, -1.2], [-2.0, -np.inf, -0.1]])
+    y = np.array([[0.0, 0.6, 0.4], [0.3, 0.0, 0.7]])
+    value, grad = lossjit.value_and_grad("kl_div", x, y, reduction=reduction)
+    terms = lossjit.loss("kl_div", x, y, reduction="none")
+    assert terms[0, 0] == 0.0 and terms[1, 1] == 0.0
+    assert np.isfinite(value).all()
+    # d/dx = -y: exactly 0 where y = 0, even at x = -inf
+    assert grad[0, 0] == 0.0 and grad[1, 1] == 0.0
+    scale = {"mean": 1 / 6, "batchmean": 1 / 2}.get(reduction, 1.0)
+    np.testing.assert_allclose(grad, -y * scale, rtol=1e-15)
+    finite = np.where(y > 0, y * (np.log(np.where(y > 0, y, 1.0)) - np.where(y > 0, x, 0.0)),
+                      0.0)
+    expected = {"none": finite, "sum": finite.sum(), "mean": finite.sum() / 6,
+                "batchmean": finite.sum() / 2}[reduction]
+    np.testing.assert_allclose(value, expected, rtol=1e-14)
+
+
+def test_kl_div_batchmean_divides_by_the_first_axis():
+    rng = rng_for("batchmean")
+    for shape in ((4,), (2, 5), (2, 3, 4)):
+        x = log_softmax(rng.normal(size=shape), -1)
+        y = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+        total, g_sum = lossjit.value_and_grad("kl_div", x, y, reduction="sum")
+        value, grad = lossjit.value_and_grad("kl_div", x, y, reduction="batchmean")
+        assert value == pytest.approx(total / shape[0], rel=1e-14)
+        np.testing.assert_allclose(grad, -y / shape[0], rtol=1e-14)
+    # a 0-d input: no division
+    value, grad = lossjit.value_and_grad("kl_div", np.float64(-0.7), np.float64(0.25),
+                                         reduction="batchmean")
+    assert value == pytest.approx(0.25 * (math.log(0.25) + 0.7), rel=1e-14)
+    assert float(grad) == -0.25
+
+
+def test_gaussian_nll_var_below_eps_uses_eps():
+    x = np.array([0.5, -1.0, 2.0, 0.3])
+    y = np.array([0.0, 0.5, 1.0, 0.3])
+    var = np.array([0.0, 1e-9, 5e-7, 0.5])  # the first three are below eps = 1e-6
+    v = np.array([1e-6, 1e-6, 1e-6, 0.5])
+    e = x - y
+    for reduction, scale in (("sum", 1.0), ("mean", 0.25)):
+        value, grad = lossjit.value_and_grad("gaussian_nll", x, y, var=var, reduction=reduction)
+        assert value == pytest.approx(scale * np.sum(0.5 * (np.log(v) + e * e / v)), rel=1e-13)
+        np.testing.assert_allclose(grad, scale * e / v, rtol=1e-13)
+    value = lossjit.loss("gaussian_nll", x, y, var=0.01, eps=0.1, full=True, reduction="none")
+    np.testing.assert_allclose(value, 0.5 * (math.log(0.1) + e * e / 0.1)
+                               + 0.5 * math.log(2 * math.pi), rtol=1e-13)
+
+
+def test_ties_at_the_hinges_follow_torch():
+    """PyTorch's clamp_min passes the gradient at the tie (margin - x == 0 in
+    hinge_embedding, cos == margin in cosine_embedding, -y (x1 - x2) + margin == 0 in
+    margin_ranking); multi_margin's kernel tests z > 0, so a tie gives no gradient; the
+    quantile loss has 0.5 - q at e' = 0."""
+    # hinge_embedding: y = -1 at x = margin: loss 0, gradient -1; y = 1: gradient 1
+    value, grad = lossjit.value_and_grad("hinge_embedding", np.array([1.0, 0.7, 1.5]),
+                                         np.array([-1.0, 1.0, -1.0]), reduction="sum")
+    assert value == 0.7
+    np.testing.assert_array_equal(grad, [-1.0, 1.0, 0.0])
+    value, grad = lossjit.value_and_grad("hinge_embedding", np.array([0.25, 0.5]),
+                                         np.array([-1.0, -1.0]), margin=0.25, reduction="mean")
+    assert value == 0.0
+    np.testing.assert_array_equal(grad, [-0.5, 0.0])
+    # margin_ranking: -y (x1 - x2) + margin = 0 for both pairs
+    pairs = np.array([[1.0, 1.5], [2.0, 1.5]])
+    value, grad = lossjit.value_and_grad("margin_ranking", pairs, np.array([-1.0, 1.0]),
+                                         margin=0.5, reduction="sum")
+    assert value == 0.0
+    np.testing.assert_array_equal(grad, [[1.0, -1.0], [-1.0, 1.0]])  # d/dx1 = -y, d/dx2 = y
+    # cosine_embedding: orthogonal pair, y = -1, margin 0: cos = 0 = margin
+    pair = np.array([[[2.0, 0.0], [0.0, 3.0]]])
+    value, grad = lossjit.value_and_grad("cosine_embedding", pair, np.array([-1]),
+                                         reduction="sum")
+    assert value == 0.0
+    eps = float(np.float32(1e-12))  # PyTorch's EPSILON
+    denom = math.sqrt((4.0 + eps) * (9.0 + eps))
+    # dcos/dx1 = x2 / sqrt(m1 m2) - cos x1 / m1 with cos = 0
+    np.testing.assert_allclose(grad, [[[0.0, 3.0 / denom], [2.0 / denom, 0.0]]], rtol=1e-14)
+    # multi_margin: row [1, 0, 0.5], y = 0, margin 1: z = 0 (i = 1, a tie) and 0.5 (i = 2)
+    for p, z_term in ((1, 0.5), (2, 0.25)):
+        value, grad = lossjit.value_and_grad("multi_margin", np.array([[1.0, 0.0, 0.5]]),
+                                             np.array([0]), p=p, reduction="sum")
+        assert value == pytest.approx(z_term / 3, rel=1e-15)
+        dz = 1.0 if p == 1 else 2 * 0.5  # d max(0, z)^p / dz at z = 0.5
+        np.testing.assert_allclose(grad, [[-dz / 3, 0.0, dz / 3]], rtol=1e-15)
+    # quantile at e' = y - x = 0: gradient 0.5 - q
+    for q in (0.2, 0.5, 0.9):
+        value, grad = lossjit.value_and_grad("quantile", np.array([1.5, 0.0, 2.0]),
+                                             np.array([1.5, 1.0, 1.0]), quantile=q,
+                                             reduction="sum")
+        assert value == pytest.approx(q * 1.0 + (1 - q) * 1.0, rel=1e-15)
+        np.testing.assert_allclose(grad, [0.5 - q, -q, 1 - q], rtol=1e-15)
+
+
 IGNORED_CASES = [
     ("cross_entropy", {}),
     ("cross_entropy", {"weight": np.array([1.0, 2.0, 3.0]), "label_smoothing": 0.1}),
@@ -650,6 +1120,10 @@ IGNORED_CASES = [
     ("focal", {}),
     ("focal", {"from_logits": False}),
     ("focal", {"ignore_index": 2, "alpha": 0.5}),
+    ("nll", {}),
+    ("nll", {"weight": np.array([1.0, 2.0, 3.0]), "ignore_index": 1}),
+    ("poly1", {}),
+    ("poly1", {"ignore_index": 2, "epsilon": 2.0}),
 ]
 
 
@@ -686,12 +1160,38 @@ EMPTY_CASES = [
     ("focal", (0, 3), np.zeros((0, 3)), {"from_logits": False}),
     ("contrastive", (0, 2, 3), np.zeros(0), {}),
     ("triplet", (0, 3, 3), None, {}),
+    ("log_cosh", (0,), np.zeros(0), {}),
+    ("pseudo_huber", (0, 3), np.zeros((0, 3)), {}),
+    ("quantile", (0,), np.zeros(0), {"quantile": 0.3}),
+    ("poisson_nll", (0,), np.zeros(0), {}),
+    ("poisson_nll", (0, 2), np.zeros((0, 2)), {"log_input": False, "full": True}),
+    ("gaussian_nll", (0,), np.zeros(0), {"var": 1.0}),
+    ("gaussian_nll", (0, 3), np.zeros((0, 3)), {"var": np.ones((0, 3))}),
+    ("gaussian_nll", (0, 3), np.zeros((0, 3)), {"var": np.ones((0, 1))}),
+    ("nll", (0, 3), np.zeros(0, dtype=np.int64), {}),
+    ("nll", (0, 3, 2), np.zeros((0, 2), dtype=np.int64), {"weight": np.ones(3)}),
+    ("kl_div", (0, 3), np.zeros((0, 3)), {}),
+    ("kl_div", (0,), np.zeros(0), {"log_target": True}),
+    ("hinge_embedding", (0,), np.zeros(0), {}),
+    ("multi_margin", (0, 3), np.zeros(0, dtype=np.int64), {}),
+    ("multi_margin", (0, 3), np.zeros(0, dtype=np.int64), {"p": 2, "weight": np.ones(3)}),
+    ("soft_margin", (0,), np.zeros(0), {}),
+    ("multilabel_soft_margin", (0, 3), np.zeros((0, 3)), {}),
+    ("poly1", (0, 3), np.zeros(0, dtype=np.int64), {}),
+    ("poly1", (0, 3), np.zeros((0, 3)), {}),
+    ("cosine_embedding", (0, 2, 3), np.zeros(0), {}),
+    ("margin_ranking", (0, 2), np.zeros(0), {}),
 ]
 
 
+def empty_case_id(case):
+    name, shape, targets, params = case
+    shown = {k: (np.shape(v) if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+    return f"{name}-{shape}-{'none' if targets is None else targets.dtype}-{shown}"
+
+
 @pytest.mark.parametrize("name, shape, targets, params", EMPTY_CASES,
-                         ids=[f"{c[0]}-{c[1]}-{'none' if c[2] is None else c[2].dtype}-{c[3]}"
-                              for c in EMPTY_CASES])
+                         ids=[empty_case_id(c) for c in EMPTY_CASES])
 def test_empty_input(name, shape, targets, params):
     x = np.zeros(shape)
     value, grad = lossjit.value_and_grad(name, x, targets, **params)
@@ -723,6 +1223,42 @@ def sample_inputs(name, rng, dtype=np.float64):
         return rng.normal(size=(4, 2, 3)).astype(dtype), np.array([1, 0, 1, 0]), {}
     if name == "triplet":
         return rng.normal(size=(4, 3, 3)).astype(dtype), None, {}
+    # the losses of issue 4, away from their kinks
+    if name in ("log_cosh", "pseudo_huber", "gaussian_nll"):
+        params = {"var": 0.8} if name == "gaussian_nll" else {}
+        return rng.normal(size=(3, 4)).astype(dtype), rng.normal(size=(3, 4)).astype(dtype), params
+    if name == "quantile":
+        x, y = regression_inputs(rng, (3, 4), (0.0,))
+        return x.astype(dtype), y.astype(dtype), {"quantile": 0.3}
+    if name == "poisson_nll":
+        x, y = poisson_inputs(rng, (3, 4), True)
+        return x.astype(dtype), y.astype(dtype), {}
+    if name in ("nll", "poly1"):
+        x = rng.normal(size=(5, 4))
+        if name == "nll":
+            x = log_softmax(x, 1)
+        return x.astype(dtype), rng.integers(0, 4, size=5), {}
+    if name == "kl_div":
+        x, y = kl_inputs(rng, (3, 4), False)
+        return x.astype(dtype), y.astype(dtype), {}
+    if name == "hinge_embedding":
+        x, y = hinge_inputs(rng, (3, 4), 1.0)
+        return x.astype(dtype), y.astype(dtype), {}
+    if name == "multi_margin":
+        x, t = multi_margin_inputs(rng, (5, 4), 1.0)
+        return x.astype(dtype), t, {}
+    if name == "soft_margin":
+        return (rng.normal(size=(3, 4)).astype(dtype),
+                np.where(rng.uniform(size=(3, 4)) < 0.5, 1.0, -1.0).astype(dtype), {})
+    if name == "multilabel_soft_margin":
+        return (rng.normal(size=(3, 4)).astype(dtype),
+                rng.integers(0, 2, size=(3, 4)).astype(dtype), {})
+    if name == "cosine_embedding":
+        x, labels = cosine_inputs(rng, 0.0, batch=4)
+        return x.astype(dtype), labels, {}
+    if name == "margin_ranking":
+        x, labels = ranking_inputs(rng, 0.0, batch=6)
+        return x.astype(dtype), labels, {}
     raise AssertionError(name)
 
 
@@ -864,7 +1400,7 @@ def test_loss_return_types():
 @pytest.mark.parametrize("alias, canonical", [
     ("mae", "l1"), ("ce", "cross_entropy"), ("bce", "binary_cross_entropy"),
     ("mean_squared_error", "mse"), ("triplet_margin", "triplet"), ("MSE", "mse"),
-    ("Smooth-L1", "smooth_l1"),
+    ("Smooth-L1", "smooth_l1"), ("pinball", "quantile"),
 ])
 def test_aliases(alias, canonical):
     rng = rng_for("alias", canonical)
@@ -960,7 +1496,10 @@ def test_inputs_are_not_modified():
 def test_names_lists_the_core_losses():
     assert set(lossjit.names()) >= {
         "mse", "l1", "huber", "smooth_l1", "cross_entropy", "binary_cross_entropy",
-        "bce_with_logits", "focal", "sigmoid_focal", "contrastive", "triplet"}
+        "bce_with_logits", "focal", "sigmoid_focal", "contrastive", "triplet",
+        "log_cosh", "pseudo_huber", "quantile", "poisson_nll", "gaussian_nll", "nll",
+        "kl_div", "hinge_embedding", "multi_margin", "soft_margin", "multilabel_soft_margin",
+        "poly1", "cosine_embedding", "margin_ranking"}
 
 
 # --- 5. bad input --------------------------------------------------------------------------
@@ -1078,3 +1617,84 @@ def test_unknown_loss_name():
     assert isinstance(info.value, lossjit.LossjitError)
     with pytest.raises(lossjit.UnknownLossError):
         lossjit.get("nope")
+
+
+def test_labels_must_be_plus_or_minus_one():
+    for bad in (np.array([1.0, 0.0, -1.0]), np.array([1.0, 2.0, -1.0]),
+                np.array([1.0, -1.0, 0.5])):
+        raises_naming("targets", call=lambda b=bad: lossjit.loss(
+            "hinge_embedding", np.zeros(3), b))
+        raises_naming("targets", call=lambda b=bad: lossjit.loss(
+            "cosine_embedding", np.ones((3, 2, 2)), b))
+        raises_naming("targets", call=lambda b=bad: lossjit.loss(
+            "margin_ranking", np.zeros((3, 2)), b))
+    raises_naming("targets", call=lambda: lossjit.loss(
+        "cosine_embedding", np.ones((3, 2, 2)), np.array([1, 0, -1])))
+
+
+def test_gaussian_nll_bad_var():
+    x, y = np.zeros((3, 4)), np.zeros((3, 4))
+    raises_naming("var", call=lambda: lossjit.loss("gaussian_nll", x, y))
+    raises_naming("var", call=lambda: lossjit.loss("gaussian_nll", x, y, var=-0.5))
+    negative = np.ones((3, 4))
+    negative[1, 2] = -1e-3
+    raises_naming("var", call=lambda: lossjit.loss("gaussian_nll", x, y, var=negative))
+    for shape in ((4,), (3, 4, 1), (1, 1), (2, 4), (3, 2), (12,), (4, 3)):
+        raises_naming("var", call=lambda s=shape: lossjit.loss("gaussian_nll", x, y,
+                                                               var=np.ones(s)))
+
+
+def test_multi_margin_p_must_be_one_or_two():
+    for p in (0, 3, 1.5):
+        raises_naming("p", call=lambda q=p: lossjit.loss(
+            "multi_margin", np.zeros((2, 3)), np.array([0, 1]), p=q))
+
+
+def test_nll_takes_class_indices_only():
+    raises_naming("targets", call=lambda: lossjit.loss(
+        "nll", np.zeros((2, 3)), np.array([0.0, 1.0])))
+    raises_naming("targets", call=lambda: lossjit.loss(
+        "nll", np.zeros((2, 3)), np.full((2, 3), 1 / 3)))
+    raises_naming("targets", "3", call=lambda: lossjit.loss(
+        "nll", np.zeros((2, 3)), np.array([0, 3])))
+
+
+def test_quantile_must_be_inside_the_unit_interval():
+    for q in (0.0, 1.0, 1.5, -0.1, math.nan):
+        raises_naming("quantile", call=lambda v=q: lossjit.loss(
+            "quantile", np.zeros(2), np.zeros(2), quantile=v))
+    raises_naming("delta", call=lambda: lossjit.loss(
+        "pseudo_huber", np.zeros(2), np.zeros(2), delta=0.0))
+
+
+def test_bad_sample_weight():
+    x, y = np.zeros((3, 4)), np.zeros((3, 4))
+    for bad in (np.ones(3), np.ones((4, 3)), np.ones((3, 4, 2)), np.ones((2, 4))):
+        raises_naming("sample_weight", call=lambda b=bad: lossjit.loss(
+            "mse", x, y, sample_weight=b))
+    for bad in (-1.0, np.nan, np.inf):
+        w = np.ones((3, 4))
+        w[1, 1] = bad
+        raises_naming("sample_weight", call=lambda b=w: lossjit.loss(
+            "mse", x, y, sample_weight=b))
+        raises_naming("sample_weight", call=lambda b=w: lossjit.grad(
+            "mse", x, y, sample_weight=b, reduction="sum"))
+    # the terms of cross_entropy on (N, C) are (N,): a weight per element is the wrong shape
+    raises_naming("sample_weight", call=lambda: lossjit.loss(
+        "cross_entropy", x, np.array([0, 1, 2]), sample_weight=np.ones((3, 4))))
+    raises_naming("sample_weight", call=lambda: lossjit.loss(
+        "triplet", np.zeros((2, 3, 2)), sample_weight=np.ones(3)))
+
+
+def test_bad_empty_option():
+    for bad in ("ignore", "NaN", None, 0):
+        raises_naming("empty", call=lambda b=bad: lossjit.loss(
+            "mse", np.zeros(2), np.zeros(2), empty=b))
+
+
+def test_batchmean_is_for_kl_div_only():
+    for name in ("mse", "cross_entropy", "poisson_nll"):
+        rng = rng_for("batchmean", name)
+        x, t, params = sample_inputs(name, rng)
+        raises_naming("reduction", call=lambda n=name, a=x, b=t, p=params: lossjit.loss(
+            n, a, b, reduction="batchmean", **p))
