@@ -231,8 +231,8 @@ USE = textwrap.dedent("""
             use_hessian("bce_with_logits", normal(n, 3), unit(n, 3),
                         pos_weight=np.array([1.0, 2, 3]))
             use_hessian("kl_div", normal(n), unit(n))
-            use_hessian("kl_div", normal(n, 3), normal(n, 3), log_target=True,
-                        reduction="batchmean")
+            use_hessian("kl_div", normal(n, 3), normal(n, 3), log_target=True)
+            lossjit.value_and_grad("kl_div", normal(n, 3), unit(n, 3), reduction="batchmean")
             use_hessian("hinge_embedding", normal(n), signs(n), margin=0.5)
             use_hessian("soft_margin", normal(n, 2), signs(n, 2))
             use("multilabel_soft_margin", normal(n, 3), unit(n, 3).round(),
@@ -317,9 +317,10 @@ def test_warm_in_process_with_a_registered_loss_and_progress(cube_loss):
                          parallel=False, progress=seen.append, jobs=2)
     assert [r.name for r in results] == ["mse", "warm_test_cube"] == [r.name for r in seen]
     mse, cube_result = results
-    assert mse.kernels == ("mse", "mse_parallel")
+    assert mse.kernels == ("mse", "mse_parallel", "mse_hessian", "mse_hessian_parallel")
     assert cube_result.kernels[0].startswith("user_warm_test_cube_serial_")
-    assert mse.calls == cube_result.calls == 4 and not mse.errors
+    assert len(cube_result.kernels) == 2  # a user's loss has no Hessian kernels
+    assert mse.calls == 5 and cube_result.calls == 4 and not mse.errors
     assert mse.seconds >= 0
 
 

@@ -38,7 +38,7 @@ from lossjit.kernels._blocks import (
     row_kernels,
     template_kernels,
 )
-from lossjit.kernels._stable import exp, exp_as, log, log1p_as, log_as, logistic_as
+from lossjit.kernels._stable import exp, exp_as, log, log1p, log1p_as, log_as, logistic_as
 
 # Free name of the target templates, bound per loss by ``specialise``: the per-class term
 # ``term(logp, p, 1 - p, parameter) -> (value, gradient factor)``.
@@ -296,8 +296,11 @@ def target_index_template(x, y, w, grad, losses, scale, alpha, parameter, ignore
         e_target[r] = e[r, target]
         a[r] = alphas[target] * term_weights[r]
     for r in range(n):
-        value, factor = term(at_target[r] - lse[r], e_target[r] / mass[r], others[r] / mass[r],
-                             parameter)
+        # where p_y > 1/2, log p_y = -log1p(others / e_y): exact also as p_y rounds to 1
+        # (where -log p_y ~ 1 - p_y); elsewhere x_y - log-sum-exp, finite whatever e_y is
+        near = -log1p(others[r] / e_target[r])
+        logp = near if e_target[r] > others[r] else at_target[r] - lse[r]
+        value, factor = term(logp, e_target[r] / mass[r], others[r] / mass[r], parameter)
         values[r] = a[r] * value if kept[r] else 0.0
         factors[r] = a[r] * factor if kept[r] else 0.0
     if grad.size:
