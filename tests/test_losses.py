@@ -354,7 +354,7 @@ def build_cases():
                         swap=(False, True)):
             add("triplet", ("triplets",), opt, reduction)
 
-        # --- the losses of issue 4 ---
+        # --- log_cosh to margin_ranking ---
         add("log_cosh", ("regression", (3, 4), ()), {}, reduction)
         add("log_cosh", ("regression", (5,), ()), {}, reduction, "(5,),")
         for delta in (0.5, 1.0, 2.0):
@@ -1223,7 +1223,7 @@ def sample_inputs(name, rng, dtype=np.float64):
         return rng.normal(size=(4, 2, 3)).astype(dtype), np.array([1, 0, 1, 0]), {}
     if name == "triplet":
         return rng.normal(size=(4, 3, 3)).astype(dtype), None, {}
-    # the losses of issue 4, away from their kinks
+    # log_cosh to margin_ranking, away from their kinks
     if name in ("log_cosh", "pseudo_huber", "gaussian_nll"):
         params = {"var": 0.8} if name == "gaussian_nll" else {}
         return rng.normal(size=(3, 4)).astype(dtype), rng.normal(size=(3, 4)).astype(dtype), params

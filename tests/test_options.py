@@ -1,8 +1,8 @@
-"""The options of issue 4 on every loss: ``sample_weight``, ``empty``, ``wrt`` (gaussian_nll's
+"""The options every loss has: ``sample_weight``, ``empty``, ``wrt`` (gaussian_nll's
 var) and ``grad_hess``.
 
 Expected numbers never come from lossjit itself: values from the NumPy oracle (tests/naive.py,
-which defines sample_weight and empty exactly as SPEC/LOSSES do), gradients from central finite
+which defines sample_weight and empty as the README does), gradients from central finite
 differences of the oracle, var gradients from finite differences and from PyTorch's
 straight-through formula at the clamp, Hessian diagonals from central finite differences of
 lossjit's gradient (itself checked against the oracle in test_losses.py).
@@ -99,7 +99,8 @@ def test_sample_weight_value_and_gradient(name, reduction):
         check_weighted(name, x, t, "batchmean", params, sw)
 
 
-#: Losses whose mean's denominator has class weights or ignored positions (c of SPEC.md).
+#: Losses whose mean's denominator has class weights or ignored positions (each term's share
+#: of it, c, is then not 1).
 DENOMINATOR_CASES = [
     ("cross_entropy", {"weight": np.array([0.5, 2.0, 1.0, 3.0])}, "index"),
     ("cross_entropy", {"weight": np.array([0.5, 2.0, 1.0, 3.0]), "ignore_index": 1,
@@ -461,7 +462,7 @@ def hess_inputs(name, rng, variant):
     raise AssertionError(name)
 
 
-#: (loss, variant of its inputs, options): every loss SPEC.md gives a Hessian, a few options.
+#: (loss, variant of its inputs, options): every loss the registry gives a Hessian, a few options.
 HESS_CASES = [
     ("mse", "", {}),
     ("l1", "", {}),

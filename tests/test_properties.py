@@ -208,7 +208,8 @@ def test_serial_equals_parallel_triplet(batch, dim, seed, margin, p, eps, swap, 
 
 
 def new_loss_inputs(name, variant, units, rng):
-    """(predictions, targets, options) with ``units`` loss terms, for the losses of issue 4."""
+    """(predictions, targets, options) with ``units`` loss terms, for the losses that came
+    after the seed's core (log_cosh to margin_ranking)."""
     if name in ("log_cosh", "pseudo_huber", "quantile", "soft_margin", "gaussian_nll"):
         x, y = rng.normal(size=(units, 3)) * 2, rng.normal(size=(units, 3))
         if name == "soft_margin":
@@ -566,7 +567,7 @@ plus_minus_one = st.sampled_from([1.0, -1.0])
 
 
 def new_loss_strategy_inputs(name, data, size):
-    """Hypothesis inputs for the losses of issue 4 (valid for each, non-negative where the
+    """Hypothesis inputs for log_cosh to margin_ranking (valid for each, non-negative where the
     formula says so: nll on log-probabilities, hinge_embedding on distances)."""
     def arrays(shape, elements, dtype=np.float64):
         return data.draw(hnp.arrays(dtype, shape, elements=elements))

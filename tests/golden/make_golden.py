@@ -367,7 +367,7 @@ def has_hess(loss, params):
 
 
 def term_shares(loss, x, t, params):
-    """Each loss term's share c of the unweighted mean's denominator (SPEC's sample_weight
+    """Each loss term's share c of the unweighted mean's denominator (the sample_weight
     mean is sum(w l) / sum(w c)): weight[y] for cross_entropy / nll index targets and 0/1
     (ignored or not) for focal / poly1 index targets, 0 for ignored terms; 1 otherwise."""
     if loss in ("cross_entropy", "nll", "focal", "poly1") and t.dtype == torch.int64:
@@ -383,7 +383,7 @@ def term_shares(loss, x, t, params):
 
 def reduced_loss(loss, x, t, reduction, params):
     """The loss as lossjit defines it for these params: torch's own reduction, or with
-    "sample_weight" the weighted per-term losses reduced as SPEC.md says."""
+    "sample_weight" the weighted per-term losses reduced as the README defines."""
     params = dict(params)
     sample_weight = params.pop("sample_weight", None)
     if sample_weight is None:
@@ -1260,7 +1260,7 @@ def sample_weight_cases():
 
 
 def add_empty(loss, variant, predictions, targets, params):
-    """A mean over no terms with empty="zero": by SPEC.md's definition the value is 0.0 and the
+    """A mean over no terms with empty="zero": by the definition of empty the value is 0.0 and the
     gradient (and the Hessian diagonal, where recorded) is all zeros."""
     predictions, targets = as_arrays(predictions, targets)
     zeros = np.zeros_like(predictions).tolist()
