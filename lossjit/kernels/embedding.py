@@ -172,11 +172,14 @@ def cosine_embedding_block(x, y, w, grad, losses, scale, margin):
         total += value
         if grad.size:
             g = direction * term_weight * scale
+            across = g / denominator  # no division in the loop: it vectorises
+            own1 = g * cos / square1
+            own2 = g * cos / square2
             for k in range(dim):
                 u = float(x[r, 0, k])
                 v = float(x[r, 1, k])
-                grad[r, 0, k] = g * (v / denominator - cos * u / square1)
-                grad[r, 1, k] = g * (u / denominator - cos * v / square2)
+                grad[r, 0, k] = v * across - u * own1
+                grad[r, 1, k] = u * across - v * own2
     return total
 
 
