@@ -507,19 +507,26 @@ def _check_rows(x, y, loss):
                                   "integer class indices")
 
 
-def ref_cross_entropy(p, t, *, grad=True, out=None, reduction="mean", weight=None,
-                      ignore_index=-100, label_smoothing=0.0):
-    """Softmax cross-entropy with class-index targets, PyTorch's denominators."""
-    _check_rows(p, t, "cross_entropy")
-    n, classes = p.shape
-    rows = np.arange(n)
+def _softmax_rows(p, t, ignore_index, out, loss):
+    """The shared start of the class-index references: (rows, kept, safe targets, row maxima,
+    z = exp(p - max) written into ``out`` when given, s = the rows' sums of z)."""
+    _check_rows(p, t, loss)
+    rows = np.arange(p.shape[0])
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0) if not kept.all() else t
     top = p.max(axis=1, keepdims=True)
     z = np.subtract(p, top, out=out)
     np.exp(z, out=z)
-    s = z.sum(axis=1)
+    return rows, kept, safe, top, z, z.sum(axis=1)
+
+
+def ref_cross_entropy(p, t, *, grad=True, out=None, reduction="mean", weight=None,
+                      ignore_index=-100, label_smoothing=0.0):
+    """Softmax cross-entropy with class-index targets, PyTorch's denominators."""
+    n, classes = p.shape
+    rows, kept, safe, top, z, s = _softmax_rows(p, t, ignore_index, out, "cross_entropy")
     lse = np.log(s) + top[:, 0]
     plain = weight is None and label_smoothing == 0.0
-    kept = t != ignore_index
     if plain and kept.all():
         total = float((lse - p[rows, t]).sum())
         count = float(n)
@@ -530,7 +537,6 @@ def ref_cross_entropy(p, t, *, grad=True, out=None, reduction="mean", weight=Non
         z *= _scale(reduction, count)
         return _total(total, reduction, count), z
     w = np.ones(classes) if weight is None else np.asarray(weight, dtype=np.float64)
-    safe = np.where(kept, t, 0)
     w_y = np.where(kept, w[safe], 0.0)
     keep = 1.0 - label_smoothing
     spread = label_smoothing / classes
@@ -555,15 +561,8 @@ def ref_focal(p, t, *, grad=True, out=None, reduction="mean", gamma=2.0, alpha=N
               ignore_index=-100):
     """Softmax focal loss with class indices: -alpha_y (1-p_y)^gamma log p_y; exact gradient
     F (p_j - [j = y]), F = alpha_y (1-p_y)^gamma (1 - gamma p_y log p_y / (1-p_y))."""
-    _check_rows(p, t, "focal")
-    n, classes = p.shape
-    rows = np.arange(n)
-    kept = t != ignore_index
-    safe = np.where(kept, t, 0) if not kept.all() else t
-    top = p.max(axis=1, keepdims=True)
-    z = np.subtract(p, top, out=out)
-    np.exp(z, out=z)
-    s = z.sum(axis=1)
+    classes = p.shape[1]
+    rows, kept, safe, top, z, s = _softmax_rows(p, t, ignore_index, out, "focal")
     logp = (p[rows, safe] - top[:, 0]) - np.log(s)
     py = np.exp(logp)
     u = -np.expm1(logp)
@@ -924,15 +923,7 @@ def ref_multilabel_soft_margin(p, t, *, grad=True, out=None, reduction="mean", w
 def ref_poly1(p, t, *, grad=True, out=None, reduction="mean", epsilon=1.0, ignore_index=-100):
     """CE + epsilon (1 - p_y) with class-index targets on (N, C) logits; the mean is over the
     non-ignored rows; gradient (1 + epsilon p_y) (softmax - onehot)."""
-    _check_rows(p, t, "poly1")
-    n = p.shape[0]
-    rows = np.arange(n)
-    kept = t != ignore_index
-    safe = np.where(kept, t, 0) if not kept.all() else t
-    top = p.max(axis=1, keepdims=True)
-    z = np.subtract(p, top, out=out)
-    np.exp(z, out=z)
-    s = z.sum(axis=1)
+    rows, kept, safe, top, z, s = _softmax_rows(p, t, ignore_index, out, "poly1")
     ce = np.log(s) - (p[rows, safe] - top[:, 0])
     one_minus = -np.expm1(-ce)
     total = float(((ce + epsilon * one_minus) * kept).sum())
