@@ -130,24 +130,31 @@ def _denominator(name: str, call: Call, reduction: str, predictions: np.ndarray,
         count = float(np.dot(sample_weight.reshape(-1), call.counts()))
     if count == 0 and empty == "error":
         raise LossjitError(f"{name}: the {reduction} is over zero terms (an empty input, every "
-                           "target ignored, or zero weights); pass empty='nan' or 'zero' to "
-                           "get a number")
+                           "target ignored, or zero weights); set empty to 'nan' or 'zero' "
+                           "(--empty on the command line) to get a number")
     return count
 
 
-def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str = "mean",
-            want_grad: bool = True, out: np.ndarray | None = None, sample_weight: Any = None,
-            empty: str = "nan", wrt: Sequence[str] = ("predictions",), hessian: bool = False,
-            **params: Any) -> tuple[LossValue, dict[str, np.ndarray], np.ndarray | None]:
-    """The loss, the gradients named in ``wrt`` (when ``want_grad``) and, with ``hessian``,
-    the diagonal of the Hessian: the engine of the public functions."""
-    spec = registry.resolve(name)
+def check_settings(spec: LossSpec, reduction: str, empty: str) -> None:
+    """Raise a clear LossjitError unless ``reduction`` and ``empty`` are valid for ``spec``."""
     if reduction not in spec.reductions:
         raise LossjitError(f"reduction: expected one of {', '.join(spec.reductions)}; got "
                            f"{reduction!r}")
     if empty not in registry.EMPTY_CHOICES:
         raise LossjitError(f"empty: expected one of {', '.join(registry.EMPTY_CHOICES)}; got "
                            f"{empty!r}")
+
+
+def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str = "mean",
+            want_grad: bool = True, out: np.ndarray | None = None, sample_weight: Any = None,
+            empty: str = "nan", wrt: Sequence[str] = ("predictions",), hessian: bool = False,
+            want_value: bool = True, **params: Any
+            ) -> tuple[LossValue | None, dict[str, np.ndarray], np.ndarray | None]:
+    """The loss (unless not ``want_value``), the gradients named in ``wrt`` (when
+    ``want_grad``) and, with ``hessian``, the diagonal of the Hessian: the engine of the
+    public functions."""
+    spec = registry.resolve(name)
+    check_settings(spec, reduction, empty)
     differentiable = ("predictions", *(p.name for p in spec.params if p.differentiable))
     for item in wrt:
         if item not in differentiable:
@@ -221,8 +228,10 @@ def compute(name: str, predictions: Any, targets: Any = None, *, reduction: str 
             if item != "predictions":
                 grads[item] = call.wrt[item](grad_view)
 
-    value: LossValue
-    if reduction == "none":
+    value: LossValue | None
+    if not want_value:
+        value = None
+    elif reduction == "none":
         if hessian:  # a Hessian kernel's losses slot held the Hessian: a value-only pass
             losses = np.empty(call.terms_layout, dtype=x.dtype)
             plain = _kernel_pair(call.kernel)[kernel is parallel]
@@ -317,7 +326,8 @@ def grad_hess(name: str, predictions: Any, targets: Any = None, *,
     ([-0.5, 0.8808], [0.25, 0.105])
     """
     _, grads, hess = compute(name, predictions, targets, reduction=reduction,
-                             sample_weight=sample_weight, empty=empty, hessian=True, **params)
+                             sample_weight=sample_weight, empty=empty, hessian=True,
+                             want_value=False, **params)
     assert hess is not None
     return grads["predictions"], hess
 

@@ -191,19 +191,20 @@ def _signs(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
 
 
 def _stack(members: int, labels: str) -> Callable[[int, Any, Any], list[Any]]:
-    """(rows, members, _WIDTH) groups, with labels "01", "signs" or "" (none); one member
-    per group of _WIDTH numbers stands for a rank pair of scores."""
+    """(rows, members, _WIDTH) groups, with labels "01", "signs" or "" (none)."""
     def build(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-        shape = (rows * _WIDTH, members) if members == 2 and labels == "ranks" else (
-            rows, members, _WIDTH)
-        x = rng.normal(size=shape).astype(dtype)
-        n = shape[0]
-        y = {"01": rng.integers(0, 2, n).astype(float),
-             "signs": rng.choice([-1.0, 1.0], n), "ranks": rng.choice([-1.0, 1.0], n),
+        x = rng.normal(size=(rows, members, _WIDTH)).astype(dtype)
+        y = {"01": rng.integers(0, 2, rows).astype(float), "signs": rng.choice([-1.0, 1.0], rows),
              "": None}[labels]
         return [("labels" if labels else "no targets", x, y)]
 
     return build
+
+
+def _rank_pairs(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
+    # _WIDTH pairs of scores per row, so that every layout's rows hold _WIDTH numbers or more
+    x = rng.normal(size=(rows * _WIDTH, 2)).astype(dtype)
+    return [("labels 1 or -1", x, rng.choice([-1.0, 1.0], x.shape[0]))]
 
 
 #: How each input layout is built: ``(rows, dtype, rng) -> [(variant, predictions, targets)]``,
@@ -216,7 +217,7 @@ LAYOUTS: dict[str, Callable[[int, Any, Any], list[tuple[str, Any, Any]]]] = {
     "class indices": _class_indices,
     "pairs": _stack(2, "01"),
     "signed pairs": _stack(2, "signs"),
-    "rank pairs": _stack(2, "ranks"),
+    "rank pairs": _rank_pairs,
     "triplets": _stack(3, ""),
 }
 _LAYOUT_OF_PREPARE = {

@@ -98,6 +98,10 @@ def _grad_out_option(param: Param) -> str:
     return f"{_option_name(param)}-grad-out"
 
 
+#: The option that names each output file.
+_OUTPUT_OPTIONS = {"predictions": "--grad-out", "hess": "--hess-out"}
+
+
 def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None,
                  reduction: str, grad_out: str | None, no_grad: bool, as_json: bool,
                  given: dict[str, Any], common: dict[str, Any],
@@ -116,10 +120,15 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
     sample_weight = common["sample_weight"]
     if sample_weight is not None:
         sample_weight = parse_array_option(sample_weight, what="--sample-weight")
-    for path in outputs.values():
+    written: dict[str, str] = {}  # what goes where: "predictions" (the gradient), "hess", ...
+    if not no_grad:
+        written["predictions"] = grad_out or default_grad_path(predictions_path)
+    written.update(outputs)
+    for key, path in written.items():
         if path == "-":
-            raise LossjitError("an output path of '-' is not allowed, stdout carries the "
-                               "loss; give a file path")
+            option = _OUTPUT_OPTIONS.get(key) or "--" + key.replace("_", "-") + "-grad-out"
+            raise LossjitError(f"{option}: '-' is not allowed, stdout carries the loss; give "
+                               "a file path")
     wrt = ("predictions", *(name for name in outputs if name != "hess"))
     predictions = read_array(predictions_path, what="predictions")
     targets = None
@@ -145,18 +154,11 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
     protect = [p for p in (predictions_path, targets_path) if p and p != "-"]
     protect += [v for v in (*given.values(), common["sample_weight"])
                 if isinstance(v, str) and os.path.isfile(v)]
-    written: dict[str, str] = {}
-    if not no_grad:
-        grad_path = grad_out or default_grad_path(predictions_path)
-        if grad_path == "-":
-            raise LossjitError("--grad-out: '-' is not allowed, stdout carries the loss; "
-                               "give a file path")
-        written["grad"] = grad_path
-    written.update(outputs)
-    arrays = {"grad": grads.get("predictions"), "hess": hess, **grads}
+    arrays = {**grads, "hess": hess}
     for key, path in written.items():
         write_array(path, np.asarray(arrays[key]), protect=protect)
-        what = {"grad": "gradient", "hess": "Hessian diagonal"}.get(key, f"gradient w.r.t. {key}")
+        what = {"predictions": "gradient", "hess": "Hessian diagonal"}.get(
+            key, f"gradient w.r.t. {key}")
         _say(f"{what} written to {path}")
     seconds = time.perf_counter() - started
 
@@ -165,13 +167,12 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
             "loss": _json_safe(value),
             "name": spec.name,
             "reduction": reduction,
-            "params": {k: _json_safe(v) for k, v in
-                       registry.resolve(spec.name).options(options).items()},
+            "params": {k: _json_safe(v) for k, v in spec.options(options).items()},
             "sample_weight": sample_weight is not None,
             "empty": common["empty"],
             "shape": list(np.shape(predictions)),
             "dtype": str(predictions.dtype if predictions.dtype in FLOATS else np.float64),
-            "grad": written.get("grad"),
+            "grad": written.get("predictions"),
             **{f"{key}_grad" if key != "hess" else key: path
                for key, path in outputs.items()},
             "seconds": seconds,

@@ -38,12 +38,7 @@ class Loss:
                  **options: Any) -> None:
         self.spec = registry.resolve(name)
         self.spec.options(options)  # fail early on a bad option
-        if reduction not in self.spec.reductions:
-            raise api.LossjitError(f"reduction: expected one of "
-                                   f"{', '.join(self.spec.reductions)}; got {reduction!r}")
-        if empty not in registry.EMPTY_CHOICES:
-            raise api.LossjitError(f"empty: expected one of "
-                                   f"{', '.join(registry.EMPTY_CHOICES)}; got {empty!r}")
+        api.check_settings(self.spec, reduction, empty)
         self.name = self.spec.name
         self.reduction: Reduction = reduction
         self.empty: Empty = empty

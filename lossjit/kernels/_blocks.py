@@ -193,7 +193,9 @@ def elementwise_kernels(name: str, pointwise_fn: Callable[..., Any]) -> tuple[An
     return template_kernels(name, elementwise_template, pointwise=pointwise_fn)
 
 
-def elementwise_hessian_kernels(name: str, pointwise_fn: Callable[..., Any]) -> tuple[Any, Any]:
-    """The Hessian kernels (``<name>_hessian``) of an element-wise loss."""
-    return template_kernels(name + "_hessian", elementwise_template, hessian=True,
-                            pointwise=pointwise_fn)
+def elementwise_family(name: str, pointwise_fn: Callable[..., Any]) -> tuple[Any, ...]:
+    """The kernels of a built-in element-wise loss, from its ``pointwise``: serial, parallel,
+    and the Hessian kernels ``<name>_hessian`` and ``<name>_hessian_parallel``."""
+    return (*elementwise_kernels(name, pointwise_fn),
+            *template_kernels(name + "_hessian", elementwise_template, hessian=True,
+                              pointwise=pointwise_fn))

@@ -28,21 +28,22 @@ from typing import Any
 
 import numpy as np
 
-from lossjit._jit import jit, specialise
+from lossjit._jit import jit
 from lossjit.kernels._blocks import (
     LANES,
     columns_template,
-    elementwise_hessian_kernels,
-    elementwise_kernels,
+    elementwise_family,
     lane_sum,
     row_kernels,
     template_kernels,
 )
 from lossjit.kernels._stable import exp, exp_as, log, log1p, log1p_as, log_as, logistic_as
 
-# Free name of the target templates, bound per loss by ``specialise``: the per-class term
-# ``term(logp, p, 1 - p, parameter) -> (value, gradient factor)``.
+# Free names of the templates, bound per loss by ``specialise``: the per-class term
+# ``term(logp, p, 1 - p, parameter) -> (value, gradient factor)``, and whether the kernel
+# writes the Hessian's diagonal (see lossjit.kernels._blocks).
 term: Any = None
+hessian = False
 
 
 @jit
@@ -170,9 +171,11 @@ def _class_weights(weight, classes):
     return weights
 
 
-@jit
-def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index, smoothing):
-    """-(1-e) w_y log p_y - (e/C) sum_c w_c log p_c, p = softmax(x); grad w.r.t. x."""
+def cross_entropy_index_template(x, y, w, grad, losses, scale, weight, ignore_index,
+                                 smoothing):
+    """-(1-e) w_y log p_y - (e/C) sum_c w_c log p_c, p = softmax(x); grad w.r.t. x. With
+    ``hessian`` bound true, ``losses`` receives the Hessian's diagonal A p_c (1 - p_c),
+    A = (1-e) w_y + (e/C) sum_c w_c (0 for an ignored row)."""
     n, classes = x.shape
     weights = _class_weights(weight, classes)
     keep = 1.0 - smoothing
@@ -204,6 +207,14 @@ def cross_entropy_index_block(x, y, w, grad, losses, scale, weight, ignore_index
             even[r] = spread * g
             pull[r] = keep * weights[target] * g
         _softmax_grad(grad, e, y, ignore_index, share, even, weights, pull)
+        if hessian:  # share e_c = A g p_c
+            for r in range(n):
+                inverse = 1.0 / mass[r]
+                kept = y[r] != ignore_index
+                for c in range(classes):
+                    curvature = share[r] * e[r, c] * (1.0 - e[r, c] * inverse)
+                    losses[r, c] = curvature if kept else 0.0
+            return lane_sum(values, lanes)
     return _terms_total(values, losses, lanes)
 
 
@@ -316,7 +327,9 @@ def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, param
     """sum_c a_c q_c v(p_c), p = softmax(x), q = (1-e) t + e/C, for a bound per-class
     ``term(logp, p, u, parameter) -> (v, F)``: softmax cross-entropy with probability targets
     (a = class weights), softmax focal loss with one-hot or soft targets (e = 0, a = alpha) and
-    Poly-1. grad p_j sum_c a_c q_c F_c - a_j q_j F_j.
+    Poly-1. grad p_j sum_c a_c q_c F_c - a_j q_j F_j. With ``hessian`` bound true (for
+    cross-entropy's term, F = 1), ``losses`` receives the Hessian's diagonal A p_c (1 - p_c),
+    A = sum_c a_c q_c.
     """
     n, classes = x.shape
     weights = _class_weights(weight, classes)
@@ -344,7 +357,7 @@ def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, param
                 own[c] = aq * factor
         term_weight = w[r] if w.size else 1.0
         value = lane_sum(parts, lanes) * term_weight
-        if losses.size:
+        if losses.size and not hessian:
             losses[r] = value
         total += value
         if grad.size:
@@ -352,6 +365,10 @@ def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, param
             g = term_weight * scale
             for c in range(classes):
                 grad[r, c] = (e[c] * inverse * weight_total - own[c]) * g
+            if hessian:
+                for c in range(classes):
+                    p = e[c] * inverse
+                    losses[r, c] = weight_total * g * p * (1.0 - p)
     return total
 
 
@@ -573,72 +590,14 @@ def soft_margin_pointwise(x, y, params):
     return float(softplus_neg), -y * q, y * y * float(p) * q
 
 
-@jit
-def _softmax_curvature(x, amount, hess):
-    """hess[r, c] = amount[r] p_c (1 - p_c), p = softmax(x[r]): the Hessian's diagonal of
-    amount[r] times a softmax cross-entropy whose targets sum to 1."""
-    n, classes = x.shape
-    e = np.empty((n, classes), x.dtype)
-    top, mass, lse = np.empty(n, x.dtype), np.empty(n), np.empty(n)
-    _softmax_block(x, e, top, mass, lse)
-    for r in range(n):
-        inverse = 1.0 / mass[r]
-        for c in range(classes):
-            p = e[r, c] * inverse
-            hess[r, c] = amount[r] * p * (1.0 - p)
-
-
-@jit
-def cross_entropy_index_hessian_block(x, y, w, grad, hess, scale, weight, ignore_index,
-                                      smoothing):
-    """cross_entropy_index's loss and gradient, and the Hessian's diagonal
-    A p_c (1 - p_c) with A = (1-e) w_y + (e/C) sum_c w_c (0 for an ignored row)."""
-    total = cross_entropy_index_block(x, y, w, grad, np.empty(0), scale, weight, ignore_index,
-                                      smoothing)
-    n, classes = x.shape
-    weights = _class_weights(weight, classes)
-    term_weights = _term_weights(w, n)
-    spread = smoothing / classes * lane_sum(weights, np.empty(LANES))
-    amount = np.empty(n)
-    for r in range(n):
-        kept = y[r] != ignore_index
-        target = y[r] if kept else 0
-        amount[r] = ((1.0 - smoothing) * weights[target] + spread) * term_weights[r] * scale
-        amount[r] = amount[r] if kept else 0.0
-    _softmax_curvature(x, amount, hess)
-    return total
-
-
-_cross_entropy_soft_block = specialise(soft_targets_template, "cross_entropy_soft_block",
-                                       term=cross_entropy_term)
-
-
-@jit
-def cross_entropy_soft_hessian_block(x, y, w, grad, hess, scale, weight, smoothing, unused):
-    """cross_entropy_soft's loss and gradient, and the Hessian's diagonal A p_c (1 - p_c)
-    with A = sum_c w_c q_c."""
-    total = _cross_entropy_soft_block(x, y, w, grad, np.empty(0), scale, weight, smoothing,
-                                      unused)
-    n, classes = x.shape
-    weights = _class_weights(weight, classes)
-    term_weights = _term_weights(w, n)
-    amount = np.zeros(n)
-    for r in range(n):
-        for c in range(classes):
-            amount[r] += weights[c] * ((1.0 - smoothing) * float(y[r, c]) + smoothing / classes)
-        amount[r] *= term_weights[r] * scale
-    _softmax_curvature(x, amount, hess)
-    return total
-
-
-cross_entropy_index, cross_entropy_index_parallel = row_kernels(
-    "cross_entropy_index", cross_entropy_index_block)
-cross_entropy_index_hessian, cross_entropy_index_hessian_parallel = row_kernels(
-    "cross_entropy_index_hessian", cross_entropy_index_hessian_block)
-cross_entropy_soft, cross_entropy_soft_parallel = row_kernels("cross_entropy_soft",
-                                                              _cross_entropy_soft_block)
-cross_entropy_soft_hessian, cross_entropy_soft_hessian_parallel = row_kernels(
-    "cross_entropy_soft_hessian", cross_entropy_soft_hessian_block)
+cross_entropy_index, cross_entropy_index_parallel = template_kernels(
+    "cross_entropy_index", cross_entropy_index_template)
+cross_entropy_index_hessian, cross_entropy_index_hessian_parallel = template_kernels(
+    "cross_entropy_index_hessian", cross_entropy_index_template, hessian=True)
+cross_entropy_soft, cross_entropy_soft_parallel = template_kernels(
+    "cross_entropy_soft", soft_targets_template, term=cross_entropy_term)
+cross_entropy_soft_hessian, cross_entropy_soft_hessian_parallel = template_kernels(
+    "cross_entropy_soft_hessian", soft_targets_template, hessian=True, term=cross_entropy_term)
 focal_soft, focal_soft_parallel = template_kernels("focal_soft", soft_targets_template,
                                                    term=focal_term)
 cross_entropy_probs, cross_entropy_probs_parallel = row_kernels(
@@ -660,29 +619,24 @@ bce_with_logits_columns_hessian, bce_with_logits_columns_hessian_parallel = temp
     "bce_with_logits_columns_hessian", columns_template, hessian=True,
     pointwise=bce_with_logits_pointwise)
 
-binary_cross_entropy, binary_cross_entropy_parallel = elementwise_kernels(
+(binary_cross_entropy, binary_cross_entropy_parallel,
+ binary_cross_entropy_hessian, binary_cross_entropy_hessian_parallel) = elementwise_family(
     "binary_cross_entropy", binary_cross_entropy_pointwise)
-bce_with_logits, bce_with_logits_parallel = elementwise_kernels(
+(bce_with_logits, bce_with_logits_parallel,
+ bce_with_logits_hessian, bce_with_logits_hessian_parallel) = elementwise_family(
     "bce_with_logits", bce_with_logits_pointwise)
-sigmoid_focal, sigmoid_focal_parallel = elementwise_kernels(
+(sigmoid_focal, sigmoid_focal_parallel,
+ sigmoid_focal_hessian, sigmoid_focal_hessian_parallel) = elementwise_family(
     "sigmoid_focal", sigmoid_focal_pointwise)
-kl_div, kl_div_parallel = elementwise_kernels("kl_div", kl_div_pointwise)
-hinge_embedding, hinge_embedding_parallel = elementwise_kernels("hinge_embedding",
-                                                                hinge_embedding_pointwise)
-soft_margin, soft_margin_parallel = elementwise_kernels("soft_margin", soft_margin_pointwise)
-
-binary_cross_entropy_hessian, binary_cross_entropy_hessian_parallel = (
-    elementwise_hessian_kernels("binary_cross_entropy", binary_cross_entropy_pointwise))
-bce_with_logits_hessian, bce_with_logits_hessian_parallel = elementwise_hessian_kernels(
-    "bce_with_logits", bce_with_logits_pointwise)
-sigmoid_focal_hessian, sigmoid_focal_hessian_parallel = elementwise_hessian_kernels(
-    "sigmoid_focal", sigmoid_focal_pointwise)
-kl_div_hessian, kl_div_hessian_parallel = elementwise_hessian_kernels("kl_div",
-                                                                      kl_div_pointwise)
-hinge_embedding_hessian, hinge_embedding_hessian_parallel = elementwise_hessian_kernels(
+kl_div, kl_div_parallel, kl_div_hessian, kl_div_hessian_parallel = elementwise_family(
+    "kl_div", kl_div_pointwise)
+(hinge_embedding, hinge_embedding_parallel,
+ hinge_embedding_hessian, hinge_embedding_hessian_parallel) = elementwise_family(
     "hinge_embedding", hinge_embedding_pointwise)
-soft_margin_hessian, soft_margin_hessian_parallel = elementwise_hessian_kernels(
+(soft_margin, soft_margin_parallel,
+ soft_margin_hessian, soft_margin_hessian_parallel) = elementwise_family(
     "soft_margin", soft_margin_pointwise)
+
 
 __all__ = [  # the kernels: each serial kernel and its parallel twin
     "bce_with_logits", "bce_with_logits_columns", "bce_with_logits_columns_hessian",

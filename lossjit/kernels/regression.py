@@ -25,8 +25,7 @@ import numpy as np
 from lossjit._jit import jit
 from lossjit.kernels._blocks import (
     LANES,
-    elementwise_hessian_kernels,
-    elementwise_kernels,
+    elementwise_family,
     lane_sum,
     template_kernels,
 )
@@ -138,28 +137,21 @@ def poisson_nll_pointwise(x, y, params):
     return value + stirling, slope, curvature
 
 
-mse, mse_parallel = elementwise_kernels("mse", mse_pointwise)
-l1, l1_parallel = elementwise_kernels("l1", l1_pointwise)
-huber, huber_parallel = elementwise_kernels("huber", huber_pointwise)
-smooth_l1, smooth_l1_parallel = elementwise_kernels("smooth_l1", smooth_l1_pointwise)
-log_cosh, log_cosh_parallel = elementwise_kernels("log_cosh", log_cosh_pointwise)
-pseudo_huber, pseudo_huber_parallel = elementwise_kernels("pseudo_huber",
-                                                          pseudo_huber_pointwise)
-quantile, quantile_parallel = elementwise_kernels("quantile", quantile_pointwise)
-poisson_nll, poisson_nll_parallel = elementwise_kernels("poisson_nll", poisson_nll_pointwise)
-
-mse_hessian, mse_hessian_parallel = elementwise_hessian_kernels("mse", mse_pointwise)
-l1_hessian, l1_hessian_parallel = elementwise_hessian_kernels("l1", l1_pointwise)
-huber_hessian, huber_hessian_parallel = elementwise_hessian_kernels("huber", huber_pointwise)
-smooth_l1_hessian, smooth_l1_hessian_parallel = elementwise_hessian_kernels(
+mse, mse_parallel, mse_hessian, mse_hessian_parallel = elementwise_family("mse", mse_pointwise)
+l1, l1_parallel, l1_hessian, l1_hessian_parallel = elementwise_family("l1", l1_pointwise)
+huber, huber_parallel, huber_hessian, huber_hessian_parallel = elementwise_family(
+    "huber", huber_pointwise)
+smooth_l1, smooth_l1_parallel, smooth_l1_hessian, smooth_l1_hessian_parallel = elementwise_family(
     "smooth_l1", smooth_l1_pointwise)
-log_cosh_hessian, log_cosh_hessian_parallel = elementwise_hessian_kernels(
+log_cosh, log_cosh_parallel, log_cosh_hessian, log_cosh_hessian_parallel = elementwise_family(
     "log_cosh", log_cosh_pointwise)
-pseudo_huber_hessian, pseudo_huber_hessian_parallel = elementwise_hessian_kernels(
+(pseudo_huber, pseudo_huber_parallel,
+ pseudo_huber_hessian, pseudo_huber_hessian_parallel) = elementwise_family(
     "pseudo_huber", pseudo_huber_pointwise)
-quantile_hessian, quantile_hessian_parallel = elementwise_hessian_kernels(
+quantile, quantile_parallel, quantile_hessian, quantile_hessian_parallel = elementwise_family(
     "quantile", quantile_pointwise)
-poisson_nll_hessian, poisson_nll_hessian_parallel = elementwise_hessian_kernels(
+(poisson_nll, poisson_nll_parallel,
+ poisson_nll_hessian, poisson_nll_hessian_parallel) = elementwise_family(
     "poisson_nll", poisson_nll_pointwise)
 
 
