@@ -12,9 +12,10 @@ The public API: :func:`value_and_grad`, :func:`loss`, :func:`grad`, :func:`grad_
 :mod:`lossjit.kernels`. Importing lossjit does not import Numba; the first call does.
 """
 
+from lossjit._version import __version__
 from lossjit.api import grad, grad_hess, loss, names, register, value_and_grad
 from lossjit.errors import LossjitError, UnknownLossError
-from lossjit.objects import (
+from lossjit.loss_objects import (
     ContrastiveLoss,
     CrossEntropyLoss,
     FocalLoss,
@@ -24,8 +25,6 @@ from lossjit.objects import (
     get,
 )
 from lossjit.registry import LossSpec, Param
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ContrastiveLoss",

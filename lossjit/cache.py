@@ -38,7 +38,7 @@ def default_cache_dir() -> str:
     """The per-user, per-version cache directory (used unless ``NUMBA_CACHE_DIR`` is set)."""
     from platformdirs import user_cache_dir
 
-    from lossjit import __version__
+    from lossjit._version import __version__
 
     return os.path.join(user_cache_dir("lossjit"), __version__)
 

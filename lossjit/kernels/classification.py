@@ -9,7 +9,7 @@ probabilities (``*_soft``, ``*_probs``); per-term weights and outputs are ``(row
 kernel follows the signature in :mod:`lossjit.kernels._blocks`.
 
 Softmax is log-sum-exp with the row's maximum subtracted, so no finite logit overflows; the
-exponentials use the vectorising ``exp`` of :mod:`lossjit.kernels._stable` and are added in
+exponentials use the vectorising ``exp`` of :mod:`lossjit.kernels.vecmath` and are added in
 lanes. A -inf logit is a masked class that contributes exactly 0; a -inf logit at the target
 gives a loss of +inf.
 
@@ -37,7 +37,7 @@ from lossjit.kernels._blocks import (
     row_kernels,
     template_kernels,
 )
-from lossjit.kernels._stable import exp, exp_as, log, log1p, log1p_as, log_as, logistic_as
+from lossjit.kernels.vecmath import exp, exp_as, log, log1p, log1p_as, log_as, logistic_as
 
 # Free names of the templates, bound per loss by ``specialise``: the per-class term
 # ``term(logp, p, 1 - p, parameter) -> (value, gradient factor)``, and whether the kernel

@@ -18,7 +18,7 @@ import math
 
 from lossjit._jit import jit
 from lossjit.kernels._blocks import row_kernels
-from lossjit.kernels._stable import sign
+from lossjit.kernels.vecmath import sign
 
 
 @jit

@@ -29,7 +29,7 @@ from lossjit.kernels._blocks import (
     lane_sum,
     template_kernels,
 )
-from lossjit.kernels._stable import exp, log, log1p, sign
+from lossjit.kernels.vecmath import exp, log, log1p, sign
 
 hessian = False  # bound per specialisation (see lossjit.kernels._blocks)
 
