@@ -114,9 +114,18 @@ def specialise(template: Callable[..., Any], name: str, *, parallel: bool = Fals
     >>> block = specialise(_blocks.elementwise_template, "demo_block", pointwise=mse_pointwise)
     >>> kernel = specialise(_blocks.rows_template, "demo", block=block)
     >>> none = np.empty(0)
-    >>> kernel(np.array([1.0, 2.0]), np.zeros(2), none, none, none, 1.0)
+    >>> kernel(np.array([1.0, 2.0]), np.zeros(2), none, none, none, none, none, 1.0)
     5.0
+    >>> specialise(_blocks.rows_template, "demo", blok=block)
+    Traceback (most recent call last):
+    ...
+    TypeError: specialise: rows_template has no free name 'blok' to bind (its free names: ...)
     """
+    free = set(template.__code__.co_names)
+    unknown = sorted(set(bindings) - free)
+    if unknown:
+        raise TypeError(f"specialise: {template.__name__} has no free name {unknown[0]!r} to "
+                        f"bind (its free names: {', '.join(sorted(free))})")
     namespace = dict(template.__globals__)
     namespace.update(bindings)
     qualname = f"{name}_{'parallel' if parallel else 'serial'}_{_fingerprint(bindings)}"

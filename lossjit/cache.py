@@ -17,7 +17,6 @@ Importing this module does not import Numba; :func:`warm` does.
 from __future__ import annotations
 
 import json
-import math
 import os
 import queue
 import re
@@ -139,9 +138,8 @@ def clear(path: str | os.PathLike[str] | None = None) -> tuple[int, int]:
 
 # --- warm -----------------------------------------------------------------------------------
 
-#: Rows of the small inputs; every layout's rows hold ``_WIDTH`` numbers per member (the
-#: classes of a classification loss, the embedding size of pairs and triplets).
-_ROWS = 3
+#: Numbers in the small example inputs, and the width of their rows (classes, embedding size).
+_SMALL = 12
 _WIDTH = 4
 
 
@@ -164,82 +162,6 @@ class Warmed:
     errors: tuple[str, ...] = ()
 
 
-def _elementwise(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-    # Probabilities in (0, 1) are valid for every element-wise loss (binary_cross_entropy).
-    x = rng.uniform(0.05, 0.95, (rows, _WIDTH)).astype(dtype)
-    return [("values", x, rng.uniform(0.0, 1.0, x.shape).astype(dtype))]
-
-
-def _classes(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-    import numpy as np
-
-    # Probabilities: valid logits too, and valid inputs with from_logits=false.
-    x = rng.uniform(0.1, 1.0, (rows, _WIDTH))
-    x = (x / x.sum(axis=1, keepdims=True)).astype(dtype)
-    labels = rng.integers(0, _WIDTH, rows)
-    one_hot = np.eye(_WIDTH, dtype=dtype)[labels]
-    return [("index targets", x, labels), ("probability targets", x, one_hot)]
-
-
-def _class_indices(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-    return _classes(rows, dtype, rng)[:1]
-
-
-def _signs(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-    x = rng.normal(size=(rows, _WIDTH)).astype(dtype)
-    return [("labels 1 or -1", x, rng.choice([-1.0, 1.0], x.shape).astype(dtype))]
-
-
-def _stack(members: int, labels: str) -> Callable[[int, Any, Any], list[Any]]:
-    """(rows, members, _WIDTH) groups, with labels "01", "signs" or "" (none)."""
-    def build(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-        x = rng.normal(size=(rows, members, _WIDTH)).astype(dtype)
-        y = {"01": rng.integers(0, 2, rows).astype(float), "signs": rng.choice([-1.0, 1.0], rows),
-             "": None}[labels]
-        return [("labels" if labels else "no targets", x, y)]
-
-    return build
-
-
-def _rank_pairs(rows: int, dtype: Any, rng: Any) -> list[tuple[str, Any, Any]]:
-    # _WIDTH pairs of scores per row, so that every layout's rows hold _WIDTH numbers or more
-    x = rng.normal(size=(rows * _WIDTH, 2)).astype(dtype)
-    return [("labels 1 or -1", x, rng.choice([-1.0, 1.0], x.shape[0]))]
-
-
-#: How each input layout is built: ``(rows, dtype, rng) -> [(variant, predictions, targets)]``,
-#: each row holding the same count of numbers; and which layout a ``prepare`` function takes.
-#: Any other loss (a user's ``register(pointwise=...)``) is taken to be element-wise.
-LAYOUTS: dict[str, Callable[[int, Any, Any], list[tuple[str, Any, Any]]]] = {
-    "elementwise": _elementwise,
-    "signs": _signs,
-    "classes": _classes,
-    "class indices": _class_indices,
-    "pairs": _stack(2, "01"),
-    "signed pairs": _stack(2, "signs"),
-    "rank pairs": _rank_pairs,
-    "triplets": _stack(3, ""),
-}
-_LAYOUT_OF_PREPARE = {
-    "lossjit.layouts:hinge_embedding": "signs",
-    "lossjit.layouts:cross_entropy": "classes",
-    "lossjit.layouts:focal": "classes",
-    "lossjit.layouts:poly1": "classes",
-    "lossjit.layouts:nll": "class indices",
-    "lossjit.layouts:multi_margin": "class indices",
-    "lossjit.layouts:contrastive": "pairs",
-    "lossjit.layouts:cosine_embedding": "signed pairs",
-    "lossjit.layouts:margin_ranking": "rank pairs",
-    "lossjit.layouts:triplet": "triplets",
-}
-
-
-def layout_of(spec: Any) -> str:
-    """The key in :data:`LAYOUTS` of a loss's input layout."""
-    prepare = spec.prepare if isinstance(spec.prepare, str) else ""
-    return _LAYOUT_OF_PREPARE.get(prepare, "elementwise")
-
-
 def option_sets(spec: Any) -> list[dict[str, Any]]:
     """The options ``warm`` calls a loss with, derived from its registry spec: the defaults;
     each boolean option flipped (``from_logits``, ``swap``: they can choose another kernel);
@@ -257,12 +179,6 @@ def option_sets(spec: Any) -> list[dict[str, Any]]:
     return sets
 
 
-def _label(kernel: Any) -> list[str]:
-    if isinstance(kernel, str):
-        return [kernel, kernel + "_parallel"]
-    return [getattr(getattr(k, "py_func", k), "__name__", repr(k)) for k in kernel]
-
-
 def _counts(dispatchers: Iterable[Any]) -> tuple[int, int]:
     compiled = loaded = 0
     for d in dispatchers:
@@ -273,17 +189,33 @@ def _counts(dispatchers: Iterable[Any]) -> tuple[int, int]:
     return compiled, loaded
 
 
-def _warm_one(name: str, dtypes: Sequence[Any], parallel: bool) -> Warmed:
+def _variants(spec: Any, dtype: Any, size: int) -> list[tuple[str, Any, Any, dict[str, Any]]]:
+    """(what, predictions, targets, options) for every example the loss's layout makes and
+    every option set of :func:`option_sets`."""
     import numpy as np
 
-    from lossjit import api, kernels, registry
+    from lossjit.layouts import examples_for
+
+    found = []
+    for example in examples_for(spec.layout, size, dtype, width=_WIDTH):
+        for options in option_sets(spec):
+            chosen = {**options, **example.options}
+            what = f"{example.label}, {np.dtype(dtype).name}" + "".join(
+                f", {k}={'array' if isinstance(v, np.ndarray) else v}"
+                for k, v in chosen.items())
+            found.append((what, example.predictions, example.targets, chosen))
+    return found
+
+
+def _warm_one(name: str, dtypes: Sequence[Any], parallel: bool) -> Warmed:
+    from lossjit import api, registry
+    from lossjit.blocking import PARALLEL_MIN
     from lossjit.errors import LossjitError
+    from lossjit.plan import make_plan
 
     started = time.perf_counter()
     spec = registry.resolve(name)
-    build = LAYOUTS[layout_of(spec)]
-    large_rows = math.ceil(api.PARALLEL_MIN / _WIDTH)  # rows of every layout hold >= _WIDTH
-    sizes = [_ROWS] + ([large_rows] if parallel else [])
+    sizes = [_SMALL] + ([PARALLEL_MIN] if parallel else [])
     labels: dict[str, None] = {}
     dispatchers: dict[int, Any] = {}
     errors: list[str] = []
@@ -291,33 +223,23 @@ def _warm_one(name: str, dtypes: Sequence[Any], parallel: bool) -> Warmed:
 
     # First note which kernels the variants dispatch to (no compiling), to count their
     # compilations; then make the calls the API makes.
-    plan = []
+    todo = []
     for dtype in dtypes:
-        for rows in sizes:
-            rng = np.random.default_rng(0)
-            for variant, x, y in build(rows, dtype, rng):
-                for options in option_sets(spec):
-                    what = f"{variant}, {np.dtype(dtype).name}" + "".join(
-                        f", {k}={'array' if isinstance(v, np.ndarray) else v}"
-                        for k, v in options.items())
-                    try:
-                        call = api._prepare_function(spec)(x, y, spec.options(options))
-                    except LossjitError as exc:
-                        if rows == _ROWS:
-                            errors.append(f"{what}: {exc}")
-                        continue
-                    kernel_names = [call.kernel]
-                    hessian = (isinstance(call.kernel, str) and bool(spec.hessian)
-                               and hasattr(kernels, call.kernel + "_hessian"))
-                    if hessian:
-                        kernel_names.append(call.kernel + "_hessian")
-                    for kernel_name in kernel_names:
-                        labels.update(dict.fromkeys(_label(kernel_name)))
-                        for kernel in api._kernel_pair(kernel_name):
-                            dispatchers[id(kernel)] = kernel
-                    plan.append((x, y, options, hessian))
+        for size in sizes:
+            for what, x, y, options in _variants(spec, dtype, size):
+                try:
+                    plan = make_plan(spec.name, **options)
+                    kernels = plan.kernel_set(plan.lay_out(x, y))
+                except LossjitError as exc:
+                    if size == _SMALL:
+                        errors.append(f"{what}: {exc}")
+                    continue
+                labels.update(dict.fromkeys([kernels.name, kernels.name + "_parallel"]))
+                for kernel in (kernels.serial, kernels.parallel):
+                    dispatchers[id(kernel)] = kernel
+                todo.append((x, y, options, kernels.hessian))
     before = _counts(dispatchers.values())
-    for x, y, options, hessian in plan:
+    for x, y, options, hessian in todo:
         for reduction in ("mean", "none"):
             api.value_and_grad(spec.name, x, y, reduction=reduction, **options)
             api.loss(spec.name, x, y, reduction=reduction, **options)
@@ -383,8 +305,7 @@ def warm(names: Sequence[str] | None = None, dtypes: Sequence[Any] = ("float32",
     elsewhere = [n for n in wanted if registry.resolve(n) is builtin.get(n)]
     if jobs > 1 and len(elsewhere) > 1:
         # Longest first: the losses with the most variants of input and options.
-        elsewhere.sort(key=lambda n: -len(option_sets(builtin[n])) * len(
-            LAYOUTS[layout_of(builtin[n])](1, np.float64, np.random.default_rng(0))))
+        elsewhere.sort(key=lambda n: -len(_variants(builtin[n], np.float64, _SMALL)))
         _warm_in_workers(elsewhere, [dt.name for dt in chosen], parallel,
                          min(int(jobs), len(elsewhere)), finish)
     for name in wanted:

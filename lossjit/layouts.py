@@ -1,26 +1,39 @@
-"""Input layouts: check the user's arrays and turn them into one kernel call.
+"""Input layouts: one class per kind of input, one configured object per loss.
 
-Each ``prepare`` function takes ``(predictions, targets, options)`` and returns a
-:class:`Call`: which kernel, its ``x``/``y``/``w`` arrays and parameters, the shape of the
-per-term losses, and the denominator of the mean. Every check raises a
-:class:`~lossjit.errors.LossjitError` that names the argument, what it got and what was
-expected. Only NumPy is used here; nothing is compiled.
+A layout object does three things for the losses it serves:
+
+- :meth:`Layout.lay_out` checks the user's arrays and lays them out into one kernel call
+  (:class:`KernelInputs`): ``x``/``y``/``w``, the parameters, the shape of the per-term
+  losses, each term's share of the mean's denominator, and which of the loss's kernel sets
+  (``variant``) it needs. Every check raises a :class:`~lossjit.errors.LossjitError` that names
+  the argument, what it got and what was expected.
+- :meth:`Layout.examples` makes valid example inputs of about a given size and dtype: what
+  cache warm-up, ``lossjit bench``, the benchmarks and the parametrised tests run.
+- :meth:`Layout.cut` says where a call may be cut into pieces: along the predictions' axis 0,
+  at multiples of the number it returns, so that each piece holds whole kernel blocks
+  (:mod:`lossjit.blocking`); ``None`` when it cannot be cut.
+
+Only NumPy is used here; nothing is compiled.
 
 >>> import numpy as np
->>> call = elementwise_for("mse")(np.zeros((2, 3)), np.ones((2, 3)), {})
->>> call.kernel, call.x.shape, call.count
-('mse', (6,), 6.0)
+>>> inputs = Elementwise().lay_out(np.zeros((2, 3)), np.ones((2, 3)), {})
+>>> inputs.x.shape, inputs.terms
+((6,), 6)
+>>> Elementwise().cut((100_000, 3), {})
+8192
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from lossjit.blocking import block_rows
 from lossjit.errors import LossjitError
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -32,32 +45,51 @@ class ConversionWarning(UserWarning):
 
 
 @dataclass
-class Call:
-    """One kernel call: ``kernel(x, y, w, grad, losses, scale, *params)``.
+class KernelInputs:
+    """One kernel call, laid out: ``kernel(x, y, w, grad, hess, losses, sums, scale,
+    *params)`` with the kernels of the loss's ``variant`` (None where it has one set).
 
-    ``grad`` is laid out as ``x``, and reshaped to the predictions' shape (or copied into it
-    by ``unpack``); ``losses`` is laid out as ``terms_layout``, returned to the user with
-    ``terms_shape``; ``count`` is what ``reduction="mean"`` divides by, and ``counts`` (when
-    the terms do not count one each) gives each term's share of it, laid out as the terms:
-    what ``sample_weight`` weighs. ``wrt`` maps an option that can be differentiated to the
-    function that takes its gradient out of the kernel's gradient.
+    ``grad`` and ``hess`` are laid out as ``x``, and reshaped to the predictions' shape (or
+    copied into it by ``unpack``); ``losses`` is laid out as ``terms_layout`` and returned to
+    the user with ``terms_shape``. ``shares`` (when the terms do not count one each towards
+    the mean's denominator) gives each term's share of it, laid out as the terms: the class
+    weight of its target, 0 when ignored. ``wrt`` maps an option that can be differentiated to
+    the function that takes its gradient out of the kernel's gradient.
     """
 
-    kernel: str | tuple[Any, Any]
+    variant: str | None
     x: np.ndarray
     y: np.ndarray
     params: tuple[Any, ...]
     terms_shape: tuple[int, ...]
-    count: float
     w: np.ndarray = field(default_factory=lambda: NO_WEIGHTS)
     terms_layout: tuple[int, ...] | None = None
     unpack: Callable[[np.ndarray, np.ndarray], None] | None = None
-    counts: Callable[[], np.ndarray] | None = None
+    shares: Callable[[], np.ndarray] | None = None
     wrt: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.terms_layout is None:
             self.terms_layout = self.terms_shape
+
+    @property
+    def terms(self) -> int:
+        """How many loss terms the call has."""
+        assert self.terms_layout is not None
+        return math.prod(self.terms_layout)
+
+
+@dataclass(frozen=True)
+class Example:
+    """Valid inputs for a loss: what ``label`` says, with the ``options`` they need."""
+
+    label: str
+    predictions: np.ndarray
+    targets: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# --- checks and conversions -------------------------------------------------------------------
 
 
 def floats(array: Any, what: str) -> np.ndarray:
@@ -66,7 +98,7 @@ def floats(array: Any, what: str) -> np.ndarray:
     if a.dtype in FLOATS:
         return np.asarray(a, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     if a.dtype.kind in "biu" or a.dtype == np.float16:
-        warnings.warn(f"{what}: converted {a.dtype} to float64", ConversionWarning, stacklevel=4)
+        warnings.warn(f"{what}: converted {a.dtype} to float64", ConversionWarning, stacklevel=5)
         return np.asarray(a, dtype=np.float64, order="C")
     raise LossjitError(f"{what}: dtype {a.dtype} is not supported; expected float or integer "
                        "numbers")
@@ -89,13 +121,18 @@ def _values_like(targets: Any, x: np.ndarray, what: str = "targets") -> np.ndarr
     return np.asarray(t, dtype=x.dtype, order="C")
 
 
+def _numbers(value: Any, what: str) -> np.ndarray:
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise LossjitError(f"{what}: dtype {a.dtype} is not supported; expected numbers")
+    return a
+
+
 def _broadcast_weight(weight: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     """A weight array broadcast to ``shape``, as float64 (PyTorch's broadcasting rules)."""
     if weight is None:
         return NO_WEIGHTS
-    wt = np.asarray(weight)
-    if wt.dtype.kind not in "biuf":
-        raise LossjitError(f"{what}: dtype {wt.dtype} is not supported; expected numbers")
+    wt = _numbers(weight, what)
     try:  # a copy: a broadcast view is read-only, which Numba would compile apart
         return np.array(np.broadcast_to(wt.astype(np.float64), shape), order="C")
     except ValueError:
@@ -118,127 +155,250 @@ def _class_vector(values: Any, classes: int, what: str) -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
-# --- element-wise -------------------------------------------------------------------------
-
-
-def elementwise_for(kernel: str | tuple[Any, Any], *param_names: str) -> Callable[..., Call]:
-    """The ``prepare`` of an element-wise loss whose options are ``param_names``, in order."""
-
-    def prepare(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-        x = floats(predictions, "predictions")
-        y = _values_like(targets, x)
-        params = tuple(options[name] for name in param_names)
-        return Call(kernel, x.reshape(-1), y.reshape(-1), params, x.shape, float(x.size),
-                    terms_layout=(x.size,))
-
-    return prepare
-
-
-mse = elementwise_for("mse")
-l1 = elementwise_for("l1")
-huber = elementwise_for("huber", "delta")
-smooth_l1 = elementwise_for("smooth_l1", "beta")
-log_cosh = elementwise_for("log_cosh")
-pseudo_huber = elementwise_for("pseudo_huber", "delta")
-quantile = elementwise_for("quantile", "quantile")
-poisson_nll = elementwise_for("poisson_nll", "log_input", "full", "eps")
-sigmoid_focal = elementwise_for("sigmoid_focal", "alpha", "gamma")
-kl_div = elementwise_for("kl_div", "log_target")
-soft_margin = elementwise_for("soft_margin")
-
-
-def _check_signs(labels: np.ndarray, what: str = "targets") -> None:
+def check_signs(labels: np.ndarray, what: str = "targets") -> None:
     """Labels must be 1 or -1."""
     bad = (labels != 1) & (labels != -1)
     if bad.any():
         raise LossjitError(f"{what}: labels must be 1 or -1, got {labels.flat[np.argmax(bad)]!r}")
 
 
-def hinge_embedding(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Element-wise, with targets 1 or -1."""
-    call = elementwise_for("hinge_embedding", "margin")(predictions, targets, options)
-    _check_signs(call.y)
-    return call
+# --- example values ---------------------------------------------------------------------------
 
 
-def gaussian_nll(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Means and targets of one shape, and ``var`` in one of the shapes PyTorch accepts; the
-    kernel gets rows (mean, var), with var broadcast, and differentiates both."""
-    x = floats(predictions, "predictions")
-    y = _values_like(targets, x)
-    v = np.asarray(options["var"])
-    if v.dtype.kind not in "biuf":
-        raise LossjitError(f"var: dtype {v.dtype} is not supported; expected numbers")
-    given = v.shape
-    if v.ndim and v.shape != x.shape:
-        if v.shape == x.shape[:-1]:
-            v = v[..., None]
-        mismatched = [size for size, full in zip(v.shape, x.shape, strict=False)
-                      if size != full]
-        if v.ndim != x.ndim or mismatched != [1]:
-            raise LossjitError(
-                f"var: shape {_shape(given)} does not fit predictions {_shape(x.shape)}; "
-                f"expected {_shape(x.shape)}, {_shape(x.shape[:-1])}, that shape with one "
-                "axis of size 1, or a number")
-    v = v.astype(x.dtype, copy=False)
-    negative = v < 0
-    if negative.any():
-        raise LossjitError(f"var: variances must be >= 0, got {v.flat[np.argmax(negative)]!r}")
-    rows = np.empty((x.size, 2), dtype=x.dtype)
-    rows[:, 0] = x.reshape(-1)
-    rows[:, 1] = np.broadcast_to(v, x.shape).reshape(-1)
-    shape = x.shape
-    summed = tuple(axis for axis in range(x.ndim) if v.ndim == 0 or v.shape[axis] != shape[axis])
+@dataclass(frozen=True)
+class Domain:
+    """The values an input takes, for example inputs: ``sample(rng, shape) -> float64``."""
 
-    def unpack(view: np.ndarray, grad: np.ndarray) -> None:
-        grad.reshape(-1)[...] = view[:, 0]
-
-    def var_grad(view: np.ndarray) -> np.ndarray:
-        full = np.ascontiguousarray(view[:, 1]).reshape(shape)
-        return np.asarray(full.sum(axis=summed, keepdims=v.ndim > 0)).reshape(given)
-
-    return Call("gaussian_nll", rows, y.reshape(-1), (options["full"], options["eps"]), shape,
-                float(x.size), terms_layout=(x.size,), unpack=unpack, wrt={"var": var_grad})
+    name: str
+    sample: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
 
-def binary_cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Probabilities in [0, 1], targets of the same shape, ``weight`` broadcast."""
-    call = elementwise_for("binary_cross_entropy")(predictions, targets, options)
-    x = call.x
+REAL = Domain("real", lambda rng, shape: rng.normal(size=shape))
+UNIT = Domain("in (0, 1)", lambda rng, shape: rng.uniform(0.05, 0.95, shape))
+BINARY = Domain("0 or 1", lambda rng, shape: rng.integers(0, 2, shape).astype(np.float64))
+SIGNS = Domain("1 or -1", lambda rng, shape: rng.choice([-1.0, 1.0], shape))
+COUNTS = Domain("counts", lambda rng, shape: rng.poisson(2.0, shape).astype(np.float64))
+POSITIVE = Domain("> 0", lambda rng, shape: rng.uniform(0.1, 3.0, shape))
+LOG_PROBS = Domain("log-probabilities", lambda rng, shape: np.log(rng.uniform(0.05, 1.0, shape)))
+
+
+# --- the layout classes -----------------------------------------------------------------------
+
+
+class Layout:
+    """The base of every layout: the rule for cutting a call, from :meth:`rows`."""
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        raise NotImplementedError
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        """Valid inputs of about ``size`` numbers of ``dtype``; ``width`` is the classes of a
+        class axis or the embedding size of pairs and triplets."""
+        raise NotImplementedError
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]
+             ) -> tuple[int, int] | None:
+        """(kernel rows per index of the predictions' axis 0, numbers per kernel row), or
+        None when axis 0 is not a stack of whole kernel rows."""
+        return None
+
+    def cut(self, shape: tuple[int, ...], options: dict[str, Any]) -> int | None:
+        """Pieces may start at multiples of this many indices of the predictions' axis 0
+        (None: the call cannot be cut): every piece then holds whole kernel blocks."""
+        rows = self.rows(tuple(shape), options)
+        if rows is None:
+            return None
+        per_index, width = rows
+        per_block = block_rows(width)
+        return per_block // math.gcd(per_block, per_index) if per_index else 1
+
+
+def _elements(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    return (math.prod(shape[1:]), 1) if len(shape) else None
+
+
+@dataclass(frozen=True)
+class Elementwise(Layout):
+    """Predictions and targets of the same shape, one loss term per element: the kernel gets
+    both flattened. ``params`` are the options the kernel takes, in order; ``weight`` names an
+    option of weights that broadcast against the predictions; ``check(x, y)`` refuses what
+    the loss cannot take."""
+
+    params: tuple[str, ...] = ()
+    predictions: Domain = REAL
+    targets: Domain = REAL
+    weight: str | None = None
+    check: Callable[[np.ndarray, np.ndarray], None] | None = None
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        x = floats(predictions, "predictions")
+        y = _values_like(targets, x)
+        if self.check is not None:
+            self.check(x, y)
+        w = NO_WEIGHTS
+        if self.weight is not None:
+            w = _broadcast_weight(options[self.weight], x.shape, self.weight).reshape(-1)
+        return KernelInputs(None, x.reshape(-1), y.reshape(-1),
+                            tuple(options[name] for name in self.params), x.shape, w=w,
+                            terms_layout=(x.size,))
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        shape = (size,)
+        return [Example(f"predictions {self.predictions.name}, targets {self.targets.name}",
+                        self.predictions.sample(rng, shape).astype(dtype),
+                        self.targets.sample(rng, shape).astype(dtype))]
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
+        return _elements(shape)
+
+
+def check_probabilities(x: np.ndarray, y: np.ndarray) -> None:
+    """binary_cross_entropy: predictions must be probabilities."""
     outside = (x < 0) | (x > 1)
     if outside.any():
-        bad = float(x[np.argmax(outside)])
+        bad = float(x.flat[np.argmax(outside)])
         raise LossjitError(f"predictions: binary_cross_entropy expects probabilities in "
                            f"[0, 1], got {bad!r}; use bce_with_logits for logits")
-    call.w = _broadcast_weight(options["weight"], call.terms_shape, "weight").reshape(-1)
-    return call
 
 
-def bce_with_logits(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Logits element-wise; with one ``pos_weight`` per column of the last axis, as rows."""
-    x = floats(predictions, "predictions")
-    y = _values_like(targets, x)
-    w = _broadcast_weight(options["weight"], x.shape, "weight")
-    last = x.shape[-1] if x.ndim else 1
-    pos_weight = options["pos_weight"]
-    pw = np.ones(1) if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
-    if pw.ndim > 1 or pw.size not in (1, last):
-        raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} does not broadcast along "
-                           f"the last axis of the predictions; expected ({last},)")
-    if pw.size == 1:
-        return Call("bce_with_logits", x.reshape(-1), y.reshape(-1), (float(pw.reshape(-1)[0]),),
-                    x.shape, float(x.size), w=w.reshape(-1), terms_layout=(x.size,))
-    rows = x.size // last if last else 0
-    return Call("bce_with_logits_columns", x.reshape(rows, last), y.reshape(rows, last),
-                (np.ascontiguousarray(pw),), x.shape, float(x.size),
-                w=w.reshape(rows, last) if w.size else w, terms_layout=(rows, last))
+def check_signs_of_targets(x: np.ndarray, y: np.ndarray) -> None:
+    """Targets must be 1 or -1."""
+    check_signs(y)
 
 
-# --- class axis ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PositiveWeights(Layout):
+    """Logits and targets of the same shape with ``weight`` and ``pos_weight``, both
+    broadcast against the targets as PyTorch does. A ``pos_weight`` that is one number runs
+    the element-wise kernels (variant ``"elementwise"``); one that varies (per class ``(C,)``,
+    per channel ``(C, 1, 1)``, ...) runs the per-column kernels (variant ``"columns"``) on
+    rows that span the axes it varies along, with its values for one row as the columns'
+    parameter."""
+
+    predictions: Domain = REAL
+    targets: Domain = BINARY
+
+    @staticmethod
+    def _columns(shape: tuple[int, ...], pos_weight: Any) -> tuple[int, np.ndarray] | None:
+        """(first axis of the rows, one row's pos_weight), or None for a single number."""
+        if pos_weight is None:
+            return None
+        pw = _numbers(pos_weight, "pos_weight").astype(np.float64)
+        if pw.ndim > len(shape):
+            raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} has more axes than the "
+                               f"predictions {_shape(shape)}")
+        aligned = pw.reshape((1,) * (len(shape) - pw.ndim) + pw.shape)
+        try:
+            np.broadcast_shapes(aligned.shape, shape)
+        except ValueError:
+            raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} does not broadcast to the "
+                               f"targets' shape {_shape(shape)}") from None
+        varying = [axis for axis, size in enumerate(aligned.shape) if size != 1]
+        if not varying:
+            return None
+        first = varying[0]
+        row = np.broadcast_to(aligned[(0,) * first], shape[first:])
+        return first, np.ascontiguousarray(row).reshape(-1)
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        x = floats(predictions, "predictions")
+        y = _values_like(targets, x)
+        w = _broadcast_weight(options["weight"], x.shape, "weight")
+        columns = self._columns(x.shape, options["pos_weight"])
+        if columns is None:
+            pw = options["pos_weight"]
+            pw = 1.0 if pw is None else float(np.asarray(pw, dtype=np.float64).reshape(-1)[0])
+            return KernelInputs("elementwise", x.reshape(-1), y.reshape(-1), (pw,), x.shape,
+                                w=w.reshape(-1), terms_layout=(x.size,))
+        first, row = columns
+        length = row.size
+        rows = x.size // length if length else 0
+        return KernelInputs("columns", x.reshape(rows, length), y.reshape(rows, length),
+                            (row,), x.shape, w=w.reshape(rows, length) if w.size else w,
+                            terms_layout=(rows, length))
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        classes = width or 4
+        rows = max(1, size // classes)
+        x = self.predictions.sample(rng, (rows, classes)).astype(dtype)
+        y = self.targets.sample(rng, (rows, classes)).astype(dtype)
+        return [Example("logits and targets", x, y),
+                Example("per-class weights", x, y,
+                        {"weight": rng.uniform(0.5, 2.0, classes),
+                         "pos_weight": rng.uniform(0.5, 3.0, classes)})]
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
+        columns = self._columns(shape, options.get("pos_weight"))
+        if columns is None:
+            return _elements(shape)
+        first, row = columns
+        if first == 0:
+            return None
+        return math.prod(shape[1:first]), row.size
+
+
+@dataclass(frozen=True)
+class Variance(Layout):
+    """Means and targets of one shape, and ``var`` in one of the shapes PyTorch accepts; the
+    kernel gets rows (mean, var), with var broadcast, and differentiates both."""
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        x = floats(predictions, "predictions")
+        y = _values_like(targets, x)
+        v = _numbers(options["var"], "var")
+        given = v.shape
+        if v.ndim and v.shape != x.shape:
+            if v.shape == x.shape[:-1]:
+                v = v[..., None]
+            mismatched = [size for size, full in zip(v.shape, x.shape, strict=False)
+                          if size != full]
+            if v.ndim != x.ndim or mismatched != [1]:
+                raise LossjitError(
+                    f"var: shape {_shape(given)} does not fit predictions {_shape(x.shape)}; "
+                    f"expected {_shape(x.shape)}, {_shape(x.shape[:-1])}, that shape with one "
+                    "axis of size 1, or a number")
+        v = v.astype(x.dtype, copy=False)
+        negative = v < 0
+        if negative.any():
+            raise LossjitError(f"var: variances must be >= 0, got "
+                               f"{v.flat[np.argmax(negative)]!r}")
+        rows = np.empty((x.size, 2), dtype=x.dtype)
+        rows[:, 0] = x.reshape(-1)
+        rows[:, 1] = np.broadcast_to(v, x.shape).reshape(-1)
+        shape = x.shape
+        summed = tuple(axis for axis in range(x.ndim)
+                       if v.ndim == 0 or v.shape[axis] != shape[axis])
+
+        def unpack(view: np.ndarray, grad: np.ndarray) -> None:
+            grad.reshape(-1)[...] = view[:, 0]
+
+        def var_grad(view: np.ndarray) -> np.ndarray:
+            full = np.ascontiguousarray(view[:, 1]).reshape(shape)
+            return np.asarray(full.sum(axis=summed, keepdims=v.ndim > 0)).reshape(given)
+
+        return KernelInputs(None, rows, y.reshape(-1), (options["full"], options["eps"]),
+                            shape, terms_layout=(x.size,), unpack=unpack,
+                            wrt={"var": var_grad})
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        x = REAL.sample(rng, (size,)).astype(dtype)
+        y = REAL.sample(rng, (size,)).astype(dtype)
+        return [Example("means, targets and variances", x, y,
+                        {"var": POSITIVE.sample(rng, (size,)).astype(dtype)})]
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
+        return (math.prod(shape[1:]), 2) if len(shape) else None
+
+
+# --- class axis -------------------------------------------------------------------------------
 
 
 @dataclass
-class _Classes:
+class ClassRows:
     """Logits (or probabilities) as (rows, C), one row per loss term, with their targets.
 
     PyTorch's (N, C, d1..dk) inputs become (N*d1*..dk, C) copies; ``unpack`` then copies the
@@ -256,15 +416,42 @@ class _Classes:
     def classes(self) -> int:
         return self.x.shape[1]
 
-    def call(self, kernel: str, params: tuple[Any, ...], count: float,
-             w: np.ndarray = NO_WEIGHTS) -> Call:
+    def inputs(self, variant: str, params: tuple[Any, ...], w: np.ndarray = NO_WEIGHTS,
+               shares: Callable[[], np.ndarray] | None = None) -> KernelInputs:
         targets = self.index if self.index is not None else self.soft
         assert targets is not None
-        return Call(kernel, self.x, targets, params, self.terms_shape, count, w=w,
-                    terms_layout=(self.x.shape[0],), unpack=self.unpack)
+        return KernelInputs(variant, self.x, targets, params, self.terms_shape, w=w,
+                            terms_layout=(self.x.shape[0],), unpack=self.unpack,
+                            shares=shares)
+
+    def one_hot(self, ignore_index: int) -> np.ndarray:
+        """Turn index targets into one-hot rows; return a 0/1 weight that drops ignored
+        terms."""
+        assert self.index is not None
+        kept = self.index != ignore_index
+        hot = np.zeros(self.x.shape, dtype=self.x.dtype)
+        hot[np.nonzero(kept)[0], self.index[kept]] = 1
+        self.index, self.soft = None, hot
+        return kept.astype(np.float64)
+
+    def index_shares(self, ignore: int, weight: np.ndarray = NO_WEIGHTS
+                     ) -> Callable[[], np.ndarray] | None:
+        """Each index target's share of the mean's denominator: its class weight (1 without
+        weights), 0 when ignored; None when every term counts one."""
+        index = self.index
+        assert index is not None
+        if not weight.size and not self.ignored:
+            return None
+
+        def shares() -> np.ndarray:
+            share = (weight[np.where(index == ignore, 0, index)] if weight.size
+                     else np.ones(index.size))
+            return np.where(index == ignore, 0.0, share)
+
+        return shares
 
 
-def _class_rows(a: np.ndarray, n: int, classes: int, positions: int) -> np.ndarray:
+def _class_rows_of(a: np.ndarray, n: int, classes: int, positions: int) -> np.ndarray:
     """(n, C, positions) as contiguous (n * positions, C) rows."""
     if positions == 1:
         return a.reshape(n, classes)
@@ -272,7 +459,8 @@ def _class_rows(a: np.ndarray, n: int, classes: int, positions: int) -> np.ndarr
         np.moveaxis(a.reshape(n, classes, positions), 1, 2)).reshape(n * positions, classes)
 
 
-def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Classes:
+def class_rows(predictions: Any, targets: Any, ignore_index: int | None) -> ClassRows:
+    """Check class-axis predictions and their targets and lay them out as rows."""
     x = floats(predictions, "predictions")
     if x.ndim == 0:
         raise LossjitError("predictions: a scalar has no class axis; expected shape (C,), "
@@ -291,7 +479,7 @@ def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Class
         def unpack(rows: np.ndarray, grad: np.ndarray) -> None:
             grad.reshape(n, classes, positions)[...] = (
                 rows.reshape(n, positions, classes).transpose(0, 2, 1))
-    rows = _class_rows(x, n, classes, positions)
+    rows = _class_rows_of(x, n, classes, positions)
     if targets is None:
         raise LossjitError(f"targets: missing; expected class indices of shape {_shape(terms)} "
                            f"or probabilities of shape {_shape(x.shape)}")
@@ -313,163 +501,152 @@ def _classes(predictions: Any, targets: Any, ignore_index: int | None) -> _Class
                 raise LossjitError(f"targets: class index {bad} is out of range; expected 0 "
                                    f"to {classes - 1}" + (f" or ignore_index {ignore_index}"
                                                           if ignore_index is not None else ""))
-        return _Classes(rows, terms, index, None, unpack,
-                        ignored=ignore_index is not None and lowest <= ignore_index <= highest)
+        return ClassRows(rows, terms, index, None, unpack,
+                         ignored=ignore_index is not None and lowest <= ignore_index <= highest)
     if t.dtype.kind == "f":
         if t.shape != x.shape:
             raise LossjitError(
                 f"targets: probabilities of shape {_shape(t.shape)} do not match predictions "
                 f"{_shape(x.shape)}; pass integer class indices of shape {_shape(terms)} or "
                 f"probabilities of shape {_shape(x.shape)}")
-        soft = _class_rows(np.ascontiguousarray(t, dtype=x.dtype), n, classes, positions)
-        return _Classes(rows, terms, None, soft, unpack)
+        soft = _class_rows_of(np.ascontiguousarray(t, dtype=x.dtype), n, classes, positions)
+        return ClassRows(rows, terms, None, soft, unpack)
     raise LossjitError(f"targets: dtype {t.dtype} is not supported; expected integer class "
                        "indices or float probabilities")
 
 
-def _one_hot(c: _Classes, ignore_index: int) -> np.ndarray:
-    """Turn index targets into one-hot rows; return a 0/1 weight that drops ignored terms."""
-    assert c.index is not None
-    kept = c.index != ignore_index
-    hot = np.zeros(c.x.shape, dtype=c.x.dtype)
-    hot[np.nonzero(kept)[0], c.index[kept]] = 1
-    c.index, c.soft = None, hot
-    return kept.astype(np.float64)
+@dataclass(frozen=True)
+class ClassAxis(Layout):
+    """Logits ``(C,)``, ``(N, C)`` or ``(N, C, d1..dk)`` with classes on axis 1, and class
+    indices (integers, the shape without C) or probabilities (floats, the logits' shape).
+
+    ``bind(rows, options) -> KernelInputs`` is the loss's own part: which kernels, with which
+    parameters and denominator. ``index_only`` names the loss when it takes class indices
+    only; ``max_ndim`` limits the predictions' axes; ``probabilities`` says the loss also
+    takes probabilities with ``from_logits=False``.
+    """
+
+    bind: Callable[[ClassRows, dict[str, Any]], KernelInputs]
+    index_only: str | None = None
+    max_ndim: int | None = None
+    probabilities: bool = False
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        if self.index_only is not None and targets is not None:
+            t = np.asarray(targets)
+            if t.dtype.kind not in "iu":
+                raise LossjitError(f"targets: {self.index_only} takes integer class indices, "
+                                   f"got dtype {t.dtype}")
+        if self.max_ndim is not None and np.ndim(predictions) > self.max_ndim:
+            raise LossjitError(f"predictions: shape {_shape(np.shape(predictions))} has too "
+                               f"many axes; {self.index_only} takes (C,) or (N, C)")
+        return self.bind(class_rows(predictions, targets, options.get("ignore_index")),
+                         options)
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        classes = width or 10
+        rows = max(1, size // classes)
+        logits = REAL.sample(rng, (rows, classes)).astype(dtype)
+        labels = rng.integers(0, classes, rows)
+        found = [Example("class indices", logits, labels)]
+        if self.index_only is None:
+            found.append(Example("probability targets", logits,
+                                 _softmax(REAL.sample(rng, (rows, classes))).astype(dtype)))
+        if self.probabilities:
+            found.append(Example("probabilities, one-hot targets",
+                                 _softmax(logits.astype(np.float64)).astype(dtype),
+                                 np.eye(classes, dtype=dtype)[labels], {"from_logits": False}))
+        return found
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
+        return (math.prod(shape[2:]), shape[1]) if len(shape) >= 2 else None
 
 
-def _index_counts(c: _Classes, ignore: int, weight: np.ndarray = NO_WEIGHTS
-                  ) -> tuple[float, Callable[[], np.ndarray]]:
-    """The mean's denominator for class-index targets: the summed class weight of the kept
-    targets (their number without weights), and each term's share of it."""
-    assert c.index is not None
-    index = c.index
-    kept = index[index != ignore] if c.ignored else index
-    count = float(weight[kept].sum()) if weight.size else float(kept.size)
-
-    def counts() -> np.ndarray:
-        share = (weight[np.where(index == ignore, 0, index)] if weight.size
-                 else np.ones(index.size))
-        return np.where(index == ignore, 0.0, share)
-
-    return count, counts
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
-def _integer_targets(targets: Any, loss: str) -> None:
-    t = np.asarray(targets) if targets is not None else None
-    if t is not None and t.dtype.kind not in "iu":
-        raise LossjitError(f"targets: {loss} takes integer class indices, got dtype {t.dtype}")
-
-
-def cross_entropy(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+def bind_cross_entropy(c: ClassRows, options: dict[str, Any]) -> KernelInputs:
     """Softmax cross-entropy on logits (or on probabilities with ``from_logits=False``)."""
     ignore = options["ignore_index"]
-    c = _classes(predictions, targets, ignore)
     weight = _class_vector(options["weight"], c.classes, "weight")
     smoothing = options["label_smoothing"]
-    count = float(c.x.shape[0])
-    counts = None
-    if c.index is not None:
-        count, counts = _index_counts(c, ignore, weight)
+    shares = c.index_shares(ignore, weight) if c.index is not None else None
     if options["from_logits"]:
         if c.index is not None:
-            call = c.call("cross_entropy_index", (weight, ignore, smoothing), count)
-            call.counts = counts
-            return call
-        return c.call("cross_entropy_soft", (weight, smoothing, 0.0), count)
-    kept_weight = _one_hot(c, ignore) if c.index is not None else NO_WEIGHTS
-    call = c.call("cross_entropy_probs", (weight, smoothing, options["eps"]), count,
-                  kept_weight)
-    call.counts = counts
-    return call
+            return c.inputs("index", (weight, ignore, smoothing), shares=shares)
+        return c.inputs("soft", (weight, smoothing, 0.0))
+    kept_weight = c.one_hot(ignore) if c.index is not None else NO_WEIGHTS
+    return c.inputs("probs", (weight, smoothing, options["eps"]), kept_weight, shares)
 
 
-def focal(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+def bind_focal(c: ClassRows, options: dict[str, Any]) -> KernelInputs:
     """Softmax focal loss on logits, or the seed's form on probabilities."""
     ignore = options["ignore_index"]
-    c = _classes(predictions, targets, ignore)
     alpha = _class_vector(options["alpha"], c.classes, "alpha")
     gamma = options["gamma"]
-    count = float(c.x.shape[0])
-    counts = None
-    if c.index is not None:
-        count, counts = _index_counts(c, ignore)
+    shares = c.index_shares(ignore) if c.index is not None else None
     if options["from_logits"]:
         if c.index is not None:
-            call = c.call("focal_index", (alpha, gamma, ignore), count)
-        else:
-            call = c.call("focal_soft", (alpha, 0.0, gamma), count)
-    else:
-        kept_weight = _one_hot(c, ignore) if c.index is not None else NO_WEIGHTS
-        call = c.call("focal_probs", (alpha, gamma, options["eps"]), count, kept_weight)
-    call.counts = counts
-    return call
+            return c.inputs("index", (alpha, gamma, ignore), shares=shares)
+        return c.inputs("soft", (alpha, 0.0, gamma))
+    kept_weight = c.one_hot(ignore) if c.index is not None else NO_WEIGHTS
+    return c.inputs("probs", (alpha, gamma, options["eps"]), kept_weight, shares)
 
 
-def poly1(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+def bind_poly1(c: ClassRows, options: dict[str, Any]) -> KernelInputs:
     """Poly-1 cross-entropy on logits, with class-index or probability targets."""
     ignore = options["ignore_index"]
-    c = _classes(predictions, targets, ignore)
     epsilon = options["epsilon"]
     if c.index is None:
-        return c.call("poly1_soft", (NO_WEIGHTS, 0.0, epsilon), float(c.x.shape[0]))
-    count, counts = _index_counts(c, ignore)
-    call = c.call("poly1_index", (NO_WEIGHTS, epsilon, ignore), count)
-    call.counts = counts
-    return call
+        return c.inputs("soft", (NO_WEIGHTS, 0.0, epsilon))
+    return c.inputs("index", (NO_WEIGHTS, epsilon, ignore), shares=c.index_shares(ignore))
 
 
-def nll(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+def bind_nll(c: ClassRows, options: dict[str, Any]) -> KernelInputs:
     """Log-probabilities laid out as cross_entropy's logits, with class-index targets."""
-    _integer_targets(targets, "nll")
     ignore = options["ignore_index"]
-    c = _classes(predictions, targets, ignore)
     weight = _class_vector(options["weight"], c.classes, "weight")
-    count, counts = _index_counts(c, ignore, weight)
-    call = c.call("nll", (weight, ignore), count)
-    call.counts = counts
-    return call
+    return c.inputs(None, (weight, ignore), shares=c.index_shares(ignore, weight))
 
 
-def multi_margin(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
+def bind_multi_margin(c: ClassRows, options: dict[str, Any]) -> KernelInputs:
     """Scores (C,) or (N, C) with class-index targets () or (N,)."""
-    _integer_targets(targets, "multi_margin")
-    x = np.asarray(predictions)
-    if x.ndim > 2:
-        raise LossjitError(f"predictions: shape {_shape(x.shape)} has too many axes; "
-                           "multi_margin takes (C,) or (N, C)")
-    c = _classes(x, targets, None)
     weight = _class_vector(options["weight"], c.classes, "weight")
-    return c.call("multi_margin", (options["p"], options["margin"], weight),
-                  float(c.x.shape[0]))
+    return c.inputs(None, (options["p"], options["margin"], weight))
 
 
-def multilabel_soft_margin(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Logits (..., C) with 0/1 (or soft) targets of the same shape; one term per row."""
-    x = floats(predictions, "predictions")
-    y = _values_like(targets, x)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise LossjitError(f"predictions: shape {_shape(x.shape)} has no classes on its last "
-                           "axis; expected (..., C)")
-    classes = x.shape[-1]
-    rows = x.size // classes
-    weight = _class_vector(options["weight"], classes, "weight")
-    return Call("multilabel_soft_margin", x.reshape(rows, classes), y.reshape(rows, classes),
-                (weight,), x.shape[:-1], float(rows), terms_layout=(rows,))
+@dataclass(frozen=True)
+class LastAxisClasses(Layout):
+    """Logits ``(..., C)`` with 0/1 (or soft) targets of the same shape, classes on the last
+    axis; one loss term per row, with per-class weights ``weight``."""
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        x = floats(predictions, "predictions")
+        y = _values_like(targets, x)
+        if x.ndim == 0 or x.shape[-1] == 0:
+            raise LossjitError(f"predictions: shape {_shape(x.shape)} has no classes on its "
+                               "last axis; expected (..., C)")
+        classes = x.shape[-1]
+        rows = x.size // classes
+        weight = _class_vector(options["weight"], classes, "weight")
+        return KernelInputs(None, x.reshape(rows, classes), y.reshape(rows, classes),
+                            (weight,), x.shape[:-1], terms_layout=(rows,))
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        classes = width or 10
+        shape = (max(1, size // classes), classes)
+        return [Example("logits, 0/1 labels", REAL.sample(rng, shape).astype(dtype),
+                        BINARY.sample(rng, shape).astype(dtype))]
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
+        return (math.prod(shape[1:-1]), shape[-1]) if len(shape) >= 2 else None
 
 
-# --- stacked embeddings -------------------------------------------------------------------
-
-
-def _stacked(predictions: Any, members: int, what: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Predictions as (B, members, D), and the terms' shape: (B,), or () for one group given
-    as (members, D) (as PyTorch's losses of single vectors give one number)."""
-    x = floats(predictions, "predictions")
-    if x.ndim == 2 and x.shape[0] == members:
-        return x.reshape(1, members, x.shape[1]), ()
-    if x.ndim != 3 or x.shape[1] != members:
-        raise LossjitError(f"predictions: shape {_shape(x.shape)} is not a stack of {what}; "
-                           f"expected (B, {members}, D)")
-    return x, (x.shape[0],)
+# --- stacked embeddings -----------------------------------------------------------------------
 
 
 def _pair_labels(targets: Any, batch: int, meaning: str) -> np.ndarray:
@@ -486,46 +663,82 @@ def _pair_labels(targets: Any, batch: int, meaning: str) -> np.ndarray:
     return np.ascontiguousarray(t, dtype=np.float64).reshape(batch)
 
 
-def contrastive(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Pairs (B, 2, D) and labels (B,) or (B, 1): 1 = similar, 0 = dissimilar."""
-    x, terms = _stacked(predictions, 2, "pairs")
-    batch = x.shape[0]
-    y = _pair_labels(targets, batch, "1 = similar, 0 = dissimilar")
-    return Call("contrastive", x, y, (options["margin"],), terms, float(batch),
-                terms_layout=(batch,))
+@dataclass(frozen=True)
+class Stacked(Layout):
+    """Groups of ``members`` vectors stacked as ``(B, members, D)`` (pairs, triplets), one
+    loss term per group; ``(members, D)`` is one group, whose loss has shape ``()``.
+
+    ``labels`` is the domain of the one label per group (None: the loss takes no targets),
+    ``meaning`` says it in words; ``signs`` checks that labels are 1 or -1; ``params`` are the
+    options the kernel takes, in order."""
+
+    members: int
+    what: str
+    params: tuple[str, ...]
+    labels: Domain | None = None
+    meaning: str = ""
+    signs: bool = False
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        x = floats(predictions, "predictions")
+        if x.ndim == 2 and x.shape[0] == self.members:
+            x, terms = x.reshape(1, self.members, x.shape[1]), ()
+        elif x.ndim != 3 or x.shape[1] != self.members:
+            raise LossjitError(f"predictions: shape {_shape(x.shape)} is not a stack of "
+                               f"{self.what}; expected (B, {self.members}, D)")
+        else:
+            terms = (x.shape[0],)
+        batch = x.shape[0]
+        if self.labels is None:
+            y = np.empty(0, dtype=x.dtype)
+        else:
+            y = _pair_labels(targets, batch, self.meaning)
+            if self.signs:
+                check_signs(y)
+        return KernelInputs(None, x, y, tuple(options[name] for name in self.params), terms,
+                            terms_layout=(batch,))
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        dim = width or 64
+        batch = max(1, size // (self.members * dim))
+        x = REAL.sample(rng, (batch, self.members, dim)).astype(dtype)
+        y = None if self.labels is None else self.labels.sample(rng, (batch,))
+        return [Example(self.what, x, y)]
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
+        return (1, self.members * shape[2]) if len(shape) == 3 else None
 
 
-def cosine_embedding(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Pairs (B, 2, D) and labels (B,) or (B, 1): 1 = similar, -1 = dissimilar."""
-    x, terms = _stacked(predictions, 2, "pairs")
-    batch = x.shape[0]
-    y = _pair_labels(targets, batch, "1 = similar, -1 = dissimilar")
-    _check_signs(y)
-    return Call("cosine_embedding", x, y, (options["margin"],), terms, float(batch),
-                terms_layout=(batch,))
-
-
-def margin_ranking(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Rank pairs (B, 2) = (x1, x2), (2,) being one pair, and labels 1 (x1 should rank
+@dataclass(frozen=True)
+class RankPairs(Layout):
+    """Rank pairs ``(B, 2)`` = (x1, x2), ``(2,)`` being one pair, and labels 1 (x1 should rank
     higher) or -1, of shape (B,) or (B, 1)."""
-    x = floats(predictions, "predictions")
-    terms = () if x.shape == (2,) else x.shape[:1]
-    if x.shape == (2,):
-        x = x.reshape(1, 2)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise LossjitError(f"predictions: shape {_shape(x.shape)} is not a stack of rank "
-                           "pairs; expected (B, 2)")
-    batch = x.shape[0]
-    y = _pair_labels(targets, batch, "1: the first should rank higher, -1: the second")
-    _check_signs(y)
-    return Call("margin_ranking", x, y, (options["margin"],), terms, float(batch),
-                terms_layout=(batch,))
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
+        x = floats(predictions, "predictions")
+        terms = () if x.shape == (2,) else x.shape[:1]
+        if x.shape == (2,):
+            x = x.reshape(1, 2)
+        if x.ndim != 2 or x.shape[1] != 2:
+            raise LossjitError(f"predictions: shape {_shape(x.shape)} is not a stack of rank "
+                               "pairs; expected (B, 2)")
+        batch = x.shape[0]
+        y = _pair_labels(targets, batch, "1: the first should rank higher, -1: the second")
+        check_signs(y)
+        return KernelInputs(None, x, y, (options["margin"],), terms, terms_layout=(batch,))
+
+    def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
+                 width: int | None = None) -> list[Example]:
+        batch = max(1, size // 2)
+        return [Example("rank pairs", REAL.sample(rng, (batch, 2)).astype(dtype),
+                        SIGNS.sample(rng, (batch,)))]
+
+    def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
+        return (1, 2) if len(shape) == 2 else None
 
 
-def triplet(predictions: Any, targets: Any, options: dict[str, Any]) -> Call:
-    """Triplets (B, 3, D) of anchor, positive and negative; targets are ignored."""
-    x, terms = _stacked(predictions, 3, "triplets")
-    batch = x.shape[0]
-    return Call("triplet", x, np.empty(0, dtype=x.dtype),
-                (options["margin"], options["p"], options["eps"], options["swap"]),
-                terms, float(batch), terms_layout=(batch,))
+def examples_for(layout: Layout, size: int, dtype: Any, seed: int = 0,
+                 width: int | None = None) -> Sequence[Example]:
+    """``layout.examples`` with a fresh generator seeded by ``seed``."""
+    return layout.examples(size, dtype, np.random.default_rng(seed), width=width)

@@ -1,58 +1,68 @@
-"""The kernel templates every loss is built from, and the deterministic reduction.
+"""The kernel templates every loss is built from, the exact sums, and the kernel sets.
 
 A lossjit kernel has one signature, whatever the loss::
 
-    kernel(x, y, w, grad, losses, scale, *params) -> float
+    kernel(x, y, w, grad, hess, losses, sums, scale, *params) -> float
 
-- ``x``: the predictions, C-contiguous, float32 or float64, terms along axis 0;
+- ``x``: the predictions, C-contiguous, float32 or float64, terms along axis 0 ("rows");
 - ``y``: the targets (labels or values), or an empty array where the loss has none;
 - ``w``: one weight per loss term, or an empty array for no weights;
-- ``grad``: the gradient output (shape of ``x``), or an empty array for a value-only call;
+- ``grad``: the gradient output (laid out as ``x``), or an empty array for a value-only call;
+- ``hess``: the output of the Hessian's diagonal (laid out as ``x``), or an empty array; only
+  the kernels of a :class:`KernelSet` with ``hessian`` write it;
 - ``losses``: the per-term loss output (``reduction="none"``), or an empty array;
-- ``scale``: what every gradient entry is multiplied by (``1/denominator`` for a mean);
+- ``sums``: an output for the block sums (:func:`lossjit.blocking.block_count` of them), or an
+  empty array: what a runner that cuts a call into pieces combines;
+- ``scale``: what every gradient (and Hessian) entry is multiplied by (``1/denominator``);
 - ``params``: the loss's own scalars and small arrays;
-- returns the sum of the (weighted) loss terms, accumulated in float64.
+- returns the sum of the (weighted) loss terms: the exact sum of the block sums, rounded once.
 
-``rows_template`` splits axis 0 into fixed blocks of about ``BLOCK`` numbers, runs a loss's
-``block`` function on each block (in parallel with ``prange`` in the parallel specialisation,
-in order in the serial one) and adds the block sums in block order with ``sum_in_order``. The
-blocks depend only on the shape, so the loss is bit-identical for any thread count and for the
-serial and parallel kernels.
+``rows_template`` splits axis 0 into the blocks of :mod:`lossjit.blocking`, runs a loss's
+``block`` on each (in parallel with ``prange`` in the parallel specialisation, in order in the
+serial one), and adds the block sums exactly (:func:`exact_sum`, the correctly rounded sum that
+``math.fsum`` gives). Within a block the terms are added in ``LANES`` interleaved lanes
+(:func:`lane_sum`), in a fixed order. So the loss is the same to the bit for any thread count,
+for the serial and parallel kernels, and for a call cut at block boundaries into pieces whose
+block sums are combined exactly.
 
 ``elementwise_template`` is the ``block`` of every loss whose terms are single elements: it
-calls the loss's ``pointwise(x, y, params) -> (loss, dloss/dx, d2loss/dx2)`` on each element,
-``params`` being the tuple of the loss's scalar options. Built-in pointwise functions are
-inlined where they are called (``jit(inline=True)``), so the element loops vectorise, and what
-a kernel does not store (the second derivative, mostly) is compiled away.
+calls the loss's ``pointwise(x, y, params) -> (loss, dloss/dx, d2loss/dx2)`` on each element.
+Built-in pointwise functions are inlined where they are called (``jit(inline=True)``), so the
+element loops vectorise, and what a kernel does not store is compiled away.
 
-**Hessian kernels.** A template specialised with ``hessian=True`` computes the loss, the
-gradient and the diagonal of the Hessian: its ``losses`` slot then receives the Hessian's
-diagonal, laid out as ``x`` and scaled like the gradient. Their kernels are named
-``<kernel>_hessian`` (and ``<kernel>_hessian_parallel``).
+A kernel module declares each loss's kernels once, as a recipe (:func:`elementwise`,
+:func:`from_block`, :func:`from_template`), and ends with ``kernel_table(globals())``, which
+names and builds every recipe into a :class:`KernelSet`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numba import prange
 
 from lossjit._jit import jit, specialise
+from lossjit.blocking import BLOCK, PARALLEL_MIN, block_rows
 
-#: About how many numbers of ``x`` one block covers (a whole number of rows, at least one).
-BLOCK = 8192
+__all__ = ["BLOCK", "LANES", "KernelSet", "exact_partials", "exact_sum", "lane_sum"]
 
 #: Independent partial sums in ``lane_sum``: wide enough for LLVM to vectorise the adds.
 LANES = 16
+
+#: Room for the non-overlapping partials of an exact sum: float64 needs at most about 40.
+PARTIALS = 96
 
 # Free names of the templates, bound per loss by ``specialise``.
 block: Any = None
 pointwise: Any = None
 user_pointwise: Any = None
 hessian = False
+
+_block_rows = jit(inline=True)(block_rows)
 
 
 @jit
@@ -83,45 +93,118 @@ def lane_sum(values, lanes):
 
 
 @jit
-def sum_in_order(partials):
-    """Add ``partials`` left to right: the block sums, in block order."""
-    total = 0.0
-    for value in partials:
-        total += value
-    return total
+def exact_partials(values):
+    """Non-overlapping partials whose exact sum is the exact sum of ``values`` (Shewchuk's
+    algorithm, as ``math.fsum`` keeps them), smallest first. Partials of several arrays can be
+    put together and summed with ``math.fsum``: the result is the same however the values
+    were split. A NaN or infinity gives one partial holding the IEEE sum of the non-finite
+    values (NaN for inf - inf); an overflow of the running sum, one infinity.
+
+    >>> import numpy as np
+    >>> import math
+    >>> math.fsum(exact_partials(np.array([1e100, 1.0, -1e100, 1e-100])))
+    1.0
+    """
+    p = np.empty(PARTIALS)
+    n = 0
+    special = 0.0
+    specials = False
+    for k in range(values.size):
+        x = float(values[k])
+        original = x
+        i = 0
+        for j in range(n):
+            y = p[j]
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo != 0.0:
+                p[i] = lo
+                i += 1
+            x = hi
+        n = i
+        if x != 0.0:
+            if not math.isfinite(x):
+                specials = True
+                # an infinite running sum of finite values: the overflow gives that infinity
+                special += original if not math.isfinite(original) else x
+                n = 0
+            elif n < PARTIALS:
+                p[n] = x
+                n += 1
+    if specials:
+        return np.full(1, special)
+    return p[:n].copy()
 
 
-def rows_template(x, y, w, grad, losses, scale, *params):
-    """Sum of ``block`` over fixed blocks of rows of ``x``, added in block order."""
+@jit
+def round_partials(p):
+    """The correctly rounded sum of non-overlapping partials ``p`` (smallest first), as
+    ``math.fsum`` rounds them (half to even across partials)."""
+    n = p.size
+    if n == 0:
+        return 0.0
+    n -= 1
+    hi = p[n]
+    lo = 0.0
+    while n > 0:
+        x = hi
+        n -= 1
+        y = p[n]
+        hi = x + y
+        lo = y - (hi - x)
+        if lo != 0.0:
+            break
+    if n > 0 and ((lo < 0.0 and p[n - 1] < 0.0) or (lo > 0.0 and p[n - 1] > 0.0)):
+        y = lo * 2.0
+        x = hi + y
+        if y == x - hi:
+            hi = x
+    return hi
+
+
+@jit
+def exact_sum(values):
+    """The sum of ``values`` computed exactly and rounded once: what ``math.fsum`` gives
+    (NaN where it would raise for inf - inf), independent of the order of the values.
+
+    >>> import numpy as np
+    >>> exact_sum(np.array([0.1] * 10))
+    1.0
+    """
+    return round_partials(exact_partials(values))
+
+
+def rows_template(x, y, w, grad, hess, losses, sums, scale, *params):
+    """Sum of ``block`` over the fixed blocks of rows of ``x``: their sums, added exactly."""
     n = x.shape[0]
-    row = x.size // n if n else 1
-    rows = max(1, BLOCK // max(row, 1))
+    rows = _block_rows(x.size // n if n else 1)
     nblocks = (n + rows - 1) // rows
-    partials = np.empty(nblocks)
+    partials = sums if sums.size else np.empty(nblocks)
     for b in prange(nblocks):
         lo = b * rows
         hi = min(n, lo + rows)
-        partials[b] = block(x[lo:hi], y[lo:hi], w[lo:hi], grad[lo:hi], losses[lo:hi], scale,
-                            *params)
-    return sum_in_order(partials)
+        partials[b] = block(x[lo:hi], y[lo:hi], w[lo:hi], grad[lo:hi], hess[lo:hi],
+                            losses[lo:hi], scale, *params)
+    return exact_sum(partials[:nblocks])
 
 
-def elementwise_template(x, y, w, grad, losses, scale, *params):
+def elementwise_template(x, y, w, grad, hess, losses, scale, *params):
     """Block of an element-wise loss: ``pointwise`` on every element (it gets the elements in
     their dtype and returns float64 results).
 
-    The per-element losses go to a buffer that ``lane_sum`` adds up; the value-only and the
-    gradient loops differ only by the gradient store, so they give the same loss. With
-    ``hessian`` bound true, ``losses`` receives the second derivatives instead.
+    The per-element losses go to a buffer that ``lane_sum`` adds up; the value-only, gradient
+    and Hessian loops differ only by their stores, so they give the same loss.
     """
     n = x.size
     values = np.empty(n)
-    if hessian:
+    if hessian and hess.size:
         for i in range(n):
             value, slope, curvature = pointwise(x[i], y[i], params)
             values[i] = value
             grad[i] = slope * scale
-            losses[i] = curvature * scale
+            hess[i] = curvature * scale
     elif grad.size:
         for i in range(n):
             value, slope, _ = pointwise(x[i], y[i], params)
@@ -136,16 +219,16 @@ def elementwise_template(x, y, w, grad, losses, scale, *params):
         if grad.size:
             for i in range(n):
                 grad[i] *= w[i]
-        if hessian:
+        if hessian and hess.size:
             for i in range(n):
-                losses[i] *= w[i]
-    if losses.size and not hessian:
+                hess[i] *= w[i]
+    if losses.size:
         for i in range(n):
             losses[i] = values[i]
     return lane_sum(values, np.empty(LANES))
 
 
-def columns_template(x, y, w, grad, losses, scale, column_params):
+def columns_template(x, y, w, grad, hess, losses, scale, column_params):
     """Block of an element-wise loss on rows ``(n, L)`` whose one parameter differs by
     column: ``pointwise(x[r, j], y[r, j], (column_params[j],))`` (in float64)."""
     n, columns = x.shape
@@ -160,9 +243,9 @@ def columns_template(x, y, w, grad, losses, scale, column_params):
             values[j] = term_weight * value
             if grad.size:
                 grad[r, j] = term_weight * slope * scale
-            if hessian:
-                losses[r, j] = term_weight * curvature * scale
-            elif losses.size:
+            if hessian and hess.size:
+                hess[r, j] = term_weight * curvature * scale
+            if losses.size:
                 losses[r, j] = term_weight * value
         total += lane_sum(values, lanes)
     return total
@@ -175,27 +258,80 @@ def user_pointwise_template(x, y, params):
     return value, slope, math.nan
 
 
-def row_kernels(name: str, block_fn: Callable[..., Any]) -> tuple[Any, Any]:
-    """The serial and parallel kernels of a loss, from its ``block`` function (cached)."""
-    return (specialise(rows_template, name, block=block_fn, cache=True),
-            specialise(rows_template, name, parallel=True, block=block_fn, cache=True))
+# --- kernel sets ------------------------------------------------------------------------------
 
 
-def template_kernels(name: str, template: Callable[..., Any], *, hessian: bool = False,
-                     **bindings: Any) -> tuple[Any, Any]:
-    """The serial and parallel kernels of a loss whose block is ``template`` specialised with
-    ``bindings`` (and, for a Hessian kernel, ``hessian=True``)."""
-    return row_kernels(name, specialise(template, name + "_block", hessian=hessian, **bindings))
+@dataclass(frozen=True)
+class KernelSet:
+    """The kernels of one loss (or of one variant of it): ``serial`` and its multi-threaded
+    twin ``parallel``, bit-identical; ``hessian`` says whether they write the Hessian's
+    diagonal into ``hess``: the one place where that is decided."""
+
+    name: str
+    serial: Any
+    parallel: Any
+    hessian: bool = False
+
+    def pick(self, numbers: int) -> Any:
+        """The kernel for an input of ``numbers`` numbers: parallel from ``PARALLEL_MIN``."""
+        return self.parallel if numbers >= PARALLEL_MIN else self.serial
+
+    def public_names(self) -> dict[str, Any]:
+        """The names under which :mod:`lossjit.kernels` offers these kernels."""
+        return {self.name: self.serial, self.name + "_parallel": self.parallel}
 
 
-def elementwise_kernels(name: str, pointwise_fn: Callable[..., Any]) -> tuple[Any, Any]:
-    """The serial and parallel kernels of an element-wise loss, from its ``pointwise``."""
-    return template_kernels(name, elementwise_template, pointwise=pointwise_fn)
+@dataclass(frozen=True)
+class Recipe:
+    """How to build a loss's kernels: a block ``template`` with its ``bindings`` (or a
+    ready ``block`` function), and whether it writes the Hessian."""
+
+    template: Callable[..., Any] | None = None
+    block: Any = None
+    hessian: bool = False
+    bindings: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, name: str, *, cache: bool = True) -> KernelSet:
+        block_fn = self.block
+        if block_fn is None:
+            bindings = {**self.bindings, **({"hessian": True} if self.hessian else {})}
+            block_fn = specialise(self.template, name + "_block", **bindings)
+        return KernelSet(
+            name,
+            specialise(rows_template, name, block=block_fn, cache=cache),
+            specialise(rows_template, name, parallel=True, block=block_fn, cache=cache),
+            self.hessian)
 
 
-def elementwise_family(name: str, pointwise_fn: Callable[..., Any]) -> tuple[Any, ...]:
-    """The kernels of a built-in element-wise loss, from its ``pointwise``: serial, parallel,
-    and the Hessian kernels ``<name>_hessian`` and ``<name>_hessian_parallel``."""
-    return (*elementwise_kernels(name, pointwise_fn),
-            *template_kernels(name + "_hessian", elementwise_template, hessian=True,
-                              pointwise=pointwise_fn))
+def from_block(block_fn: Any) -> Recipe:
+    """The kernels of a loss written as one ``block`` function (no Hessian)."""
+    return Recipe(block=block_fn)
+
+
+def from_template(template: Callable[..., Any], *, hessian: bool = False,
+                  **bindings: Any) -> Recipe:
+    """The kernels of a loss whose block is ``template`` with its free names bound."""
+    return Recipe(template=template, hessian=hessian, bindings=bindings)
+
+
+def elementwise(pointwise_fn: Any, *, hessian: bool = True) -> Recipe:
+    """The kernels of an element-wise loss, from its ``pointwise`` (loss, slope, curvature)."""
+    return from_template(elementwise_template, hessian=hessian, pointwise=pointwise_fn)
+
+
+def kernel_table(namespace: dict[str, Any]) -> dict[str, KernelSet]:
+    """Build every :class:`Recipe` in a kernel module's ``namespace`` into a
+    :class:`KernelSet` of the same name, in place, and return them by name: the module's
+    one table of kernels, from which :mod:`lossjit.kernels` makes its public names."""
+    table = {name: value.build(name) for name, value in list(namespace.items())
+             if isinstance(value, Recipe)}
+    namespace.update(table)
+    return table
+
+
+def user_kernels(name: str, pointwise_fn: Any) -> KernelSet:
+    """The kernels of a user's element-wise loss from ``pointwise(x, y, *params) ->
+    (loss, slope)`` (no Hessian)."""
+    adapter = specialise(user_pointwise_template, f"user_{name}_pointwise",
+                         user_pointwise=pointwise_fn)
+    return elementwise(adapter, hessian=False).build(f"user_{name}")

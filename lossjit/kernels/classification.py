@@ -17,7 +17,8 @@ gives a loss of +inf.
 >>> from lossjit.kernels import cross_entropy_index
 >>> x, y = np.array([[1.0, 2.0, 0.5]]), np.array([1])
 >>> none = np.empty(0)
->>> round(cross_entropy_index(x, y, none, np.empty((0, 0)), none, 1.0, none, -100, 0.0), 6)
+>>> empty = np.empty((0, 0))
+>>> round(cross_entropy_index(x, y, none, empty, empty, none, none, 1.0, none, -100, 0.0), 6)
 0.464369
 """
 
@@ -32,10 +33,11 @@ from lossjit._jit import jit
 from lossjit.kernels._blocks import (
     LANES,
     columns_template,
-    elementwise_family,
+    elementwise,
+    from_block,
+    from_template,
+    kernel_table,
     lane_sum,
-    row_kernels,
-    template_kernels,
 )
 from lossjit.kernels.vecmath import exp, exp_as, log, log1p, log1p_as, log_as, logistic_as
 
@@ -171,11 +173,11 @@ def _class_weights(weight, classes):
     return weights
 
 
-def cross_entropy_index_template(x, y, w, grad, losses, scale, weight, ignore_index,
+def cross_entropy_index_template(x, y, w, grad, hess, losses, scale, weight, ignore_index,
                                  smoothing):
     """-(1-e) w_y log p_y - (e/C) sum_c w_c log p_c, p = softmax(x); grad w.r.t. x. With
-    ``hessian`` bound true, ``losses`` receives the Hessian's diagonal A p_c (1 - p_c),
-    A = (1-e) w_y + (e/C) sum_c w_c (0 for an ignored row)."""
+    ``hessian`` bound true, ``hess`` (when given) receives the Hessian's diagonal
+    A p_c (1 - p_c), A = (1-e) w_y + (e/C) sum_c w_c (0 for an ignored row)."""
     n, classes = x.shape
     weights = _class_weights(weight, classes)
     keep = 1.0 - smoothing
@@ -207,19 +209,18 @@ def cross_entropy_index_template(x, y, w, grad, losses, scale, weight, ignore_in
             even[r] = spread * g
             pull[r] = keep * weights[target] * g
         _softmax_grad(grad, e, y, ignore_index, share, even, weights, pull)
-        if hessian:  # share e_c = A g p_c
+        if hessian and hess.size:  # share e_c = A g p_c
             for r in range(n):
                 inverse = 1.0 / mass[r]
                 kept = y[r] != ignore_index
                 for c in range(classes):
                     curvature = share[r] * e[r, c] * (1.0 - e[r, c] * inverse)
-                    losses[r, c] = curvature if kept else 0.0
-            return lane_sum(values, lanes)
+                    hess[r, c] = curvature if kept else 0.0
     return _terms_total(values, losses, lanes)
 
 
 @jit
-def cross_entropy_probs_block(x, y, w, grad, losses, scale, weight, smoothing, eps):
+def cross_entropy_probs_block(x, y, w, grad, hess, losses, scale, weight, smoothing, eps):
     """-sum_c w_c q_c log clip(p_c, eps, 1) on probabilities; grad -w_c q_c / p_c in the clip."""
     n, classes = x.shape
     weighted = weight.size > 0
@@ -280,7 +281,7 @@ def _term_weights(w, n):
     return weights
 
 
-def target_index_template(x, y, w, grad, losses, scale, alpha, parameter, ignore_index):
+def target_index_template(x, y, w, grad, hess, losses, scale, alpha, parameter, ignore_index):
     """alpha_y v(p_y), p = softmax(x), for a bound per-class ``term(logp, p, u, parameter) ->
     (v, F)`` (softmax focal, Poly-1); grad alpha_y F (p_j - [j = y]).
 
@@ -323,13 +324,13 @@ def target_index_template(x, y, w, grad, losses, scale, alpha, parameter, ignore
     return _terms_total(values, losses, np.empty(LANES))
 
 
-def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, parameter):
+def soft_targets_template(x, y, w, grad, hess, losses, scale, weight, smoothing, parameter):
     """sum_c a_c q_c v(p_c), p = softmax(x), q = (1-e) t + e/C, for a bound per-class
     ``term(logp, p, u, parameter) -> (v, F)``: softmax cross-entropy with probability targets
     (a = class weights), softmax focal loss with one-hot or soft targets (e = 0, a = alpha) and
     Poly-1. grad p_j sum_c a_c q_c F_c - a_j q_j F_j. With ``hessian`` bound true (for
-    cross-entropy's term, F = 1), ``losses`` receives the Hessian's diagonal A p_c (1 - p_c),
-    A = sum_c a_c q_c.
+    cross-entropy's term, F = 1), ``hess`` (when given) receives the Hessian's diagonal
+    A p_c (1 - p_c), A = sum_c a_c q_c.
     """
     n, classes = x.shape
     weights = _class_weights(weight, classes)
@@ -357,7 +358,7 @@ def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, param
                 own[c] = aq * factor
         term_weight = w[r] if w.size else 1.0
         value = lane_sum(parts, lanes) * term_weight
-        if losses.size and not hessian:
+        if losses.size:
             losses[r] = value
         total += value
         if grad.size:
@@ -365,15 +366,15 @@ def soft_targets_template(x, y, w, grad, losses, scale, weight, smoothing, param
             g = term_weight * scale
             for c in range(classes):
                 grad[r, c] = (e[c] * inverse * weight_total - own[c]) * g
-            if hessian:
+            if hessian and hess.size:
                 for c in range(classes):
                     p = e[c] * inverse
-                    losses[r, c] = weight_total * g * p * (1.0 - p)
+                    hess[r, c] = weight_total * g * p * (1.0 - p)
     return total
 
 
 @jit
-def focal_probs_block(x, y, w, grad, losses, scale, alpha, gamma, eps):
+def focal_probs_block(x, y, w, grad, hess, losses, scale, alpha, gamma, eps):
     """-sum_{t_c>0} alpha_c t_c (1-q)^gamma log q, q = clip(p_c, eps, 1), on probabilities.
 
     d/dp_c = -alpha_c t_c ((1-q)^gamma / q - gamma (1-q)^(gamma-1) log q) inside the clip,
@@ -481,7 +482,7 @@ def sigmoid_focal_pointwise(x, y, params):
 
 
 @jit
-def nll_block(x, y, w, grad, losses, scale, weight, ignore_index):
+def nll_block(x, y, w, grad, hess, losses, scale, weight, ignore_index):
     """-weight_y x_y on log-probabilities x; grad -weight_y at the target (0 when ignored)."""
     n, classes = x.shape
     weights = _class_weights(weight, classes)
@@ -503,7 +504,7 @@ def nll_block(x, y, w, grad, losses, scale, weight, ignore_index):
 
 
 @jit
-def multi_margin_block(x, y, w, grad, losses, scale, p, margin, weight):
+def multi_margin_block(x, y, w, grad, hess, losses, scale, p, margin, weight):
     """(1/C) sum_{c != y} weight_y max(0, margin - x_y + x_c)^p, p in {1, 2}; a class adds
     to the gradient only where margin - x_y + x_c > 0 (PyTorch's rule). The class loop runs
     over every class without branches, and the target's entry is cleared after it."""
@@ -533,7 +534,7 @@ def multi_margin_block(x, y, w, grad, losses, scale, p, margin, weight):
 
 
 @jit
-def multilabel_soft_margin_block(x, y, w, grad, losses, scale, weight):
+def multilabel_soft_margin_block(x, y, w, grad, hess, losses, scale, weight):
     """(1/C) sum_c w_c [(1 - y) x + softplus(-x)] (= -(1/C) sum_c w_c [y log sigmoid(x) +
     (1-y) log sigmoid(-x)]); grad w_c (sigmoid(x) - y) / C."""
     n, classes = x.shape
@@ -590,70 +591,24 @@ def soft_margin_pointwise(x, y, params):
     return float(softplus_neg), -y * q, y * y * float(p) * q
 
 
-cross_entropy_index, cross_entropy_index_parallel = template_kernels(
-    "cross_entropy_index", cross_entropy_index_template)
-cross_entropy_index_hessian, cross_entropy_index_hessian_parallel = template_kernels(
-    "cross_entropy_index_hessian", cross_entropy_index_template, hessian=True)
-cross_entropy_soft, cross_entropy_soft_parallel = template_kernels(
-    "cross_entropy_soft", soft_targets_template, term=cross_entropy_term)
-cross_entropy_soft_hessian, cross_entropy_soft_hessian_parallel = template_kernels(
-    "cross_entropy_soft_hessian", soft_targets_template, hessian=True, term=cross_entropy_term)
-focal_soft, focal_soft_parallel = template_kernels("focal_soft", soft_targets_template,
-                                                   term=focal_term)
-cross_entropy_probs, cross_entropy_probs_parallel = row_kernels(
-    "cross_entropy_probs", cross_entropy_probs_block)
-focal_index, focal_index_parallel = template_kernels("focal_index", target_index_template,
-                                                     term=focal_term)
-focal_probs, focal_probs_parallel = row_kernels("focal_probs", focal_probs_block)
-poly1_index, poly1_index_parallel = template_kernels("poly1_index", target_index_template,
-                                                     term=poly1_term)
-poly1_soft, poly1_soft_parallel = template_kernels("poly1_soft", soft_targets_template,
-                                                   term=poly1_term)
-nll, nll_parallel = row_kernels("nll", nll_block)
-multi_margin, multi_margin_parallel = row_kernels("multi_margin", multi_margin_block)
-multilabel_soft_margin, multilabel_soft_margin_parallel = row_kernels(
-    "multilabel_soft_margin", multilabel_soft_margin_block)
-bce_with_logits_columns, bce_with_logits_columns_parallel = template_kernels(
-    "bce_with_logits_columns", columns_template, pointwise=bce_with_logits_pointwise)
-bce_with_logits_columns_hessian, bce_with_logits_columns_hessian_parallel = template_kernels(
-    "bce_with_logits_columns_hessian", columns_template, hessian=True,
-    pointwise=bce_with_logits_pointwise)
+cross_entropy_index = from_template(cross_entropy_index_template, hessian=True)
+cross_entropy_soft = from_template(soft_targets_template, hessian=True, term=cross_entropy_term)
+cross_entropy_probs = from_block(cross_entropy_probs_block)
+focal_index = from_template(target_index_template, term=focal_term)
+focal_soft = from_template(soft_targets_template, term=focal_term)
+focal_probs = from_block(focal_probs_block)
+poly1_index = from_template(target_index_template, term=poly1_term)
+poly1_soft = from_template(soft_targets_template, term=poly1_term)
+nll = from_block(nll_block)
+multi_margin = from_block(multi_margin_block)
+multilabel_soft_margin = from_block(multilabel_soft_margin_block)
+binary_cross_entropy = elementwise(binary_cross_entropy_pointwise)
+bce_with_logits = elementwise(bce_with_logits_pointwise)
+bce_with_logits_columns = from_template(columns_template, hessian=True,
+                                        pointwise=bce_with_logits_pointwise)
+sigmoid_focal = elementwise(sigmoid_focal_pointwise)
+kl_div = elementwise(kl_div_pointwise)
+hinge_embedding = elementwise(hinge_embedding_pointwise)
+soft_margin = elementwise(soft_margin_pointwise)
 
-(binary_cross_entropy, binary_cross_entropy_parallel,
- binary_cross_entropy_hessian, binary_cross_entropy_hessian_parallel) = elementwise_family(
-    "binary_cross_entropy", binary_cross_entropy_pointwise)
-(bce_with_logits, bce_with_logits_parallel,
- bce_with_logits_hessian, bce_with_logits_hessian_parallel) = elementwise_family(
-    "bce_with_logits", bce_with_logits_pointwise)
-(sigmoid_focal, sigmoid_focal_parallel,
- sigmoid_focal_hessian, sigmoid_focal_hessian_parallel) = elementwise_family(
-    "sigmoid_focal", sigmoid_focal_pointwise)
-kl_div, kl_div_parallel, kl_div_hessian, kl_div_hessian_parallel = elementwise_family(
-    "kl_div", kl_div_pointwise)
-(hinge_embedding, hinge_embedding_parallel,
- hinge_embedding_hessian, hinge_embedding_hessian_parallel) = elementwise_family(
-    "hinge_embedding", hinge_embedding_pointwise)
-(soft_margin, soft_margin_parallel,
- soft_margin_hessian, soft_margin_hessian_parallel) = elementwise_family(
-    "soft_margin", soft_margin_pointwise)
-
-
-__all__ = [  # the kernels: each serial kernel and its parallel twin
-    "bce_with_logits", "bce_with_logits_columns", "bce_with_logits_columns_hessian",
-    "bce_with_logits_columns_hessian_parallel", "bce_with_logits_columns_parallel",
-    "bce_with_logits_hessian", "bce_with_logits_hessian_parallel", "bce_with_logits_parallel",
-    "binary_cross_entropy", "binary_cross_entropy_hessian",
-    "binary_cross_entropy_hessian_parallel", "binary_cross_entropy_parallel",
-    "cross_entropy_index", "cross_entropy_index_hessian", "cross_entropy_index_hessian_parallel",
-    "cross_entropy_index_parallel", "cross_entropy_probs", "cross_entropy_probs_parallel",
-    "cross_entropy_soft", "cross_entropy_soft_hessian", "cross_entropy_soft_hessian_parallel",
-    "cross_entropy_soft_parallel", "focal_index", "focal_index_parallel", "focal_probs",
-    "focal_probs_parallel", "focal_soft", "focal_soft_parallel", "hinge_embedding",
-    "hinge_embedding_hessian", "hinge_embedding_hessian_parallel", "hinge_embedding_parallel",
-    "kl_div", "kl_div_hessian", "kl_div_hessian_parallel", "kl_div_parallel", "multi_margin",
-    "multi_margin_parallel", "multilabel_soft_margin", "multilabel_soft_margin_parallel", "nll",
-    "nll_parallel", "poly1_index", "poly1_index_parallel", "poly1_soft", "poly1_soft_parallel",
-    "sigmoid_focal", "sigmoid_focal_hessian", "sigmoid_focal_hessian_parallel",
-    "sigmoid_focal_parallel", "soft_margin", "soft_margin_hessian", "soft_margin_hessian_parallel",
-    "soft_margin_parallel",
-]
+KERNELS = kernel_table(globals())

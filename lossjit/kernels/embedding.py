@@ -8,7 +8,8 @@ Every kernel follows the signature in :mod:`lossjit.kernels._blocks`.
 >>> from lossjit.kernels import triplet
 >>> x = np.array([[[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]]])
 >>> none = np.empty(0)
->>> triplet(x, none, none, np.empty((0, 0, 0)), none, 1.0, 1.0, 2.0, 1e-6, False)
+>>> empty = np.empty((0, 0, 0))
+>>> triplet(x, none, none, empty, empty, none, none, 1.0, 1.0, 2.0, 1e-6, False)
 0.0
 """
 
@@ -17,12 +18,12 @@ from __future__ import annotations
 import math
 
 from lossjit._jit import jit
-from lossjit.kernels._blocks import row_kernels
+from lossjit.kernels._blocks import from_block, kernel_table
 from lossjit.kernels.vecmath import sign
 
 
 @jit
-def contrastive_block(x, y, w, grad, losses, scale, margin):
+def contrastive_block(x, y, w, grad, hess, losses, scale, margin):
     """y d^2 + (1-y) max(0, margin - d)^2, d = ||x[b,0] - x[b,1]||_2; gradient 0 at d = 0."""
     n, _, dim = x.shape
     total = 0.0
@@ -88,7 +89,7 @@ def _add_distance_grad(grad, x, r, i, j, p, eps, d, g):
 
 
 @jit
-def triplet_block(x, y, w, grad, losses, scale, margin, p, eps, swap):
+def triplet_block(x, y, w, grad, hess, losses, scale, margin, p, eps, swap):
     """max(0, d(a,p) - d(a,n) + margin), d(u,v) = ||u - v + eps||_p; with swap,
     d(a,n) becomes min(d(a,n), d(p,n)). Rows of x are (anchor, positive, negative).
 
@@ -136,7 +137,7 @@ COSINE_EPS = 9.999999960041972e-13
 
 
 @jit
-def cosine_embedding_block(x, y, w, grad, losses, scale, margin):
+def cosine_embedding_block(x, y, w, grad, hess, losses, scale, margin):
     """1 - cos for y = 1, max(0, cos - margin) for y = -1 (the gradient passes at the tie, as
     PyTorch's clamp_min), cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
 
@@ -184,7 +185,7 @@ def cosine_embedding_block(x, y, w, grad, losses, scale, margin):
 
 
 @jit
-def margin_ranking_block(x, y, w, grad, losses, scale, margin):
+def margin_ranking_block(x, y, w, grad, hess, losses, scale, margin):
     """max(0, -y (x1 - x2) + margin) on rows (x1, x2); the gradient (-y, y) passes at the tie
     (PyTorch's clamp_min)."""
     n = x.shape[0]
@@ -205,13 +206,9 @@ def margin_ranking_block(x, y, w, grad, losses, scale, margin):
     return total
 
 
-contrastive, contrastive_parallel = row_kernels("contrastive", contrastive_block)
-triplet, triplet_parallel = row_kernels("triplet", triplet_block)
-cosine_embedding, cosine_embedding_parallel = row_kernels("cosine_embedding",
-                                                          cosine_embedding_block)
-margin_ranking, margin_ranking_parallel = row_kernels("margin_ranking", margin_ranking_block)
+contrastive = from_block(contrastive_block)
+triplet = from_block(triplet_block)
+cosine_embedding = from_block(cosine_embedding_block)
+margin_ranking = from_block(margin_ranking_block)
 
-__all__ = [  # the kernels: each serial kernel and its parallel twin
-    "contrastive", "contrastive_parallel", "cosine_embedding", "cosine_embedding_parallel",
-    "margin_ranking", "margin_ranking_parallel", "triplet", "triplet_parallel",
-]
+KERNELS = kernel_table(globals())

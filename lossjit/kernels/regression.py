@@ -2,8 +2,9 @@
 
 Each ``*_pointwise(x, y, params)`` returns ``(loss, dloss/dx, d2loss/dx2)`` in float64 for one
 element (given in the data's dtype), with ``e = x - y`` and ``params`` the tuple of the loss's
-options. The kernels (``mse``, ``l1``, ..., their ``*_parallel`` twins and their ``*_hessian``
-kernels) follow the signature in :mod:`lossjit.kernels._blocks`.
+options. Each loss's kernels are one :class:`~lossjit.kernels._blocks.KernelSet` (``mse``,
+``l1``, ...; all of them write the Hessian's diagonal on request), in the table ``KERNELS``;
+they follow the signature in :mod:`lossjit.kernels._blocks`.
 
 ``gaussian_nll`` differentiates two inputs: its ``x`` is ``(n, 2)``, the mean and the variance
 of each element, and its gradient has the same layout.
@@ -12,7 +13,7 @@ of each element, and its gradient has the same layout.
 >>> from lossjit.kernels import mse
 >>> x, y = np.array([1.5, 2.3, 0.8]), np.array([1.0, 2.0, 1.0])
 >>> grad, none = np.empty(3), np.empty(0)
->>> round(mse(x, y, none, grad, none, 1 / 3) / 3, 6)
+>>> round(mse(x, y, none, grad, none, none, none, 1 / 3) / 3, 6)
 0.126667
 """
 
@@ -23,15 +24,10 @@ import math
 import numpy as np
 
 from lossjit._jit import jit
-from lossjit.kernels._blocks import (
-    LANES,
-    elementwise_family,
-    lane_sum,
-    template_kernels,
-)
+from lossjit.kernels._blocks import LANES, elementwise, from_template, kernel_table, lane_sum
 from lossjit.kernels.vecmath import exp, log, log1p, sign
 
-hessian = False  # bound per specialisation (see lossjit.kernels._blocks)
+hessian = False  # bound true where a kernel writes the Hessian (see lossjit.kernels._blocks)
 
 LOG_2 = math.log(2.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -137,31 +133,23 @@ def poisson_nll_pointwise(x, y, params):
     return value + stirling, slope, curvature
 
 
-mse, mse_parallel, mse_hessian, mse_hessian_parallel = elementwise_family("mse", mse_pointwise)
-l1, l1_parallel, l1_hessian, l1_hessian_parallel = elementwise_family("l1", l1_pointwise)
-huber, huber_parallel, huber_hessian, huber_hessian_parallel = elementwise_family(
-    "huber", huber_pointwise)
-smooth_l1, smooth_l1_parallel, smooth_l1_hessian, smooth_l1_hessian_parallel = elementwise_family(
-    "smooth_l1", smooth_l1_pointwise)
-log_cosh, log_cosh_parallel, log_cosh_hessian, log_cosh_hessian_parallel = elementwise_family(
-    "log_cosh", log_cosh_pointwise)
-(pseudo_huber, pseudo_huber_parallel,
- pseudo_huber_hessian, pseudo_huber_hessian_parallel) = elementwise_family(
-    "pseudo_huber", pseudo_huber_pointwise)
-quantile, quantile_parallel, quantile_hessian, quantile_hessian_parallel = elementwise_family(
-    "quantile", quantile_pointwise)
-(poisson_nll, poisson_nll_parallel,
- poisson_nll_hessian, poisson_nll_hessian_parallel) = elementwise_family(
-    "poisson_nll", poisson_nll_pointwise)
+mse = elementwise(mse_pointwise)
+l1 = elementwise(l1_pointwise)
+huber = elementwise(huber_pointwise)
+smooth_l1 = elementwise(smooth_l1_pointwise)
+log_cosh = elementwise(log_cosh_pointwise)
+pseudo_huber = elementwise(pseudo_huber_pointwise)
+quantile = elementwise(quantile_pointwise)
+poisson_nll = elementwise(poisson_nll_pointwise)
 
 
-def gaussian_nll_template(x, y, w, grad, losses, scale, full, eps):
+def gaussian_nll_template(x, y, w, grad, hess, losses, scale, full, eps):
     """0.5 (log v + e^2 / v) (+ log(2 pi) / 2 if ``full``), v = max(var, eps), e = mean - y,
     on rows ``x[r] = (mean, var)``.
 
     d/dmean = e / v; d/dvar = (1/v - e^2/v^2) / 2, passed straight through the clamp as
-    PyTorch does (it clamps without recording it). In a Hessian kernel ``losses[r, 0]``
-    receives d2/dmean2 = 1 / v (and ``losses[r, 1]`` 0: only the mean's is defined here).
+    PyTorch does (it clamps without recording it). ``hess[r, 0]`` receives d2/dmean2 = 1 / v
+    (and ``hess[r, 1]`` 0: only the mean's is defined here).
     The two columns are taken apart first, so that every loop after runs on contiguous
     numbers and vectorises.
     """
@@ -190,27 +178,15 @@ def gaussian_nll_template(x, y, w, grad, losses, scale, full, eps):
             g = (w[r] if w.size else 1.0) * scale
             grad[r, 0] = mean[r] * g
             grad[r, 1] = v[r] * g
-            if hessian:
-                losses[r, 0] = logs[r] * g
-                losses[r, 1] = 0.0
-    if losses.size and not hessian:
+            if hessian and hess.size:
+                hess[r, 0] = logs[r] * g
+                hess[r, 1] = 0.0
+    if losses.size:
         for r in range(n):
             losses[r] = values[r]
     return lane_sum(values, np.empty(LANES))
 
 
-gaussian_nll, gaussian_nll_parallel = template_kernels("gaussian_nll", gaussian_nll_template)
-gaussian_nll_hessian, gaussian_nll_hessian_parallel = template_kernels(
-    "gaussian_nll_hessian", gaussian_nll_template, hessian=True)
+gaussian_nll = from_template(gaussian_nll_template, hessian=True)
 
-__all__ = [  # the kernels: each serial kernel and its parallel twin
-    "gaussian_nll", "gaussian_nll_hessian", "gaussian_nll_hessian_parallel",
-    "gaussian_nll_parallel", "huber", "huber_hessian", "huber_hessian_parallel", "huber_parallel",
-    "l1", "l1_hessian", "l1_hessian_parallel", "l1_parallel", "log_cosh", "log_cosh_hessian",
-    "log_cosh_hessian_parallel", "log_cosh_parallel", "mse", "mse_hessian", "mse_hessian_parallel",
-    "mse_parallel", "poisson_nll", "poisson_nll_hessian", "poisson_nll_hessian_parallel",
-    "poisson_nll_parallel", "pseudo_huber", "pseudo_huber_hessian",
-    "pseudo_huber_hessian_parallel", "pseudo_huber_parallel", "quantile", "quantile_hessian",
-    "quantile_hessian_parallel", "quantile_parallel", "smooth_l1", "smooth_l1_hessian",
-    "smooth_l1_hessian_parallel", "smooth_l1_parallel",
-]
+KERNELS = kernel_table(globals())

@@ -1,0 +1,442 @@
+"""Plan, then run: the path of every call, from a loss's name to its value and gradient.
+
+1. **Plan** (:func:`make_plan`, once per call): resolve the loss, validate its options, the
+   reduction, ``empty`` and ``wrt``. Nothing here looks at an array.
+2. **Lay out** (:meth:`Plan.lay_out`): the loss's layout object checks the arrays and lays
+   them out into a kernel call (:class:`~lossjit.layouts.KernelInputs`).
+3. **Count**: the mean's denominator, an exact sum of each term's share
+   (:class:`ExactSum`), so that it does not depend on how the terms were split.
+4. **Run the pieces**: each piece is one kernel call that writes its gradient, Hessian and
+   per-term losses in place and its block sums to ``sums``.
+5. **Combine**: the block sums of all pieces are added exactly and rounded once
+   (:func:`combine`), then divided by the denominator.
+
+:func:`run` does this for whole arrays (one piece); :func:`run_pieces` cuts the predictions
+along axis 0 at positions the layout allows (:meth:`~lossjit.layouts.Layout.cut`), lays out
+and runs each piece, and gives the same loss, denominator and gradient to the bit. A runner
+for memory maps or Dask blocks is another way of handing pieces to the same plan: no kernel
+changes.
+
+>>> import numpy as np
+>>> plan = make_plan("mse")
+>>> x, y = np.arange(20000.0) / 7, np.zeros(20000)
+>>> whole = run(plan, x, y)
+>>> cut = run_pieces(plan, x, y, bounds=[8192, 16384])
+>>> whole.value == cut.value, bool((whole.grads["predictions"] == cut.grads["predictions"]).all())
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from lossjit import registry
+from lossjit.blocking import block_count
+from lossjit.errors import LossjitError
+from lossjit.layouts import KernelInputs
+from lossjit.registry import LossSpec
+
+LossValue = float | np.ndarray
+
+
+class Result(NamedTuple):
+    """What a run gives: the loss (None when not asked for), the gradients by what they are
+    taken with respect to, and the Hessian's diagonal (or None)."""
+
+    value: LossValue | None
+    grads: dict[str, np.ndarray]
+    hess: np.ndarray | None
+
+
+def check_settings(spec: LossSpec, reduction: str, empty: str) -> None:
+    """Raise a clear LossjitError unless ``reduction`` and ``empty`` are valid for ``spec``."""
+    if reduction not in spec.reductions:
+        raise LossjitError(f"reduction: expected one of {', '.join(spec.reductions)}; got "
+                           f"{reduction!r}")
+    if empty not in registry.EMPTY_CHOICES:
+        raise LossjitError(f"empty: expected one of {', '.join(registry.EMPTY_CHOICES)}; got "
+                           f"{empty!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One call, resolved and validated: the loss, its options and what to compute."""
+
+    spec: LossSpec
+    options: dict[str, Any]
+    reduction: str = "mean"
+    empty: str = "nan"
+    wrt: tuple[str, ...] = ("predictions",)
+    want_value: bool = True
+    want_grad: bool = True
+    hessian: bool = False
+
+    def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any] | None = None
+                ) -> KernelInputs:
+        """The arrays checked and laid out by the loss's layout."""
+        spec = self.spec
+        if spec.targets == "none":
+            targets = None
+        elif spec.targets == "required" and targets is None:
+            raise LossjitError(f"targets: missing; {spec.name} needs targets ({spec.inputs})")
+        return spec.layout.lay_out(np.asarray(predictions), targets,
+                                   self.options if options is None else options)
+
+    def kernel_set(self, inputs: KernelInputs) -> Any:
+        """The kernels the laid-out call runs on (checking that they have a Hessian when it
+        is asked for)."""
+        kernels = self.spec.kernel_set(inputs.variant)
+        if self.hessian and not kernels.hessian:
+            if not self.spec.hessian:
+                raise LossjitError(f"{self.spec.name}: no Hessian diagonal is available for "
+                                   "this loss; lossjit info lists the losses that have one")
+            raise LossjitError(f"{self.spec.name}: no Hessian diagonal with these options "
+                               f"({self.spec.hessian})")
+        return kernels
+
+    @property
+    def computes_grad(self) -> bool:
+        return self.want_grad or self.hessian
+
+
+def make_plan(name: str, *, reduction: str = "mean", empty: str = "nan",
+              wrt: Sequence[str] = ("predictions",), hessian: bool = False,
+              want_grad: bool = True, want_value: bool = True, **params: Any) -> Plan:
+    """Resolve ``name`` and validate everything about the call that is not an array."""
+    spec = registry.resolve(name)
+    check_settings(spec, reduction, empty)
+    differentiable = ("predictions", *(p.name for p in spec.params if p.differentiable))
+    for item in wrt:
+        if item not in differentiable:
+            raise LossjitError(f"wrt: {spec.name} has no gradient with respect to {item!r}; "
+                               f"expected {' or '.join(map(repr, differentiable))}")
+    return Plan(spec, spec.options(params), reduction, empty, tuple(wrt), want_value,
+                want_grad, hessian)
+
+
+# --- exact sums -------------------------------------------------------------------------------
+
+
+def combine(values: Sequence[float] | np.ndarray) -> float:
+    """The exact sum of ``values``, rounded once (``math.fsum``): the same whatever their
+    order or grouping. inf - inf gives NaN, an overflow the infinity it overflows to.
+
+    >>> combine([1e100, 1.0, -1e100]), combine([float("inf"), float("-inf")])
+    (1.0, nan)
+    """
+    try:
+        return math.fsum(values)
+    except ValueError:  # inf - inf
+        return math.nan
+    except OverflowError:
+        return math.copysign(math.inf, sum(values))
+
+
+@dataclass
+class ExactSum:
+    """An exact sum built from pieces in any order: whole counts and the non-overlapping
+    partials of float arrays (:func:`lossjit.kernels._blocks.exact_partials`)."""
+
+    count: int = 0
+    partials: list[float] = field(default_factory=list)
+
+    def add(self, values: np.ndarray | int) -> None:
+        if isinstance(values, (int, np.integer)):
+            self.count += int(values)
+            return
+        from lossjit.kernels._blocks import exact_partials
+
+        self.partials.extend(exact_partials(np.ascontiguousarray(values, dtype=np.float64)))
+
+    def value(self) -> float:
+        return combine([*self.partials, float(self.count)])
+
+
+# --- the steps of a run -----------------------------------------------------------------------
+
+
+def sample_weights(sample_weight: Any, inputs: KernelInputs) -> np.ndarray:
+    """``sample_weight`` broadcast to the terms' shape, laid out as the kernel's terms."""
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf":
+        raise LossjitError(f"sample_weight: dtype {sw.dtype} is not supported; expected numbers")
+    try:
+        sw = np.broadcast_to(sw.astype(np.float64), inputs.terms_shape)
+    except ValueError:
+        raise LossjitError(f"sample_weight: shape {sw.shape} does not match the loss terms' "
+                           f"shape {inputs.terms_shape}; expected one weight per term") from None
+    bad = ~(np.isfinite(sw) & (sw >= 0))
+    if bad.any():
+        raise LossjitError(f"sample_weight: weights must be finite and >= 0, got "
+                           f"{sw.flat[np.argmax(bad)]!r}")
+    assert inputs.terms_layout is not None
+    return np.array(sw.reshape(inputs.terms_layout), order="C")
+
+
+def add_count(total: ExactSum, inputs: KernelInputs, sw: np.ndarray | None) -> None:
+    """Add one piece's share of the mean's denominator to ``total``: its terms, or their
+    shares (class weights, 0 when ignored), weighed by the sample weights."""
+    if sw is None:
+        total.add(inputs.terms if inputs.shares is None else inputs.shares())
+    else:
+        total.add(sw if inputs.shares is None else sw.reshape(-1) * inputs.shares())
+
+
+def denominator(plan: Plan, count: ExactSum, predictions: np.ndarray) -> float:
+    """What the reduced loss divides by (1 for "sum" and "none"); an empty mean follows
+    ``empty``: NaN (0 returned here), 0, or an error."""
+    if plan.reduction in ("sum", "none"):
+        return 1.0
+    if plan.reduction == "batchmean":
+        value = float(predictions.shape[0]) if predictions.ndim else 1.0
+    else:
+        value = count.value()
+    if value == 0 and plan.empty == "error":
+        raise LossjitError(f"{plan.spec.name}: the {plan.reduction} is over zero terms (an "
+                           "empty input, every target ignored, or zero weights); set empty to "
+                           "'nan' or 'zero' (--empty on the command line) to get a number")
+    return value
+
+
+_empties: dict[tuple[int, Any], np.ndarray] = {}
+
+
+def nothing(ndim: int, dtype: Any) -> np.ndarray:
+    """A shared empty array: the kernels' "nothing here" (never written, having no element)."""
+    key = (ndim, np.dtype(dtype))
+    empty = _empties.get(key)
+    if empty is None:
+        empty = _empties[key] = np.empty((0,) * ndim, dtype=dtype)
+    return empty
+
+
+_scratches = threading.local()
+
+
+def scratch(role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A buffer of ``shape`` for the kernel's side of a gradient that is then unpacked into
+    the user's layout, kept per thread and reused by the next call of the same size: a fresh
+    buffer would be paged in on every call (on this kind of machine, slower than the kernel)."""
+    buffers = _scratches.__dict__
+    size = math.prod(shape)
+    buffer = buffers.get((role, np.dtype(dtype)))
+    if buffer is None or buffer.size != size:
+        buffer = buffers[(role, np.dtype(dtype))] = np.empty(size, dtype=dtype)
+    return buffer.reshape(shape)
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequence[Any]) -> None:
+    """``out`` must be a writeable C-contiguous array of the gradient's shape and dtype."""
+    if not isinstance(out, np.ndarray):
+        raise LossjitError(f"out: expected a NumPy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise LossjitError(f"out: got shape {out.shape} {out.dtype}; expected shape {shape} "
+                           f"{dtype} (the predictions' shape and dtype)")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise LossjitError("out: expected a writeable C-contiguous array")
+    for array in inputs:
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array):
+            raise LossjitError("out: shares memory with an input; pass a separate array")
+
+
+@dataclass
+class Outputs:
+    """Where one piece's kernel writes: the gradient and Hessian in the user's layout (and
+    the kernel's, when they differ), and the per-term losses."""
+
+    grad: np.ndarray | None
+    grad_view: np.ndarray
+    hess: np.ndarray | None
+    hess_view: np.ndarray
+    losses: np.ndarray
+
+    def unpack(self, inputs: KernelInputs) -> None:
+        """Copy the kernel's layout into the user's where they differ."""
+        if inputs.unpack is None:
+            return
+        if self.grad is not None:
+            inputs.unpack(self.grad_view, self.grad)
+        if self.hess is not None:
+            inputs.unpack(self.hess_view, self.hess)
+
+
+def outputs_for(plan: Plan, inputs: KernelInputs, grad: np.ndarray | None,
+                hess: np.ndarray | None) -> Outputs:
+    """The kernel's outputs for ``inputs``, writing into ``grad`` and ``hess`` (the user's
+    arrays, or their piece) where they are given."""
+    x = inputs.x
+    assert inputs.terms_layout is not None
+
+    def view(array: np.ndarray | None, role: str) -> np.ndarray:
+        if array is None:
+            return nothing(x.ndim, x.dtype)
+        return array.reshape(x.shape) if inputs.unpack is None else scratch(role, x.shape,
+                                                                            x.dtype)
+
+    losses = (np.empty(inputs.terms_layout, dtype=x.dtype) if plan.reduction == "none"
+              else nothing(len(inputs.terms_layout), x.dtype))
+    return Outputs(grad, view(grad, "grad"), hess, view(hess, "hess"), losses)
+
+
+def call_kernel(kernel: Any, inputs: KernelInputs, weights: np.ndarray, outputs: Outputs,
+                sums: np.ndarray, scale: float) -> float:
+    """Run one kernel call. Until a kernel is compiled for both dtypes its first calls may
+    compile it: Numba's one pedantic warning about the inlined precision overloads of
+    :mod:`lossjit.kernels.vecmath` is silenced there, and only there."""
+    args = (inputs.x, inputs.y, weights, outputs.grad_view, outputs.hess_view, outputs.losses,
+            sums, scale, *inputs.params)
+    if len(kernel.overloads) >= 2:
+        return float(kernel(*args))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"variable '_lossjit_precision__locals")
+        return float(kernel(*args))
+
+
+def weights_for(inputs: KernelInputs, sw: np.ndarray | None) -> np.ndarray:
+    """The per-term weights the kernel gets: the layout's, times the sample weights."""
+    weights = inputs.w
+    if sw is not None:
+        weights = sw if not weights.size else weights * sw
+    assert inputs.terms_layout is not None
+    return weights if weights.size else nothing(len(inputs.terms_layout), np.float64)
+
+
+def finish(plan: Plan, total: float, count: float, terms: np.ndarray | None,
+           grads: dict[str, np.ndarray], hess: np.ndarray | None) -> Result:
+    """The reduced loss from the combined total and the denominator."""
+    value: LossValue | None
+    if not plan.want_value:
+        value = None
+    elif plan.reduction == "none":
+        value = terms
+    elif count:
+        value = total / count
+    else:
+        value = 0.0 if plan.empty == "zero" else math.nan
+    return Result(value, grads, hess)
+
+
+# --- runners ----------------------------------------------------------------------------------
+
+
+def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any = None,
+        out: np.ndarray | None = None) -> Result:
+    """Run ``plan`` on whole arrays: one piece."""
+    predictions = np.asarray(predictions)
+    inputs = plan.lay_out(predictions, targets)
+    kernels = plan.kernel_set(inputs)
+    x = inputs.x
+    sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
+    count = ExactSum()
+    if plan.reduction not in ("sum", "none"):
+        add_count(count, inputs, sw)
+    divisor = denominator(plan, count, predictions)
+
+    grad = hess = None
+    if plan.computes_grad:
+        if out is not None:
+            check_out(out, predictions.shape, x.dtype, (predictions, targets))
+            grad = out
+        else:
+            grad = np.empty(predictions.shape, dtype=x.dtype)
+    elif out is not None:
+        raise LossjitError("out: only a gradient can be written to out")
+    if plan.hessian:
+        hess = np.empty(predictions.shape, dtype=x.dtype)
+    outputs = outputs_for(plan, inputs, grad, hess)
+    total = call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs,
+                        nothing(1, np.float64), 1.0 / divisor if divisor else 0.0)
+    outputs.unpack(inputs)
+
+    grads: dict[str, np.ndarray] = {}
+    if grad is not None:
+        grads["predictions"] = grad
+        for item in plan.wrt:
+            if item != "predictions":
+                grads[item] = inputs.wrt[item](outputs.grad_view)
+    assert inputs.terms_layout is not None
+    terms = outputs.losses.reshape(inputs.terms_shape) if plan.reduction == "none" else None
+    return finish(plan, total, divisor, terms, grads, hess)
+
+
+def _piece_options(plan: Plan, shape: tuple[int, ...], lo: int, hi: int) -> dict[str, Any]:
+    """The options of the piece ``lo:hi``: arrays that broadcast against the predictions are
+    cut with them."""
+    options = dict(plan.options)
+    for param in plan.spec.params:
+        value = options[param.name]
+        if param.broadcasts and value is not None:
+            options[param.name] = np.broadcast_to(np.asarray(value), shape)[lo:hi]
+    return options
+
+
+def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
+               sample_weight: Any = None, bounds: Sequence[int] = ()) -> Result:
+    """Run ``plan`` cut into pieces along the predictions' axis 0 at ``bounds`` (each a
+    multiple of the layout's :meth:`~lossjit.layouts.Layout.cut`): each piece is laid out
+    and run alone, the denominator and the block sums are added exactly across the pieces.
+    The result is the whole call's, to the bit. In memory, for the tests and as the pattern
+    of the streaming and Dask runners."""
+    predictions = np.asarray(predictions)
+    spec = plan.spec
+    if len(plan.wrt) > 1 or plan.wrt[0] != "predictions":
+        raise LossjitError("wrt: a call run in pieces differentiates the predictions only")
+    whole = plan.lay_out(predictions, targets)
+    multiple = spec.layout.cut(predictions.shape, plan.options)
+    edges = [0, *bounds, predictions.shape[0] if predictions.ndim else 0]
+    if multiple is None and bounds:
+        raise LossjitError(f"{spec.name}: predictions of shape {predictions.shape} cannot be "
+                           "cut into pieces")
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        if hi < lo or (multiple and lo % multiple):
+            raise LossjitError(f"bounds: {list(bounds)} must rise, each a multiple of "
+                               f"{multiple}")
+    spans = list(zip(edges, edges[1:], strict=False))
+    sw_whole = None
+    if sample_weight is not None:
+        sample_weights(sample_weight, whole)  # the whole call's checks and messages
+        sw_whole = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64),
+                                   whole.terms_shape)
+
+    pieces = []
+    count = ExactSum()
+    for lo, hi in spans:
+        piece_targets = None if targets is None else np.asarray(targets)[lo:hi]
+        inputs = plan.lay_out(predictions[lo:hi], piece_targets,
+                              _piece_options(plan, predictions.shape, lo, hi))
+        sw = None if sw_whole is None else sample_weights(sw_whole[lo:hi], inputs)
+        if plan.reduction not in ("sum", "none"):
+            add_count(count, inputs, sw)
+        pieces.append((lo, hi, inputs, sw))
+    divisor = denominator(plan, count, predictions)
+    scale = 1.0 / divisor if divisor else 0.0
+
+    dtype = whole.x.dtype
+    grad = np.empty(predictions.shape, dtype=dtype) if plan.computes_grad else None
+    hess = np.empty(predictions.shape, dtype=dtype) if plan.hessian else None
+    sums: list[np.ndarray] = []
+    terms: list[np.ndarray] = []
+    for lo, hi, inputs, sw in pieces:
+        kernels = plan.kernel_set(inputs)
+        outputs = outputs_for(plan, inputs, None if grad is None else grad[lo:hi],
+                              None if hess is None else hess[lo:hi])
+        x = inputs.x
+        block_sums = np.empty(block_count(x.shape[0], x.size // x.shape[0] if x.shape[0]
+                                          else 1))
+        call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs, block_sums,
+                    scale)
+        outputs.unpack(inputs)
+        sums.append(block_sums)
+        if plan.reduction == "none":
+            terms.append(outputs.losses.reshape(inputs.terms_shape))
+    grads = {} if grad is None else {"predictions": grad}
+    value = np.concatenate(terms) if terms else None
+    return finish(plan, combine(np.concatenate(sums)) if sums else 0.0, divisor, value, grads,
+                  hess)
