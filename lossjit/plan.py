@@ -153,7 +153,8 @@ class ExactSum:
             return
         from lossjit.kernels._blocks import exact_partials
 
-        self.partials.extend(exact_partials(np.ascontiguousarray(values, dtype=np.float64)))
+        self.partials.extend(exact_partials(
+            np.ascontiguousarray(values, dtype=np.float64).reshape(-1)))
 
     def value(self) -> float:
         return combine([*self.partials, float(self.count)])
