@@ -167,10 +167,22 @@ def check_signs(labels: np.ndarray, what: str = "targets") -> None:
 
 @dataclass(frozen=True)
 class Domain:
-    """The values an input takes, for example inputs: ``sample(rng, shape) -> float64``."""
+    """The values an input takes: ``sample(rng, shape) -> float64`` makes example values, and
+    ``outside(values) -> bool array``, where given, marks the values a loss refuses (NaN is
+    never refused: it propagates)."""
 
     name: str
     sample: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+    outside: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def check(self, values: np.ndarray, what: str) -> None:
+        """Raise a LossjitError naming the first value outside the domain, if any."""
+        if self.outside is None:
+            return
+        bad = self.outside(values)
+        if bad.any():
+            raise LossjitError(f"{what}: expected values {self.name}, got "
+                               f"{values.flat[np.argmax(bad)]!r}")
 
 
 REAL = Domain("real", lambda rng, shape: rng.normal(size=shape))
@@ -180,6 +192,11 @@ SIGNS = Domain("1 or -1", lambda rng, shape: rng.choice([-1.0, 1.0], shape))
 COUNTS = Domain("counts", lambda rng, shape: rng.poisson(2.0, shape).astype(np.float64))
 POSITIVE = Domain("> 0", lambda rng, shape: rng.uniform(0.1, 3.0, shape))
 LOG_PROBS = Domain("log-probabilities", lambda rng, shape: np.log(rng.uniform(0.05, 1.0, shape)))
+#: Checked domains: a loss whose targets must lie in them refuses anything else.
+NONNEGATIVE = Domain(">= 0", lambda rng, shape: rng.gamma(0.5, 2.0, shape)
+                     * rng.integers(0, 2, shape), lambda v: v < 0)
+POSITIVE_ONLY = Domain("> 0", lambda rng, shape: rng.gamma(2.0, 1.0, shape) + 1e-3,
+                       lambda v: v <= 0)
 
 
 # --- the layout classes -----------------------------------------------------------------------
@@ -221,9 +238,10 @@ def _elements(shape: tuple[int, ...]) -> tuple[int, int] | None:
 @dataclass(frozen=True)
 class Elementwise(Layout):
     """Predictions and targets of the same shape, one loss term per element: the kernel gets
-    both flattened. ``params`` are the options the kernel takes, in order; ``weight`` names an
-    option of weights that broadcast against the predictions; ``check(x, y)`` refuses what
-    the loss cannot take."""
+    both flattened. ``params`` are the options the kernel takes, in order; ``predictions`` and
+    ``targets`` are their domains (a checked domain refuses values outside it); ``weight``
+    names an option of weights that broadcast against the predictions; ``check(x, y)`` refuses
+    what else the loss cannot take."""
 
     params: tuple[str, ...] = ()
     predictions: Domain = REAL
@@ -234,6 +252,8 @@ class Elementwise(Layout):
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
         x = floats(predictions, "predictions")
         y = _values_like(targets, x)
+        self.predictions.check(x, "predictions")
+        self.targets.check(y, "targets")
         if self.check is not None:
             self.check(x, y)
         w = NO_WEIGHTS
