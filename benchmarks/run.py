@@ -9,7 +9,7 @@ first release's (EVERY_SIZE) at 1e3, 1e5, 1e6 and 1e7 elements, cross_entropy an
 (class-index losses at (65536, 10)), which keeps the run near ten minutes; a loss named with
 ``--losses`` runs at every size. Each case in float32 and float64; lossjit runs with and
 without ``out=``. Options are the defaults, except gaussian_nll's required var (an array
-of the predictions' shape; see ``lossjit.bench.make_inputs``).
+of the predictions' shape; see ``lossjit_bench.make_inputs``).
 In the same run it measures the STREAM-triad bandwidth (1 and 2 threads), a small call, the
 peak memory of cross_entropy, the command line's start-up, determinism across thread counts
 and float32 accuracy. It prints a table of medians and ratios (peer time / lossjit time, so
@@ -19,7 +19,7 @@ and float32 accuracy. It prints a table of medians and ratios (peer time / lossj
 optional (``pip install -e '.[bench]'``); a peer that is not installed is skipped and the
 run says so.
 
-Timing conventions are in :mod:`lossjit.bench`'s docstring and in the JSON's ``notes``.
+Timing conventions are in :mod:`lossjit_bench`'s docstring and in the JSON's ``notes``.
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from lossjit import bench  # noqa: E402
+import lossjit_bench as bench  # noqa: E402
+from lossjit_bench import peers as bench_peers  # noqa: E402
 
 SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
 CLASS_SHAPES = ((1024, 10), (65536, 10), (8192, 1000), (1_000_000, 10))
 DTYPES = ("float32", "float64")
-FAMILY_ORDER = tuple(name for _, members in bench.FAMILIES for name in members)
+FAMILY_ORDER = tuple(name for _, members in bench.INPUT_KINDS for name in members)
 #: The losses the default run times at every size in SIZES / CLASS_SHAPES (the first
 #: release's). The others run at FEW_SIZES / FEW_CLASS_SHAPES only, which keeps the default
 #: run near ten minutes; a loss named with --losses runs at every size.
@@ -67,7 +68,7 @@ NOTES = {
     "lossjit": "lossjit.value_and_grad(name, p, t) (fresh gradient); lossjit_out: with out= a "
                "reused buffer; lossjit_value: lossjit.loss (no gradient). Python-side work "
                "included.",
-    "numpy": "lossjit.bench's vectorised NumPy reference (value + gradient, in the input dtype, "
+    "numpy": "lossjit_bench's vectorised NumPy reference (value + gradient, in the input dtype, "
              "allocating its gradient); numpy_value: value only.",
     "torch": "autograd, torch.set_num_threads(2); tensors made from the NumPy arrays once "
              "outside the timed region; each call sets x.grad = None (as "
@@ -126,7 +127,7 @@ def say(*parts: Any) -> None:
 def sizes_for(name: str, every: bool = False) -> tuple[Any, ...]:
     """The sizes (class losses: shapes) of ``name`` in a full run: all of them for the losses
     in EVERY_SIZE or when ``every``, else the few."""
-    classes = bench.family(name) == "classes"
+    classes = bench.input_kind(name) == "classes"
     if every or name in EVERY_SIZE:
         return CLASS_SHAPES if classes else SIZES
     return FEW_CLASS_SHAPES if classes else FEW_SIZES
@@ -181,7 +182,7 @@ def run_cases(args: argparse.Namespace, triad_start: float) -> list[dict[str, An
     for name, size, dtype in cases:
         waited = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else 0.0
         near = None
-        if bench.family(name) != "classes" and isinstance(size, int) and size >= 10_000_000:
+        if bench.input_kind(name) != "classes" and isinstance(size, int) and size >= 10_000_000:
             near = bench.triad_bandwidth(args.triad_n, 2, repeat=7)["gbs"]
         try:
             case = None
@@ -411,21 +412,21 @@ def cli_timings(args: argparse.Namespace) -> dict[str, Any]:
 
 _DETERMINISM_CHILD = """
 import hashlib, json, sys
+sys.path.insert(0, sys.argv[2])  # the checkout, for lossjit_bench
 import numpy as np
 import lossjit
-from lossjit import api, bench
+import lossjit_bench as bench
+from lossjit import blocking
 sizes = {"classes": (100_000, 10)}
 names, dtypes = json.loads(sys.argv[1])
 out = {}
 for name in names:
     for dtype in dtypes:
-        inputs = bench.make_inputs(name, sizes.get(bench.family(name), 1_000_000), dtype)
+        inputs = bench.make_inputs(name, sizes.get(bench.input_kind(name), 1_000_000), dtype)
         p, t, params = inputs.predictions, inputs.targets, inputs.params
         entry = {}
         for mode, threshold in (("parallel", 0), ("serial", 1 << 62)):
-            if not hasattr(api, "PARALLEL_MIN"):
-                break
-            api.PARALLEL_MIN = threshold
+            blocking.PARALLEL_MIN = threshold
             value, grad = lossjit.value_and_grad(name, p, t, **params)
             alone = lossjit.loss(name, p, t, **params)
             entry[mode] = [float(value).hex(), float(alone).hex(),
@@ -448,7 +449,7 @@ def determinism(args: argparse.Namespace) -> dict[str, Any]:
         env = os.environ.copy()
         env["NUMBA_NUM_THREADS"] = str(count)
         proc = subprocess.run([sys.executable, "-c", _DETERMINISM_CHILD,
-                               json.dumps([names, dtypes])], env=env,
+                               json.dumps([names, dtypes]), str(ROOT)], env=env,
                               capture_output=True, text=True)
         if proc.returncode != 0:
             say(f"  threads={count}: failed: {proc.stderr.strip()[-300:]}")
@@ -457,9 +458,6 @@ def determinism(args: argparse.Namespace) -> dict[str, Any]:
     problems = []
     reference = outputs[counts[0]]
     for key, entry in reference.items():
-        if "parallel" not in entry:
-            problems.append(f"{key}: lossjit.api.PARALLEL_MIN is gone; serial/parallel unchecked")
-            continue
         for count in counts[1:]:
             if outputs[count][key] != entry:
                 problems.append(f"{key}: threads={count} differs from threads={counts[0]}")
@@ -514,8 +512,8 @@ def accuracy(args: argparse.Namespace) -> dict[str, Any]:
         found = {"lossjit": lossjit.loss(name, x, y),
                  "numpy_float32": bench.reference(name, x, y, grad=False)[0]}
         if "torch" in args.peers and not bench.peer_available("torch"):
-            torch_fn = bench._torch_loss(name, {})
-            torch = bench._torch()
+            torch_fn = bench_peers._torch_loss(name, {})
+            torch = bench_peers._torch()
             with torch.no_grad():
                 found["torch_float32"] = float(torch_fn(torch.from_numpy(x),
                                                         torch.from_numpy(y)))
@@ -557,7 +555,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 f"min {min(torch_ratios)[0]:.2f}x ({min(torch_ratios)[1]})", low)
     for peer, base in (("torch", "lossjit"), ("jax", "lossjit"), ("sklearn", "lossjit_out")):
         relevant = [c for c in cases if c["elements"] >= 100_000
-                    or bench.family(c["loss"]) == "classes"]
+                    or bench.input_kind(c["loss"]) == "classes"]
         pairs = [(bench.speedup(c, peer, base), _case_label(c)) for c in relevant
                  if bench.speedup(c, peer, base) is not None]
         if not pairs:

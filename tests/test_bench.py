@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import lossjit
-from lossjit import bench, registry
+import lossjit_bench as bench
+from lossjit import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,11 +82,11 @@ def close(a, b, tol=1e-9):
 def test_every_builtin_loss_has_a_reference_and_inputs():
     builtin = {spec.name for spec in registry.BUILTIN}
     assert builtin <= set(bench.REFERENCES)
-    families = {fam for fam, _ in bench.FAMILIES}
-    members = [name for _, names in bench.FAMILIES for name in names]
+    kinds = {kind for kind, _ in bench.INPUT_KINDS}
+    members = [name for _, names in bench.INPUT_KINDS for name in names]
     assert len(members) == len(set(members)) and set(members) == set(bench.REFERENCES)
     for name in builtin:
-        assert bench.family(name) in families
+        assert bench.input_kind(name) in kinds
         inputs = bench.make_inputs(name, 100, np.float32)
         lossjit.value_and_grad(name, inputs.predictions, inputs.targets, **inputs.params)
 
@@ -281,7 +282,7 @@ def test_shapes_per_family():
     assert inputs.params["var"].shape == (100,) and inputs.params["var"].dtype == np.float32
     assert inputs.nbytes() == 4 * 100 * 4 and inputs.nbytes(grad=False) == 3 * 100 * 4
     with pytest.raises(ValueError):
-        bench.family("not_a_loss")
+        bench.input_kind("not_a_loss")
 
 
 def test_inputs_are_valid_for_their_loss():
@@ -352,10 +353,10 @@ def test_triad_bandwidth_and_machine_info():
 
 
 def test_importing_bench_imports_numpy_only():
-    code = ("import sys, lossjit.bench; "
+    code = ("import sys, lossjit_bench; "
             "print([m for m in ('numba', 'torch', 'jax', 'sklearn') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
 
 

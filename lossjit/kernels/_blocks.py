@@ -46,7 +46,8 @@ import numpy as np
 from numba import prange
 
 from lossjit._jit import jit, specialise
-from lossjit.blocking import BLOCK, PARALLEL_MIN, block_rows
+from lossjit import blocking
+from lossjit.blocking import BLOCK, block_rows
 
 __all__ = ["BLOCK", "LANES", "KernelSet", "exact_partials", "exact_sum", "lane_sum"]
 
@@ -273,8 +274,9 @@ class KernelSet:
     hessian: bool = False
 
     def pick(self, numbers: int) -> Any:
-        """The kernel for an input of ``numbers`` numbers: parallel from ``PARALLEL_MIN``."""
-        return self.parallel if numbers >= PARALLEL_MIN else self.serial
+        """The kernel for an input of ``numbers`` numbers: parallel from
+        :data:`lossjit.blocking.PARALLEL_MIN` (read at each call)."""
+        return self.parallel if numbers >= blocking.PARALLEL_MIN else self.serial
 
     def public_names(self) -> dict[str, Any]:
         """The names under which :mod:`lossjit.kernels` offers these kernels."""
