@@ -18,6 +18,7 @@ from lossjit import kernels as k
 from lossjit.layouts import (
     BINARY,
     COUNTS,
+    DISTANCES,
     LOG_PROBS,
     SIGNS,
     UNIT,
@@ -200,7 +201,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="log-probabilities (C,), (N, C) or (N, C, d1..dk); class-index targets of the "
                "shape without C",
         params=(_WEIGHT, _IGNORE),
-        layout=ClassAxis(bind_nll, index_only="nll"),
+        layout=ClassAxis(bind_nll, index_only="nll", log_probabilities=True),
         kernels=lambda: k.classification.nll,
         reference="PyTorch nll_loss",
         notes="The mean divides by the summed weight of the non-ignored targets.",
@@ -309,7 +310,8 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="predictions and labels 1 or -1 of the same shape",
         params=(Param("margin", "float", 1.0, "where the loss of y = -1 stops", "finite",
                       _finite),),
-        layout=Elementwise(("margin",), targets=SIGNS, check=check_signs_of_targets),
+        layout=Elementwise(("margin",), predictions=DISTANCES, targets=SIGNS,
+                           check=check_signs_of_targets),
         kernels=lambda: k.classification.hinge_embedding,
         reference="PyTorch hinge_embedding_loss",
     ),

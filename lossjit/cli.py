@@ -12,6 +12,8 @@ usage error exit 2, never a traceback. ``--help``, ``list`` and ``info`` do not 
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import math
 import os
@@ -19,6 +21,7 @@ import pickle
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -102,25 +105,27 @@ def _grad_out_option(param: Param) -> str:
 _OUTPUT_OPTIONS = {"predictions": "--grad-out", "hess": "--hess-out"}
 
 
-def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None,
-                 reduction: str, grad_out: str | None, no_grad: bool, as_json: bool,
-                 given: dict[str, Any], common: dict[str, Any],
-                 outputs: dict[str, str]) -> None:
-    """Compute and report; ``common`` holds sample_weight and empty, ``outputs`` the extra
-    output paths: "hess" and the names of options to differentiate by."""
+def _import_compute_modules() -> None:
+    """Point Numba at the CLI's cache, then import what computing needs (before the clock)."""
     use_cache_dir()
-    import numpy as np
+    for module in ("numpy", "lossjit.api", "lossjit.io", "lossjit.layouts"):
+        importlib.import_module(module)
 
-    from lossjit import api
-    from lossjit.io import default_grad_path, parse_array_option, read_array, write_array
-    from lossjit.layouts import FLOATS
 
-    started = time.perf_counter()
-    options = _option_values(spec, given)
-    sample_weight = common["sample_weight"]
-    if sample_weight is not None:
-        sample_weight = parse_array_option(sample_weight, what="--sample-weight")
-    written: dict[str, str] = {}  # what goes where: "predictions" (the gradient), "hess", ...
+def _sample_weight(text: str | None) -> Any:
+    """The ``--sample-weight`` array (a file or a comma-separated list), or None."""
+    from lossjit.io import parse_array_option
+
+    return None if text is None else parse_array_option(text, what="--sample-weight")
+
+
+def _output_paths(predictions_path: str, grad_out: str | None, no_grad: bool,
+                  outputs: dict[str, str]) -> dict[str, str]:
+    """Where each output goes: "predictions" (the gradient, unless --no-grad), then
+    ``outputs``; '-' is refused, since stdout carries the loss."""
+    from lossjit.io import default_grad_path
+
+    written: dict[str, str] = {}
     if not no_grad:
         written["predictions"] = grad_out or default_grad_path(predictions_path)
     written.update(outputs)
@@ -129,7 +134,15 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
             option = _OUTPUT_OPTIONS.get(key) or "--" + key.replace("_", "-") + "-grad-out"
             raise LossjitError(f"{option}: '-' is not allowed, stdout carries the loss; give "
                                "a file path")
-    wrt = ("predictions", *(name for name in outputs if name != "hess"))
+    return written
+
+
+def _read_inputs(spec: LossSpec, predictions_path: str,
+                 targets_path: str | None) -> tuple[Any, Any]:
+    """The predictions and targets arrays; targets given to a loss without any are ignored,
+    with a message."""
+    from lossjit.io import read_array
+
     predictions = read_array(predictions_path, what="predictions")
     targets = None
     if targets_path is not None:
@@ -137,51 +150,132 @@ def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None
             _say(f"{spec.name} takes no targets; ignoring {targets_path}")
         else:
             targets = read_array(targets_path, what="targets")
+    return predictions, targets
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """Record the warnings raised in the block; once it succeeds, say each on stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            value, grads, hess = api.compute(
-                spec.name, predictions, targets, reduction=reduction,
-                want_grad=not no_grad or len(wrt) > 1, sample_weight=sample_weight,
-                empty=common["empty"], wrt=wrt, hessian="hess" in outputs, **options)
-        except (EOFError, pickle.UnpicklingError) as exc:
-            raise LossjitError(f"the compiled-kernel cache in {os.environ['NUMBA_CACHE_DIR']} "
-                               f"is damaged ({type(exc).__name__}); run `lossjit cache clear`"
-                               ) from None
+        yield
     for warning in caught:
         _say(f"warning: {warning.message}")
 
+
+def _compute(spec: LossSpec, predictions: Any, targets: Any, reduction: str, no_grad: bool,
+             options: dict[str, Any], sample_weight: Any, empty: str,
+             outputs: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+    """The loss value, and the arrays to write by output key ("predictions", "hess", option
+    names); a damaged kernel cache is a LossjitError."""
+    from lossjit import api
+
+    wrt = ("predictions", *(name for name in outputs if name != "hess"))
+    try:
+        value, grads, hess = api.compute(
+            spec.name, predictions, targets, reduction=reduction,
+            want_grad=not no_grad or len(wrt) > 1, sample_weight=sample_weight,
+            empty=empty, wrt=wrt, hessian="hess" in outputs, **options)
+    except (EOFError, pickle.UnpicklingError) as exc:
+        raise LossjitError(f"the compiled-kernel cache in {os.environ['NUMBA_CACHE_DIR']} "
+                           f"is damaged ({type(exc).__name__}); run `lossjit cache clear`"
+                           ) from None
+    return value, {**grads, "hess": hess}
+
+
+def _input_files(predictions_path: str, targets_path: str | None, given: dict[str, Any],
+                 sample_weight: str | None) -> list[str]:
+    """The files read as inputs (the arrays and the options naming a file): never written."""
     protect = [p for p in (predictions_path, targets_path) if p and p != "-"]
-    protect += [v for v in (*given.values(), common["sample_weight"])
+    protect += [v for v in (*given.values(), sample_weight)
                 if isinstance(v, str) and os.path.isfile(v)]
-    arrays = {**grads, "hess": hess}
+    return protect
+
+
+def _write_outputs(written: dict[str, str], arrays: dict[str, Any],
+                   protect: list[str]) -> None:
+    """Write each output array to its path, never over a file in ``protect``; say where."""
+    import numpy as np
+
+    from lossjit.io import write_array
+
     for key, path in written.items():
         write_array(path, np.asarray(arrays[key]), protect=protect)
         what = {"predictions": "gradient", "hess": "Hessian diagonal"}.get(
             key, f"gradient w.r.t. {key}")
         _say(f"{what} written to {path}")
-    seconds = time.perf_counter() - started
 
-    if as_json:
-        record = {
-            "loss": _json_safe(value),
-            "name": spec.name,
-            "reduction": reduction,
-            "params": {k: _json_safe(v) for k, v in spec.options(options).items()},
-            "sample_weight": sample_weight is not None,
-            "empty": common["empty"],
-            "shape": list(np.shape(predictions)),
-            "dtype": str(predictions.dtype if predictions.dtype in FLOATS else np.float64),
-            "grad": written.get("predictions"),
-            **{f"{key}_grad" if key != "hess" else key: path
-               for key, path in outputs.items()},
-            "seconds": seconds,
-        }
-        click.echo(json.dumps(record))
-    elif reduction == "none":
+
+def _report(spec: LossSpec, value: Any, predictions: Any, reduction: str,
+            options: dict[str, Any], weighted: bool, empty: str, written: dict[str, str],
+            outputs: dict[str, str], seconds: float) -> dict[str, Any]:
+    """The ``--json`` record of one computation."""
+    import numpy as np
+
+    from lossjit.layouts import FLOATS
+
+    return {
+        "loss": _json_safe(value),
+        "name": spec.name,
+        "reduction": reduction,
+        "params": {k: _json_safe(v) for k, v in spec.options(options).items()},
+        "sample_weight": weighted,
+        "empty": empty,
+        "shape": list(np.shape(predictions)),
+        "dtype": str(predictions.dtype if predictions.dtype in FLOATS else np.float64),
+        "grad": written.get("predictions"),
+        **{f"{key}_grad" if key != "hess" else key: path for key, path in outputs.items()},
+        "seconds": seconds,
+    }
+
+
+def _print_loss(value: Any, reduction: str) -> None:
+    """Print the loss: one number, or one per line for ``--reduction none``."""
+    import numpy as np
+
+    if reduction == "none":
         click.echo("\n".join(repr(float(v)) for v in np.ravel(value)))
     else:
         click.echo(repr(float(value)))
+
+
+def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None, *,
+                 reduction: str, grad_out: str | None, no_grad: bool, as_json: bool,
+                 given: dict[str, Any], sample_weight: str | None, empty: str,
+                 outputs: dict[str, str]) -> None:
+    """Compute and report. ``given`` holds the loss's options as typed, ``outputs`` the extra
+    output paths: "hess" and the names of options to differentiate by."""
+    _import_compute_modules()
+    started = time.perf_counter()
+    options = _option_values(spec, given)
+    weights = _sample_weight(sample_weight)
+    written = _output_paths(predictions_path, grad_out, no_grad, outputs)
+    predictions, targets = _read_inputs(spec, predictions_path, targets_path)
+    with _warnings_on_stderr():
+        value, arrays = _compute(spec, predictions, targets, reduction, no_grad, options,
+                                 weights, empty, outputs)
+    _write_outputs(written, arrays,
+                   _input_files(predictions_path, targets_path, given, sample_weight))
+    seconds = time.perf_counter() - started
+    if as_json:
+        click.echo(json.dumps(_report(spec, value, predictions, reduction, options,
+                                      weights is not None, empty, written, outputs, seconds)))
+    else:
+        _print_loss(value, reduction)
+
+
+def _extra_outputs(given: dict[str, Any], differentiable: list[Param]) -> dict[str, str]:
+    """Take ``--hess-out`` and each ``--<option>-grad-out`` out of ``given``: the paths set,
+    by output key ("hess" or the option's name)."""
+    outputs = {}
+    hess_out = given.pop("hess_out", None)
+    if hess_out:
+        outputs["hess"] = hess_out
+    for p in differentiable:
+        path = given.pop(f"{p.name}_grad_out", None)
+        if path:
+            outputs[p.name] = path
+    return outputs
 
 
 def _loss_command(spec: LossSpec) -> click.Command:
@@ -222,23 +316,17 @@ def _loss_command(spec: LossSpec) -> click.Command:
                  **given: Any) -> None:
         if grad_out and no_grad:
             raise click.UsageError("--grad-out and --no-grad exclude each other")
-        outputs = {}
-        hess_out = given.pop("hess_out", None)
-        if hess_out:
-            outputs["hess"] = hess_out
-        for p in differentiable:
-            path = given.pop(f"{p.name}_grad_out", None)
-            if path:
-                outputs[p.name] = path
+        outputs = _extra_outputs(given, differentiable)
         try:
-            _run_compute(spec, predictions, targets, reduction, grad_out, no_grad, as_json,
-                         given, {"sample_weight": sample_weight, "empty": empty}, outputs)
+            _run_compute(spec, predictions, targets, reduction=reduction, grad_out=grad_out,
+                         no_grad=no_grad, as_json=as_json, given=given,
+                         sample_weight=sample_weight, empty=empty, outputs=outputs)
         except LossjitError as exc:
             raise click.ClickException(str(exc)) from None
 
     return click.Command(
         spec.name, params=params, callback=callback,
-        help=f"{spec.formula}\n\nInputs: {spec.layout}."
+        help=f"{spec.formula}\n\nInputs: {spec.inputs}."
              + (f" Targets{targets_help}." if targets_help else "")
              + "\n\nPREDICTIONS and TARGETS are .npy, .npz, .csv, .tsv or .txt files, or - "
              "for stdin. The loss goes to stdout, the gradient to a file.",
@@ -296,7 +384,7 @@ def _describe(spec: LossSpec) -> dict[str, Any]:
         "family": spec.family,
         "formula": spec.formula,
         "gradient": spec.gradient,
-        "layout": spec.layout,
+        "layout": spec.inputs,
         "targets": spec.targets,
         "params": [{"name": p.name, "kind": p.kind, "default": p.default, "help": p.help,
                     "expect": p.expect, "differentiable": p.differentiable,
@@ -328,7 +416,7 @@ def markdown_table(names: list[str] | None = None) -> str:
     for name in registry.names() if names is None else names:
         spec = registry.resolve(name)
         cells = [f"`{spec.name}`", ", ".join(spec.aliases) or "-", spec.family, spec.formula,
-                 spec.layout, _options_text(spec), "yes" if spec.hessian else "no",
+                 spec.inputs, _options_text(spec), "yes" if spec.hessian else "no",
                  spec.reference or "-"]
         lines.append("| " + " | ".join(cell.replace("|", "&#124;") for cell in cells) + " |")
     return "\n".join(lines)
@@ -355,7 +443,7 @@ def list_losses(as_json: bool, markdown: bool) -> None:
         hessian = "hessian" if s.hessian else "-      "
         click.echo(f"{s.name:<{width}}  {s.family:<{family_width}}  {hessian}  "
                    f"{s.formula}{aliases}")
-        click.echo(f"{indent}inputs: {s.layout}")
+        click.echo(f"{indent}inputs: {s.inputs}")
         click.echo(f"{indent}options: {_options_text(s)}")
         click.echo(f"{indent}reference: {s.reference or '-'}")
 
@@ -378,7 +466,7 @@ def info(loss: str, as_json: bool) -> None:
         ("family", spec.family),
         ("formula", spec.formula),
         ("gradient", spec.gradient or "-"),
-        ("inputs", spec.layout),
+        ("inputs", spec.inputs),
         ("targets", spec.targets),
         ("reduction", "mean (default), " + ", ".join(spec.reductions[1:])),
         ("hessian", spec.hessian + " (lossjit.grad_hess, --hess-out)" if spec.hessian
@@ -414,7 +502,7 @@ def bench(losses: tuple[str, ...], size: int, dtype: str, peers: str, as_json: b
     """Time value-and-gradient of each LOSS (default: all) here, against NumPy and, when
     installed, PyTorch and JAX: median milliseconds, and how many times faster lossjit is."""
     use_cache_dir()
-    from lossjit.bench import run_case
+    from lossjit_bench import run_case
 
     chosen = [p.strip() for p in peers.split(",") if p.strip()]
     try:

@@ -192,6 +192,7 @@ SIGNS = Domain("1 or -1", lambda rng, shape: rng.choice([-1.0, 1.0], shape))
 COUNTS = Domain("counts", lambda rng, shape: rng.poisson(2.0, shape).astype(np.float64))
 POSITIVE = Domain("> 0", lambda rng, shape: rng.uniform(0.1, 3.0, shape))
 LOG_PROBS = Domain("log-probabilities", lambda rng, shape: np.log(rng.uniform(0.05, 1.0, shape)))
+DISTANCES = Domain("distances", lambda rng, shape: rng.uniform(0.0, 2.0, shape))
 #: Checked domains: a loss whose targets must lie in them refuses anything else.
 NONNEGATIVE = Domain(">= 0", lambda rng, shape: rng.gamma(0.5, 2.0, shape)
                      * rng.integers(0, 2, shape), lambda v: v < 0)
@@ -543,13 +544,15 @@ class ClassAxis(Layout):
     ``bind(rows, options) -> KernelInputs`` is the loss's own part: which kernels, with which
     parameters and denominator. ``index_only`` names the loss when it takes class indices
     only; ``max_ndim`` limits the predictions' axes; ``probabilities`` says the loss also
-    takes probabilities with ``from_logits=False``.
+    takes probabilities with ``from_logits=False``; ``log_probabilities`` that its
+    predictions are log-probabilities (as its examples then are).
     """
 
     bind: Callable[[ClassRows, dict[str, Any]], KernelInputs]
     index_only: str | None = None
     max_ndim: int | None = None
     probabilities: bool = False
+    log_probabilities: bool = False
 
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
         if self.index_only is not None and targets is not None:
@@ -567,7 +570,10 @@ class ClassAxis(Layout):
                  width: int | None = None) -> list[Example]:
         classes = width or 10
         rows = max(1, size // classes)
-        logits = REAL.sample(rng, (rows, classes)).astype(dtype)
+        logits = REAL.sample(rng, (rows, classes))
+        if self.log_probabilities:
+            logits = np.log(_softmax(logits))
+        logits = logits.astype(dtype)
         labels = rng.integers(0, classes, rows)
         found = [Example("class indices", logits, labels)]
         if self.index_only is None:

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
@@ -23,3 +24,8 @@ def golden_arrays(case):
     if targets is not None:
         targets = np.asarray(targets, dtype=case["targets_dtype"])
     return predictions, targets
+
+
+# The CLI tests' fixtures, defined with their helpers in cli_helpers.py.
+pytest.register_assert_rewrite("cli_helpers")
+from cli_helpers import exe, work  # noqa: E402, F401

@@ -1,4 +1,5 @@
-"""Tests of the ``lossjit`` command line: in-process (Click's CliRunner) and as real processes.
+"""Tests of ``lossjit compute``: in-process (Click's CliRunner) and as real processes, stdin
+and shell pipelines included.
 
 Every expected number comes from lossjit's Python API or from a formula written out here in
 NumPy, never from the CLI's own output. The inputs are the sample files of data/ (written by
@@ -18,93 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_helpers import (
+    DATA,
+    DATA_FILES,
+    bits_equal,
+    invoke,
+    launcher,
+    load,
+    one_line_error,
+    run,
+    snapshot,
+    softmax,
+)
 
 import lossjit
-from lossjit import registry
-from lossjit.cli import cli
 from lossjit.io import read_array
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-DATA_FILES = ["preds.npy", "targets.npy", "preds.csv", "targets.csv", "logits.npy",
-              "labels.npy", "pairs.npy", "pair_labels.npy", "triplets.npy"]
-# The console script of the environment running the tests, else the first one on PATH.
-_SIBLING = Path(sys.executable).with_name("lossjit")
-SCRIPT = str(_SIBLING) if _SIBLING.exists() else shutil.which("lossjit")
-
-
-# --------------------------------------------------------------------------------------------
-# helpers and fixtures
-
-
-def load(name: str) -> np.ndarray:
-    return np.load(DATA / name, allow_pickle=False)
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` (relative path -> bytes), hidden temp files included."""
-    return {str(p.relative_to(directory)): p.read_bytes()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary current directory holding a copy of the sample files under data/."""
-    missing = [name for name in DATA_FILES if not (DATA / name).exists()]
-    assert not missing, f"run `python data/make_data.py` first; missing {missing}"
-    (tmp_path / "data").mkdir()
-    for name in DATA_FILES:
-        shutil.copy(DATA / name, tmp_path / "data" / name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def invoke(*args: str, input: bytes | str | None = None):
-    """Run the CLI in-process; stdout and stderr are kept apart."""
-    runner = CliRunner()
-    return runner.invoke(cli, list(args), input=input, prog_name="lossjit",
-                         catch_exceptions=False)
-
-
-def run(argv: list[str], cwd: Path, input: bytes | None = None,
-        shell: bool = False) -> subprocess.CompletedProcess:
-    """A real process, with the test's environment (its NUMBA_CACHE_DIR included)."""
-    return subprocess.run(argv if not shell else argv[0], cwd=cwd, input=input,
-                          capture_output=True, shell=shell, timeout=120, env=dict(os.environ))
-
-
-def launcher(kind: str) -> list[str]:
-    if kind == "module":
-        return [sys.executable, "-m", "lossjit"]
-    if SCRIPT is None:
-        pytest.skip("the lossjit console script is not installed")
-    return [SCRIPT]
-
-
-def one_line_error(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-@pytest.fixture(params=["module", "script"])
-def exe(request) -> list[str]:
-    """``python -m lossjit`` and the ``lossjit`` console script."""
-    return launcher(request.param)
-
 
 # --------------------------------------------------------------------------------------------
 # the sample data itself
@@ -794,88 +723,6 @@ def test_successful_run_replaces_an_old_gradient_without_temp_files(work: Path):
 
 
 # --------------------------------------------------------------------------------------------
-# help, list, info, version (in-process)
-
-
-def test_help(work: Path):
-    result = invoke("--help")
-    assert result.exit_code == 0
-    for word in ("compute", "list", "info", "--version"):
-        assert word in result.stdout
-    assert invoke("-h").stdout == result.stdout
-
-
-def test_compute_help_lists_every_loss():
-    result = invoke("compute", "--help")
-    assert result.exit_code == 0
-    for name in lossjit.names():
-        assert name in result.stdout
-
-
-def test_focal_help_lists_its_options():
-    result = invoke("compute", "focal", "--help")
-    assert result.exit_code == 0
-    for option in ("--gamma", "--alpha", "--ignore-index", "--from-logits", "--no-from-logits",
-                   "--eps", "--reduction", "--grad-out", "--no-grad", "--json"):
-        assert option in result.stdout, option
-    assert "--delta" not in result.stdout
-
-
-def test_list_names_every_loss():
-    result = invoke("list")
-    assert result.exit_code == 0
-    lines = result.stdout.splitlines()
-    first_words = [line.split()[0] for line in lines if not line.startswith(" ")]
-    assert first_words == lossjit.names()
-    details = [line.split(":")[0].strip() for line in lines if line.startswith(" ")]
-    assert details == ["inputs", "options", "reference"] * len(lossjit.names())
-    hessians = [line.split()[2] for line in lines if not line.startswith(" ")]
-    assert hessians.count("hessian") == sum(bool(registry.resolve(name).hessian)
-                                            for name in lossjit.names())
-
-
-def test_list_json():
-    result = invoke("list", "--json")
-    assert result.exit_code == 0
-    described = json.loads(result.stdout)
-    assert [d["name"] for d in described] == lossjit.names()
-    ce = next(d for d in described if d["name"] == "cross_entropy")
-    assert "ce" in ce["aliases"]
-    assert {p["name"] for p in ce["params"]} >= {"weight", "ignore_index", "label_smoothing",
-                                                 "from_logits"}
-
-
-def test_list_markdown():
-    result = invoke("list", "--markdown")
-    assert result.exit_code == 0
-    for name in lossjit.names():
-        assert f"| `{name}` |" in result.stdout
-
-
-def test_info_alias():
-    result = invoke("info", "ce")
-    assert result.exit_code == 0
-    assert "cross_entropy" in result.stdout
-    for option in ("--weight", "--ignore-index", "--label-smoothing", "--from-logits", "--eps"):
-        assert option in result.stdout, option
-    described = json.loads(invoke("info", "CE", "--json").stdout)
-    assert described["name"] == "cross_entropy"
-
-
-def test_info_unknown():
-    result = invoke("info", "nope")
-    assert result.exit_code == 1
-    assert "nope" in one_line_error(result.stderr)
-    assert result.stdout == ""
-
-
-def test_version():
-    result = invoke("--version")
-    assert result.exit_code == 0
-    assert result.stdout.strip() == f"lossjit {lossjit.__version__}"
-
-
-# --------------------------------------------------------------------------------------------
 # real processes: python -m lossjit and the console script
 
 
@@ -995,91 +842,3 @@ def test_process_never_overwrites_an_input(work: Path):
     assert "overwrite" in one_line_error(proc.stderr.decode())
     assert snapshot(work) == before
     assert (copy / "targets.npy").read_bytes() == (DATA / "targets.npy").read_bytes()
-
-
-def test_process_help_list_info_version(work: Path, exe: list[str]):
-    top = run([*exe, "--help"], work)
-    assert top.returncode == 0 and b"compute" in top.stdout
-    focal = run([*exe, "compute", "focal", "--help"], work).stdout.decode()
-    for option in ("--gamma", "--alpha", "--ignore-index", "--from-logits"):
-        assert option in focal
-    group = run([*exe, "compute", "--help"], work)
-    assert group.returncode == 0
-    listed = run([*exe, "list"], work)
-    assert listed.returncode == 0
-    builtin = [spec.name for spec in registry.BUILTIN]  # this process may have registered more
-    assert [line.split()[0] for line in listed.stdout.decode().splitlines()
-            if not line.startswith(" ")] == builtin
-    as_json = run([*exe, "list", "--json"], work)
-    assert [d["name"] for d in json.loads(as_json.stdout)] == builtin
-    info = run([*exe, "info", "ce"], work)
-    assert info.returncode == 0 and b"cross_entropy" in info.stdout
-    assert b"--label-smoothing" in info.stdout
-    nope = run([*exe, "info", "nope"], work)
-    assert nope.returncode == 1 and nope.stdout == b""
-    one_line_error(nope.stderr.decode())
-    version = run([*exe, "--version"], work)
-    assert version.returncode == 0
-    assert version.stdout.decode().strip() == f"lossjit {lossjit.__version__}"
-    assert sorted(p.name for p in work.iterdir()) == ["data"]
-
-
-NO_NUMBA = """
-import sys
-from lossjit.cli import cli
-try:
-    cli.main({args!r}, prog_name="lossjit", standalone_mode=False)
-except SystemExit:
-    pass
-print()
-print("numba" in sys.modules)
-"""
-
-
-@pytest.mark.parametrize("args", [["list"], ["--help"], ["list", "--json"], ["info", "ce"],
-                                  ["compute", "focal", "--help"], ["compute", "--help"],
-                                  ["--version"]])
-def test_describing_does_not_import_numba(tmp_path: Path, args: list[str]):
-    proc = run([sys.executable, "-c", NO_NUMBA.format(args=args)], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().splitlines()[-1] == "False", proc.stdout
-
-
-def test_list_does_not_import_numba_importtime(tmp_path: Path):
-    proc = run([sys.executable, "-X", "importtime", "-m", "lossjit", "list"], tmp_path)
-    assert proc.returncode == 0
-    imported = [line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines()
-                if line.startswith("import time:")]
-    assert "lossjit.cli" in imported
-    assert not [m for m in imported if m == "numba" or m.startswith("numba.")]
-
-
-def test_compute_does_import_numba(tmp_path: Path):
-    """The check above can fail: computing a loss does load Numba."""
-    shutil.copy(DATA / "preds.npy", tmp_path)
-    shutil.copy(DATA / "targets.npy", tmp_path)
-    code = NO_NUMBA.format(args=["compute", "mse", "preds.npy", "targets.npy", "--no-grad"])
-    proc = run([sys.executable, "-c", code], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().splitlines()[-1] == "True"
-
-
-def test_cache_path_warm_and_clear(tmp_path):
-    """`lossjit cache warm` fills the cache directory, `path` names it, `clear` empties it."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "lossjit", "cache", *args], env=env,
-                              capture_output=True, text=True, timeout=300)
-
-    warmed = run("warm", "mse", "--dtype", "float64", "--no-parallel", "--jobs", "1")
-    assert warmed.returncode == 0, warmed.stderr
-    assert "mse:" in warmed.stderr and "compiled" in warmed.stderr
-    listed = run("path")
-    assert listed.returncode == 0 and listed.stdout.strip() == str(tmp_path / "cache")
-    files = [p for p in (tmp_path / "cache").rglob("*") if p.suffix in (".nbi", ".nbc")]
-    assert files and f"{len(files)} kernel files" in listed.stderr
-    cleared = run("clear")
-    assert cleared.returncode == 0 and f"removed {len(files)} kernel files" in cleared.stderr
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.suffix in (".nbi", ".nbc")]
-    assert run("warm", "no_such_loss").returncode == 1
