@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from lossjit._jit import jit, specialise
 from lossjit import blocking
+from lossjit._jit import jit, specialise
 from lossjit.blocking import BLOCK, block_rows
 
 __all__ = ["BLOCK", "LANES", "KernelSet", "exact_partials", "exact_sum", "lane_sum"]
