@@ -182,7 +182,7 @@ class Domain:
         bad = self.outside(values)
         if bad.any():
             raise LossjitError(f"{what}: expected values {self.name}, got "
-                               f"{values.flat[np.argmax(bad)]!r}")
+                               f"{float(values.flat[np.argmax(bad)])!r}")
 
 
 REAL = Domain("real", lambda rng, shape: rng.normal(size=shape))
