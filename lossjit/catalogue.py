@@ -20,6 +20,7 @@ from lossjit.layouts import (
     COUNTS,
     DISTANCES,
     LOG_PROBS,
+    NONNEGATIVE,
     SIGNS,
     UNIT,
     ClassAxis,
@@ -169,6 +170,21 @@ BUILTIN: tuple[LossSpec, ...] = (
         reference="PyTorch gaussian_nll_loss",
         notes="The gradient w.r.t. var is PyTorch's: taken at the clamped variance and passed "
               "straight through the clamp.",
+    ),
+    LossSpec(
+        name="tweedie", nonnegative=False, family="regression",
+        formula="-y exp((1 - p) x) / (1 - p) + exp((2 - p) x) / (2 - p), x = log of the mean",
+        gradient="-y exp((1 - p) x) + exp((2 - p) x)",
+        hessian="-y (1 - p) exp((1 - p) x) + (2 - p) exp((2 - p) x)",
+        inputs="log-means and targets >= 0 of the same shape",
+        params=(Param("power", "float", 1.5, "the Tweedie power p", "in (1, 2)",
+                      lambda v: 1.0 < v < 2.0),),
+        layout=Elementwise(("power",), targets=NONNEGATIVE),
+        kernels=lambda: k.regression.tweedie,
+        reference="scikit-learn HalfTweedieLoss (up to its constant); LightGBM and XGBoost "
+                  "tweedie",
+        notes="The log link: predictions are log-means; the constant of the deviance "
+              "(which depends on y alone) is left out.",
     ),
     LossSpec(
         name="cross_entropy", aliases=("ce",), family="classification",

@@ -357,6 +357,7 @@ SKLEARN_LOSSES: dict[str, tuple[str, Callable[[dict[str, Any], tuple[int, ...]],
     "cross_entropy": ("HalfMultinomialLoss", lambda params, shape: {"n_classes": shape[1]}),
     "quantile": ("PinballLoss", lambda params, shape: {"quantile": params.get("quantile", 0.5)}),
     "poisson_nll": ("HalfPoissonLoss", lambda params, shape: {}),
+    "tweedie": ("HalfTweedieLoss", lambda params, shape: {"power": params.get("power", 1.5)}),
 }
 
 

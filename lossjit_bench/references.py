@@ -412,6 +412,20 @@ def ref_poisson_nll(p, t, *, grad=True, out=None, reduction="mean", log_input=Tr
     return _total(total, reduction, p.size), g
 
 
+def ref_tweedie(p, t, *, grad=True, out=None, reduction="mean", power=1.5):
+    """-y exp((1-q) x)/(1-q) + exp((2-q) x)/(2-q), q the power; gradient
+    -y exp((1-q) x) + exp((2-q) x)."""
+    low = np.exp((1.0 - power) * p)
+    high = np.exp((2.0 - power) * p)
+    total = float(high.sum()) / (2.0 - power) - _flat_dot(t, low) / (1.0 - power)
+    if not grad:
+        return _total(total, reduction, p.size), None
+    g = np.multiply(t, low, out=out)
+    np.subtract(high, g, out=g)
+    np.multiply(g, _scale(reduction, p.size), out=g)
+    return _total(total, reduction, p.size), g
+
+
 def _gaussian_var(var, p):
     """var as an array (or a float) that broadcasts against ``p`` as PyTorch's
     gaussian_nll_loss does: a missing last axis is added; negative var is an error."""
@@ -644,6 +658,7 @@ def ref_margin_ranking(p, t, *, grad=True, out=None, reduction="mean", margin=0.
 
 REFERENCES: dict[str, Callable[..., tuple[float, np.ndarray | None]]] = {
     "mse": ref_mse,
+    "tweedie": ref_tweedie,
     "l1": ref_l1,
     "huber": ref_huber,
     "smooth_l1": ref_smooth_l1,

@@ -13,7 +13,7 @@ Entry point::
 ``name`` is one of
 
 - regression: ``mse``, ``l1``, ``huber``, ``smooth_l1``, ``log_cosh``, ``pseudo_huber``,
-  ``quantile`` (alias ``pinball``), ``poisson_nll``, ``gaussian_nll``;
+  ``quantile`` (alias ``pinball``), ``poisson_nll``, ``gaussian_nll``, ``tweedie``;
 - classification: ``cross_entropy``, ``nll``, ``binary_cross_entropy``, ``bce_with_logits``,
   ``focal``, ``sigmoid_focal``, ``kl_div``, ``hinge_embedding``, ``multi_margin``,
   ``soft_margin``, ``multilabel_soft_margin``, ``poly1``;
@@ -308,6 +308,22 @@ def poisson_nll(predictions, targets, reduction="mean", *, sample_weight=None, e
         if full:
             stirling = y * np.log(y) - y + 0.5 * np.log(2.0 * math.pi * y)
             losses = losses + np.where(y > 1.0, stirling, 0.0)
+    return _reduce(losses, reduction, sample_weight, empty)
+
+
+def tweedie(predictions, targets, reduction="mean", *, sample_weight=None, empty="nan",
+            power=1.5):
+    """Tweedie deviance with a log link, without its constant (scikit-learn's
+    HalfTweedieLoss less y^(2-p) / ((1-p)(2-p))): -y exp((1-p) x)/(1-p) + exp((2-p) x)/(2-p).
+    Targets must be >= 0; power in (1, 2)."""
+    if not 1.0 < power < 2.0:
+        raise ValueError(f"power must be in (1, 2), got {power}")
+    x, y = _float_array(predictions), _float_array(targets)
+    _check_same_shape(x, y)
+    if (y < 0).any():
+        raise ValueError("tweedie targets must be >= 0")
+    losses = -y * np.exp((1.0 - power) * x) / (1.0 - power) + np.exp((2.0 - power) * x) / (
+        2.0 - power)
     return _reduce(losses, reduction, sample_weight, empty)
 
 
@@ -817,6 +833,7 @@ LOSSES = {
     "quantile": quantile,
     "poisson_nll": poisson_nll,
     "gaussian_nll": gaussian_nll,
+    "tweedie": tweedie,
     "cross_entropy": cross_entropy,
     "nll": nll,
     "binary_cross_entropy": binary_cross_entropy,

@@ -133,6 +133,20 @@ def poisson_nll_pointwise(x, y, params):
     return value + stirling, slope, curvature
 
 
+@jit(inline=True)
+def tweedie_pointwise(x, y, params):
+    """Tweedie deviance with a log link, power p in (1, 2), without its constant:
+    -y exp((1-p) x) / (1-p) + exp((2-p) x) / (2-p); d/dx = -y exp((1-p) x) + exp((2-p) x);
+    d2 = -y (1-p) exp((1-p) x) + (2-p) exp((2-p) x)."""
+    p = params[0]
+    x = float(x)
+    y = float(y)
+    low = exp((1.0 - p) * x)
+    high = exp((2.0 - p) * x)
+    return (-y * low / (1.0 - p) + high / (2.0 - p), -y * low + high,
+            -y * (1.0 - p) * low + (2.0 - p) * high)
+
+
 mse = elementwise(mse_pointwise)
 l1 = elementwise(l1_pointwise)
 huber = elementwise(huber_pointwise)
@@ -141,6 +155,7 @@ log_cosh = elementwise(log_cosh_pointwise)
 pseudo_huber = elementwise(pseudo_huber_pointwise)
 quantile = elementwise(quantile_pointwise)
 poisson_nll = elementwise(poisson_nll_pointwise)
+tweedie = elementwise(tweedie_pointwise)
 
 
 def gaussian_nll_template(x, y, w, grad, hess, losses, scale, full, eps):
