@@ -21,6 +21,7 @@ from lossjit.layouts import (
     DISTANCES,
     LOG_PROBS,
     NONNEGATIVE,
+    POSITIVE_ONLY,
     SIGNS,
     UNIT,
     ClassAxis,
@@ -185,6 +186,17 @@ BUILTIN: tuple[LossSpec, ...] = (
                   "tweedie",
         notes="The log link: predictions are log-means; the constant of the deviance "
               "(which depends on y alone) is left out.",
+    ),
+    LossSpec(
+        name="gamma_nll", nonnegative=False, family="regression",
+        formula="x + y exp(-x), x = log of the mean",
+        gradient="1 - y exp(-x)", hessian="y exp(-x)",
+        inputs="log-means and targets > 0 of the same shape", params=(),
+        layout=Elementwise(targets=POSITIVE_ONLY),
+        kernels=lambda: k.regression.gamma_nll,
+        reference="scikit-learn HalfGammaLoss (up to its constant); XGBoost reg:gamma",
+        notes="The log link: predictions are log-means; the constant log(y) + 1 of the "
+              "deviance is left out.",
     ),
     LossSpec(
         name="cross_entropy", aliases=("ce",), family="classification",

@@ -358,6 +358,7 @@ SKLEARN_LOSSES: dict[str, tuple[str, Callable[[dict[str, Any], tuple[int, ...]],
     "quantile": ("PinballLoss", lambda params, shape: {"quantile": params.get("quantile", 0.5)}),
     "poisson_nll": ("HalfPoissonLoss", lambda params, shape: {}),
     "tweedie": ("HalfTweedieLoss", lambda params, shape: {"power": params.get("power", 1.5)}),
+    "gamma_nll": ("HalfGammaLoss", lambda params, shape: {}),
 }
 
 

@@ -426,6 +426,18 @@ def ref_tweedie(p, t, *, grad=True, out=None, reduction="mean", power=1.5):
     return _total(total, reduction, p.size), g
 
 
+def ref_gamma_nll(p, t, *, grad=True, out=None, reduction="mean"):
+    """x + y exp(-x); gradient 1 - y exp(-x)."""
+    scaled = np.exp(-p)
+    np.multiply(scaled, t, out=scaled)
+    total = float(p.sum()) + float(scaled.sum())
+    if not grad:
+        return _total(total, reduction, p.size), None
+    g = np.subtract(1.0, scaled, out=out)
+    np.multiply(g, _scale(reduction, p.size), out=g)
+    return _total(total, reduction, p.size), g
+
+
 def _gaussian_var(var, p):
     """var as an array (or a float) that broadcasts against ``p`` as PyTorch's
     gaussian_nll_loss does: a missing last axis is added; negative var is an error."""
@@ -659,6 +671,7 @@ def ref_margin_ranking(p, t, *, grad=True, out=None, reduction="mean", margin=0.
 REFERENCES: dict[str, Callable[..., tuple[float, np.ndarray | None]]] = {
     "mse": ref_mse,
     "tweedie": ref_tweedie,
+    "gamma_nll": ref_gamma_nll,
     "l1": ref_l1,
     "huber": ref_huber,
     "smooth_l1": ref_smooth_l1,

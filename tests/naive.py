@@ -13,7 +13,8 @@ Entry point::
 ``name`` is one of
 
 - regression: ``mse``, ``l1``, ``huber``, ``smooth_l1``, ``log_cosh``, ``pseudo_huber``,
-  ``quantile`` (alias ``pinball``), ``poisson_nll``, ``gaussian_nll``, ``tweedie``;
+  ``quantile`` (alias ``pinball``), ``poisson_nll``, ``gaussian_nll``, ``tweedie``,
+  ``gamma_nll``;
 - classification: ``cross_entropy``, ``nll``, ``binary_cross_entropy``, ``bce_with_logits``,
   ``focal``, ``sigmoid_focal``, ``kl_div``, ``hinge_embedding``, ``multi_margin``,
   ``soft_margin``, ``multilabel_soft_margin``, ``poly1``;
@@ -325,6 +326,16 @@ def tweedie(predictions, targets, reduction="mean", *, sample_weight=None, empty
     losses = -y * np.exp((1.0 - power) * x) / (1.0 - power) + np.exp((2.0 - power) * x) / (
         2.0 - power)
     return _reduce(losses, reduction, sample_weight, empty)
+
+
+def gamma_nll(predictions, targets, reduction="mean", *, sample_weight=None, empty="nan"):
+    """Gamma deviance with a log link, without its constant (scikit-learn's HalfGammaLoss
+    plus log(y) + 1): x + y exp(-x). Targets must be > 0."""
+    x, y = _float_array(predictions), _float_array(targets)
+    _check_same_shape(x, y)
+    if (y <= 0).any():
+        raise ValueError("gamma_nll targets must be > 0")
+    return _reduce(x + y * np.exp(-x), reduction, sample_weight, empty)
 
 
 def _gaussian_variance(var, shape):
@@ -834,6 +845,7 @@ LOSSES = {
     "poisson_nll": poisson_nll,
     "gaussian_nll": gaussian_nll,
     "tweedie": tweedie,
+    "gamma_nll": gamma_nll,
     "cross_entropy": cross_entropy,
     "nll": nll,
     "binary_cross_entropy": binary_cross_entropy,

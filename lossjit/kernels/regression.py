@@ -147,6 +147,15 @@ def tweedie_pointwise(x, y, params):
             -y * (1.0 - p) * low + (2.0 - p) * high)
 
 
+@jit(inline=True)
+def gamma_nll_pointwise(x, y, params):
+    """Gamma deviance with a log link, without its constant: x + y exp(-x);
+    d/dx = 1 - y exp(-x); d2 = y exp(-x)."""
+    x = float(x)
+    scaled = float(y) * exp(-x)
+    return x + scaled, 1.0 - scaled, scaled
+
+
 mse = elementwise(mse_pointwise)
 l1 = elementwise(l1_pointwise)
 huber = elementwise(huber_pointwise)
@@ -156,6 +165,7 @@ pseudo_huber = elementwise(pseudo_huber_pointwise)
 quantile = elementwise(quantile_pointwise)
 poisson_nll = elementwise(poisson_nll_pointwise)
 tweedie = elementwise(tweedie_pointwise)
+gamma_nll = elementwise(gamma_nll_pointwise)
 
 
 def gaussian_nll_template(x, y, w, grad, hess, losses, scale, full, eps):
