@@ -65,7 +65,7 @@ def check_settings(spec: LossSpec, reduction: str, empty: str) -> None:
                            f"{empty!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan:
     """One call, resolved and validated: the loss, its options and what to compute."""
 
@@ -106,10 +106,30 @@ class Plan:
         return self.want_grad or self.hessian
 
 
+_plans: dict[tuple[Any, ...], Plan] = {}
+
+
 def make_plan(name: str, *, reduction: str = "mean", empty: str = "nan",
               wrt: Sequence[str] = ("predictions",), hessian: bool = False,
               want_grad: bool = True, want_value: bool = True, **params: Any) -> Plan:
-    """Resolve ``name`` and validate everything about the call that is not an array."""
+    """Resolve ``name`` and validate everything about the call that is not an array. Plans
+    of calls whose options are plain numbers are kept, so a loop of calls validates once."""
+    key = None
+    if all(isinstance(v, (int, float, bool, str, type(None))) for v in params.values()):
+        key = (name, reduction, empty, tuple(wrt), hessian, want_grad, want_value,
+               *sorted(params.items()))
+        plan = _plans.get(key)
+        if plan is not None and registry.resolve(name) is plan.spec:
+            return plan
+    plan = _make_plan(name, reduction, empty, tuple(wrt), hessian, want_grad, want_value,
+                      params)
+    if key is not None:
+        _plans[key] = plan
+    return plan
+
+
+def _make_plan(name: str, reduction: str, empty: str, wrt: tuple[str, ...], hessian: bool,
+               want_grad: bool, want_value: bool, params: dict[str, Any]) -> Plan:
     spec = registry.resolve(name)
     check_settings(spec, reduction, empty)
     differentiable = ("predictions", *(p.name for p in spec.params if p.differentiable))
@@ -117,8 +137,8 @@ def make_plan(name: str, *, reduction: str = "mean", empty: str = "nan",
         if item not in differentiable:
             raise LossjitError(f"wrt: {spec.name} has no gradient with respect to {item!r}; "
                                f"expected {' or '.join(map(repr, differentiable))}")
-    return Plan(spec, spec.options(params), reduction, empty, tuple(wrt), want_value,
-                want_grad, hessian)
+    return Plan(spec, spec.options(params), reduction, empty, wrt, want_value, want_grad,
+                hessian)
 
 
 # --- exact sums -------------------------------------------------------------------------------
@@ -139,7 +159,7 @@ def combine(values: Sequence[float] | np.ndarray) -> float:
         return math.copysign(math.inf, sum(values))
 
 
-@dataclass
+@dataclass(slots=True)
 class ExactSum:
     """An exact sum built from pieces in any order: whole counts and the non-overlapping
     partials of float arrays (:func:`lossjit.kernels._blocks.exact_partials`)."""
@@ -157,6 +177,8 @@ class ExactSum:
             np.ascontiguousarray(values, dtype=np.float64).reshape(-1)))
 
     def value(self) -> float:
+        if not self.partials:
+            return float(self.count)
         return combine([*self.partials, float(self.count)])
 
 
@@ -211,10 +233,9 @@ _empties: dict[tuple[int, Any], np.ndarray] = {}
 
 def nothing(ndim: int, dtype: Any) -> np.ndarray:
     """A shared empty array: the kernels' "nothing here" (never written, having no element)."""
-    key = (ndim, np.dtype(dtype))
-    empty = _empties.get(key)
+    empty = _empties.get((ndim, dtype))
     if empty is None:
-        empty = _empties[key] = np.empty((0,) * ndim, dtype=dtype)
+        empty = _empties[(ndim, dtype)] = np.empty((0,) * ndim, dtype=dtype)
     return empty
 
 
@@ -247,7 +268,7 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, inputs: Sequenc
             raise LossjitError("out: shares memory with an input; pass a separate array")
 
 
-@dataclass
+@dataclass(slots=True)
 class Outputs:
     """Where one piece's kernel writes: the gradient and Hessian in the user's layout (and
     the kernel's, when they differ), and the per-term losses."""
@@ -286,18 +307,24 @@ def outputs_for(plan: Plan, inputs: KernelInputs, grad: np.ndarray | None,
     return Outputs(grad, view(grad, "grad"), hess, view(hess, "hess"), losses)
 
 
+_called: set[tuple[int, str]] = set()
+
+
 def call_kernel(kernel: Any, inputs: KernelInputs, weights: np.ndarray, outputs: Outputs,
                 sums: np.ndarray, scale: float) -> float:
-    """Run one kernel call. Until a kernel is compiled for both dtypes its first calls may
-    compile it: Numba's one pedantic warning about the inlined precision overloads of
-    :mod:`lossjit.kernels.vecmath` is silenced there, and only there."""
+    """Run one kernel call. The first call of a kernel for a dtype may compile it: Numba's one
+    pedantic warning about the inlined precision overloads of :mod:`lossjit.kernels.vecmath`
+    is silenced there, and only there."""
     args = (inputs.x, inputs.y, weights, outputs.grad_view, outputs.hess_view, outputs.losses,
             sums, scale, *inputs.params)
-    if len(kernel.overloads) >= 2:
+    key = (id(kernel), inputs.x.dtype.char)
+    if key in _called:
         return float(kernel(*args))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"variable '_lossjit_precision__locals")
-        return float(kernel(*args))
+        total = float(kernel(*args))
+    _called.add(key)
+    return total
 
 
 def weights_for(inputs: KernelInputs, sw: np.ndarray | None) -> np.ndarray:
@@ -337,7 +364,10 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
     sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
     count = ExactSum()
     if plan.reduction not in ("sum", "none"):
-        add_count(count, inputs, sw)
+        if sw is None and inputs.shares is None:
+            count.count = inputs.terms
+        else:
+            add_count(count, inputs, sw)
     divisor = denominator(plan, count, predictions)
 
     grad = hess = None
