@@ -1,7 +1,7 @@
 """Test oracle: plain NumPy reference implementations of lossjit's losses.
 
 Every function here computes the loss VALUE only (no gradient), in float64, written directly
-from the formulas in LOSSES.md with straightforward NumPy (explicit loops where they make the
+from the formulas in docs/LOSSES.md with straightforward NumPy (explicit loops where they make the
 definition easier to read). Nothing here is optimised or shared with lossjit itself, so it can
 serve as an independent oracle in the tests.
 

@@ -851,7 +851,7 @@ def test_nan_in_a_term_gives_nan(name, shape, params):
     ("focal", {}), ("focal", {"gamma": 0.5}),
 ])
 def test_nan_at_a_non_target_class_gives_nan(name, params):
-    """A NaN anywhere in a term's row makes that term NaN (LOSSES.md: "A NaN anywhere in a
+    """A NaN anywhere in a term's row makes that term NaN (docs/LOSSES.md: "A NaN anywhere in a
     term gives NaN for that term"); the oracle agrees."""
     x = np.array([[0.2, 0.5, 0.3], [0.6, np.nan, 0.3]])
     t = np.array([0, 2])

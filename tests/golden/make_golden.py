@@ -19,7 +19,7 @@ y d^2 + (1 - y) max(0, margin - d)^2, ``cross_entropy`` with ``from_logits=False
 ``pseudo_huber`` as delta^2 (sqrt(1 + (e / delta)^2) - 1), ``quantile`` as
 max(q (y - x), (q - 1) (y - x)), and ``poly1`` as optax's poly_loss_cross_entropy,
 CE + epsilon sum_c t_c (1 - p_c), on the class axis; their denominators are those of
-LOSSES.md.
+docs/LOSSES.md.
 
 Beyond the value and the gradient, a case may carry:
 
