@@ -1,4 +1,5 @@
-"""Write the small sample inputs in data/ that the README examples and tests/test_cli.py use.
+"""Write the small sample inputs in data/ that the README examples and the CLI tests
+(tests/test_cli_*.py) use.
 
 Rerun from the repository root with::
 
@@ -13,6 +14,11 @@ The output is deterministic (a fixed seed), so rerunning rewrites the same bytes
 - ``pairs.npy`` (float64, (16, 2, 8)) and ``pair_labels.npy`` (int64 0/1, (16,), both present);
 - ``triplets.npy`` (float64, (16, 3, 8)): anchor, positive, negative; half the triplets have a
   positive hinge d(a, p) - d(a, n) + 1 > 0 (active) and half do not.
+
+The arrays are drawn here, not taken from the layouts' examples (``spec.layout.examples`` in
+:mod:`lossjit.layouts`): those are independent draws of other distributions (N(0, 1) targets
+unrelated to the predictions, labels that need not cover every class, pairs and triplets
+without the close members chosen here), so using them would change the committed files.
 """
 
 from __future__ import annotations

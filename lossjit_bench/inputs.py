@@ -1,52 +1,91 @@
-"""Example inputs of the built-in losses: the input kinds (how a loss's arrays are laid
-out), the predictions' shape for an element count, and random, valid arrays.
+"""Example inputs of the losses: the input kinds (how a loss's arrays are laid out), the
+predictions' shape for an element count, and random, valid arrays.
 
-Everything the harness knows about the inputs of each loss is in this module."""
+A loss's input kind comes from its spec's layout (:func:`kind_of`), and the lists of
+:data:`INPUT_KINDS` from the registry: a loss added to the catalogue is in them, in its kind,
+with nothing to edit here. Its inputs come from its layout (:func:`make_inputs`) unless
+:data:`SPECIAL_INPUTS` gives it inputs of its own, chosen for honest timing.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lossjit_bench.names import canonical
-
-#: Input kinds of the built-in losses, by how their inputs are laid out.
-ELEMENTWISE = ("mse", "l1", "huber", "smooth_l1", "binary_cross_entropy", "bce_with_logits",
-               "sigmoid_focal", "log_cosh", "pseudo_huber", "quantile", "poisson_nll",
-               "gaussian_nll", "kl_div", "hinge_embedding", "soft_margin")
-#: Class-axis losses: (N, C) scores and integer class indices.
-CLASSES = ("cross_entropy", "focal", "nll", "multi_margin", "poly1")
-#: Multi-label losses: (N, C) logits and 0/1 targets of the same shape.
-MULTILABEL = ("multilabel_soft_margin",)
-PAIRS = ("contrastive", "cosine_embedding")
-TRIPLETS = ("triplet",)
-#: Rank pairs: (B, 2) = (x1, x2) and labels in {1, -1}.
-RANKS = ("margin_ranking",)
-#: Every input kind, in table order: (kind name, its losses).
-INPUT_KINDS = (("elementwise", ELEMENTWISE), ("classes", CLASSES), ("multilabel", MULTILABEL),
-               ("pairs", PAIRS), ("triplets", TRIPLETS), ("ranks", RANKS))
-#: The losses that take labels in {1, -1}.
-SIGNED_LABELS = ("hinge_embedding", "soft_margin", "cosine_embedding", "margin_ranking")
+from lossjit import layouts, registry
+from lossjit_bench.names import canonical, in_table_order
 
 #: Width of the embeddings in the pair and triplet cases.
 EMBED_DIM = 64
 #: Classes in a classification case given only an element count.
 DEFAULT_CLASSES = 10
+#: The input kinds, in table order.
+KINDS = ("elementwise", "classes", "multilabel", "pairs", "triplets", "ranks")
+
+
+def kind_of(layout: layouts.Layout) -> str | None:
+    """The input kind of a layout object, None for a layout the harness does not know.
+
+    >>> kind_of(layouts.Stacked(3, "triplets", ())), kind_of(layouts.Variance())
+    ('triplets', 'elementwise')
+    """
+    if isinstance(layout, (layouts.Elementwise, layouts.PositiveWeights, layouts.Variance)):
+        return "elementwise"
+    if isinstance(layout, layouts.ClassAxis):
+        return "classes"
+    if isinstance(layout, layouts.LastAxisClasses):
+        return "multilabel"
+    if isinstance(layout, layouts.Stacked):
+        return {2: "pairs", 3: "triplets"}.get(layout.members)
+    if isinstance(layout, layouts.RankPairs):
+        return "ranks"
+    return None
+
+
+def _signed(layout: layouts.Layout) -> bool:
+    """Whether a layout's targets are labels in {1, -1}."""
+    if isinstance(layout, layouts.Elementwise):
+        return layout.targets == layouts.SIGNS
+    if isinstance(layout, layouts.Stacked):
+        return layout.signs or layout.labels == layouts.SIGNS
+    return isinstance(layout, layouts.RankPairs)
+
+
+def _kinds() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    members: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for name in in_table_order(registry.names()):
+        kind = kind_of(registry.resolve(name).layout)
+        if kind is not None:
+            members[kind].append(name)
+    return tuple((kind, tuple(members[kind])) for kind in KINDS)
+
+
+#: Every input kind, in table order: (kind name, its losses), from the registry.
+INPUT_KINDS = _kinds()
+#: Element-wise losses: predictions and targets of one shape (gaussian_nll: and its var).
+#: Class-axis losses: (N, C) scores and integer class indices. Multi-label losses: (N, C)
+#: logits and 0/1 targets of the same shape. Pairs (B, 2, D) and triplets (B, 3, D) of
+#: embeddings. Rank pairs: (B, 2) = (x1, x2) and labels in {1, -1}.
+ELEMENTWISE, CLASSES, MULTILABEL, PAIRS, TRIPLETS, RANKS = (names for _, names in INPUT_KINDS)
+#: The losses that take labels in {1, -1}.
+SIGNED_LABELS = tuple(name for _, names in INPUT_KINDS for name in names
+                      if _signed(registry.resolve(name).layout))
 
 
 def input_kind(loss: str) -> str:
-    """The input kind (layout) of a built-in loss: ``"elementwise"``, ``"classes"``,
-    ``"multilabel"``, ``"pairs"``, ``"triplets"`` or ``"ranks"`` (see :data:`INPUT_KINDS`).
-    A loss without benchmark inputs (a user's own) raises ValueError."""
-    name = canonical(loss)
-    for kind, members in INPUT_KINDS:
-        if name in members:
-            return kind
-    raise ValueError(f"no benchmark inputs for the loss {loss!r}")
+    """The input kind (layout) of a loss: ``"elementwise"``, ``"classes"``,
+    ``"multilabel"``, ``"pairs"``, ``"triplets"`` or ``"ranks"`` (see :data:`INPUT_KINDS`),
+    from its spec's layout. A loss whose layout is none of these raises ValueError."""
+    spec = registry.resolve(loss)
+    kind = kind_of(spec.layout)
+    if kind is None:
+        raise ValueError(f"no benchmark inputs for the loss {loss!r}: its layout "
+                         f"{type(spec.layout).__name__} has no input kind")
+    return kind
 
 
 @dataclass
@@ -95,6 +134,14 @@ def shape_for(loss: str, size: int | Sequence[int]) -> tuple[int, ...]:
     return (max(1, n // (members * EMBED_DIM)), members, EMBED_DIM)
 
 
+# --- inputs of their own, for honest timing ---------------------------------------------------
+
+#: (predictions, targets, options the inputs add): a special input maker's result.
+Made = tuple[np.ndarray, np.ndarray | None, dict[str, Any]]
+#: A special input maker: ``maker(shape, dtype, rng, options) -> Made``.
+Maker = Callable[[tuple[int, ...], np.dtype, np.random.Generator, dict[str, Any]], Made]
+
+
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     top = x.max(axis=axis, keepdims=True)
     z = x - top
@@ -105,33 +152,159 @@ def _signs(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) ->
     return np.where(rng.random(shape) < 0.5, 1.0, -1.0).astype(dtype)
 
 
-def _elementwise_inputs(name: str, shape: tuple[int, ...], dtype: np.dtype,
-                        rng: np.random.Generator,
-                        params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(predictions, targets, options) of an element-wise case, in float64 before the cast."""
-    extra: dict[str, Any] = {}
-    if name == "binary_cross_entropy":
-        return rng.uniform(0.02, 0.98, shape), (rng.random(shape) < 0.5) * 1.0, extra
-    if name in ("bce_with_logits", "sigmoid_focal"):
-        return rng.normal(0.0, 2.0, shape), (rng.random(shape) < 0.5) * 1.0, extra
-    if name == "poisson_nll":  # rates in [0.1, 3], counts drawn from them
-        rate = rng.uniform(0.1, 3.0, shape)
-        counts = rng.poisson(rate).astype(np.float64)
-        return (np.log(rate) if params.get("log_input", True) else rate), counts, extra
-    if name == "gaussian_nll":
-        if "var" not in params:
-            extra["var"] = rng.uniform(0.25, 2.0, shape).astype(dtype)
-        return rng.normal(size=shape), rng.normal(size=shape), extra
-    if name == "kl_div":  # log-probabilities; probabilities with one in ten exactly 0
-        x = np.log(rng.uniform(0.01, 1.0, shape))
-        if params.get("log_target", False):
-            return x, np.log(rng.uniform(0.01, 1.0, shape)), extra
-        return x, rng.uniform(0.0, 1.0, shape) * (rng.random(shape) >= 0.1), extra
-    if name == "hinge_embedding":  # distances on both sides of the margin
-        return rng.uniform(0.0, 2.0, shape), _signs(rng, shape, np.dtype(np.float64)), extra
-    if name == "soft_margin":
-        return rng.normal(0.0, 2.0, shape), _signs(rng, shape, np.dtype(np.float64)), extra
-    return rng.normal(size=shape), rng.normal(size=shape), extra
+def _coins(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    return (rng.random(shape) < 0.5).astype(dtype)
+
+
+def _probabilities_and_coins(shape, dtype, rng, options) -> Made:
+    return rng.uniform(0.02, 0.98, shape).astype(dtype), _coins(rng, shape, dtype), {}
+
+
+def _logits_and_coins(shape, dtype, rng, options) -> Made:
+    return rng.normal(0.0, 2.0, shape).astype(dtype), _coins(rng, shape, dtype), {}
+
+
+def _rates_and_counts(shape, dtype, rng, options) -> Made:
+    rate = rng.uniform(0.1, 3.0, shape)
+    counts = rng.poisson(rate).astype(dtype)
+    return (np.log(rate) if options.get("log_input", True) else rate).astype(dtype), counts, {}
+
+
+def _means_and_variances(shape, dtype, rng, options) -> Made:
+    extra = {} if "var" in options else {"var": rng.uniform(0.25, 2.0, shape).astype(dtype)}
+    return rng.normal(size=shape).astype(dtype), rng.normal(size=shape).astype(dtype), extra
+
+
+def _log_probabilities(shape, dtype, rng, options) -> Made:
+    x = np.log(rng.uniform(0.01, 1.0, shape)).astype(dtype)
+    if options.get("log_target", False):
+        return x, np.log(rng.uniform(0.01, 1.0, shape)).astype(dtype), {}
+    return x, (rng.uniform(0.0, 1.0, shape) * (rng.random(shape) >= 0.1)).astype(dtype), {}
+
+
+def _distances_and_signs(shape, dtype, rng, options) -> Made:
+    return rng.uniform(0.0, 2.0, shape).astype(dtype), _signs(rng, shape, dtype), {}
+
+
+def _logits_and_signs(shape, dtype, rng, options) -> Made:
+    return rng.normal(0.0, 2.0, shape).astype(dtype), _signs(rng, shape, dtype), {}
+
+
+def _class_indices(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.integers(0, shape[1], (shape[0],) + tuple(shape[2:]), dtype=np.int64)
+
+
+def _logits_and_classes(shape, dtype, rng, options) -> Made:
+    x = rng.normal(0.0, 2.0, shape)
+    return x.astype(dtype), _class_indices(rng, shape), {}
+
+
+def _log_probabilities_and_classes(shape, dtype, rng, options) -> Made:
+    x = _log_softmax(rng.normal(0.0, 2.0, shape), 1)
+    return x.astype(dtype), _class_indices(rng, shape), {}
+
+
+def _scores_and_classes(shape, dtype, rng, options) -> Made:
+    x = rng.normal(0.0, 1.0, shape)
+    return x.astype(dtype), _class_indices(rng, shape), {}
+
+
+def _embeddings(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype
+                ) -> np.ndarray:
+    """N(0, 1/(2D)) per coordinate: distances are about 1, on both sides of the margin."""
+    return rng.normal(0.0, 1.0 / math.sqrt(2 * shape[2]), shape).astype(dtype)
+
+
+def _pairs_and_coins(shape, dtype, rng, options) -> Made:
+    x = _embeddings(rng, shape, dtype)
+    return x, _coins(rng, shape[0], np.float64), {}
+
+
+def _pairs_and_signs(shape, dtype, rng, options) -> Made:
+    x = _embeddings(rng, shape, dtype)
+    return x, _signs(rng, shape[:1], dtype), {}
+
+
+def _triplets(shape, dtype, rng, options) -> Made:
+    return _embeddings(rng, shape, dtype), None, {}
+
+
+def _rank_pairs(shape, dtype, rng, options) -> Made:
+    return rng.normal(size=shape).astype(dtype), _signs(rng, shape[:1], dtype), {}
+
+
+#: Inputs of their own for some built-in losses, where the layout's examples would time
+#: something else (their distributions are in :func:`make_inputs`' docstring). Every other
+#: loss, a newly added one included, gets its inputs from its layout.
+SPECIAL_INPUTS: dict[str, Maker] = {
+    "binary_cross_entropy": _probabilities_and_coins,
+    "bce_with_logits": _logits_and_coins,
+    "sigmoid_focal": _logits_and_coins,
+    "poisson_nll": _rates_and_counts,
+    "gaussian_nll": _means_and_variances,
+    "kl_div": _log_probabilities,
+    "hinge_embedding": _distances_and_signs,
+    "soft_margin": _logits_and_signs,
+    "cross_entropy": _logits_and_classes,
+    "focal": _logits_and_classes,
+    "poly1": _logits_and_classes,
+    "nll": _log_probabilities_and_classes,
+    "multi_margin": _scores_and_classes,
+    "multilabel_soft_margin": _logits_and_coins,
+    "contrastive": _pairs_and_coins,
+    "cosine_embedding": _pairs_and_signs,
+    "triplet": _triplets,
+    "margin_ranking": _rank_pairs,
+}
+
+
+# --- inputs from the layout -------------------------------------------------------------------
+
+
+def _in_dtype(value: Any, dtype: np.dtype) -> Any:
+    """Float arrays (labels included) in ``dtype``; integer class indices stay as they are."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return value.astype(dtype, copy=False)
+    return value
+
+
+def _reshaped(value: Any, size: int, shape: tuple[int, ...]) -> Any:
+    """An array of one number per element laid out in ``shape``; anything else as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.size == size:
+        return value.reshape(shape)
+    return value
+
+
+def _from_layout(name: str, kind: str, shape: tuple[int, ...], dtype: np.dtype,
+                 rng: np.random.Generator) -> Made:
+    """Inputs from the layout of a loss without special inputs.
+
+    Element-wise: predictions and targets drawn from the layout's domains in ``shape`` (or,
+    for a layout without domains, such as Variance, its example's arrays laid out in
+    ``shape``), with its example's options. Other kinds: the layout's first example of
+    ``shape``; ValueError when it has none."""
+    layout = registry.resolve(name).layout
+    size = math.prod(shape)
+    if kind == "elementwise":
+        domains = (getattr(layout, "predictions", None), getattr(layout, "targets", None))
+        if all(isinstance(d, layouts.Domain) for d in domains):
+            p = domains[0].sample(rng, shape).astype(dtype)
+            t = domains[1].sample(rng, shape).astype(dtype)
+            found = layout.examples(size, dtype, rng)
+            options = found[0].options if found else {}
+        else:
+            example = layout.examples(size, dtype, rng)[0]
+            p, t, options = example.predictions, example.targets, example.options
+        return (_reshaped(_in_dtype(p, dtype), size, shape),
+                _reshaped(_in_dtype(t, dtype), size, shape),
+                {key: _reshaped(value, size, shape) for key, value in options.items()})
+    width = None if kind == "ranks" else shape[1 if kind == "classes" else -1]
+    for example in layout.examples(size, dtype, rng, width=width):
+        if example.predictions.shape == shape:
+            return (_in_dtype(example.predictions, dtype), _in_dtype(example.targets, dtype),
+                    dict(example.options))
+    raise ValueError(f"no benchmark inputs of shape {shape} for the loss {name!r}: its "
+                     "layout's examples have other shapes")
 
 
 def make_inputs(loss: str, size: int | Sequence[int], dtype: Any = np.float64, *,
@@ -153,6 +326,11 @@ def make_inputs(loss: str, size: int | Sequence[int], dtype: Any = np.float64, *
     per coordinate, so distances are about 1 (both sides of the margin occur); contrastive
     labels 0/1 in float64, cosine_embedding labels {1, -1} in ``dtype``. margin_ranking:
     N(0, 1) pairs and labels {1, -1} in ``dtype``.
+
+    Those are :data:`SPECIAL_INPUTS` (the regression losses' N(0, 1) is their layout's). Any
+    other loss gets its inputs from its layout: element-wise, predictions and targets drawn
+    from the layout's domains with the options of its example; the other kinds, the layout's
+    example of the predictions' shape. Float targets and labels are in ``dtype`` there.
     """
     name = canonical(loss)
     dtype = np.dtype(dtype)
@@ -160,25 +338,9 @@ def make_inputs(loss: str, size: int | Sequence[int], dtype: Any = np.float64, *
     shape = shape_for(name, size)
     kind = input_kind(name)
     options = dict(params or {})
-    if kind == "elementwise":
-        p, t, extra = _elementwise_inputs(name, shape, dtype, rng, options)
-        return Inputs(name, p.astype(dtype), t.astype(dtype), {**extra, **options})
-    if kind == "classes":
-        x = rng.normal(0.0, 1.0 if name == "multi_margin" else 2.0, shape)
-        if name == "nll":
-            x = _log_softmax(x, 1)
-        y = rng.integers(0, shape[1], (shape[0],) + tuple(shape[2:]), dtype=np.int64)
-        return Inputs(name, x.astype(dtype), y, options)
-    if kind == "multilabel":
-        x = rng.normal(0.0, 2.0, shape).astype(dtype)
-        return Inputs(name, x, (rng.random(shape) < 0.5).astype(dtype), options)
-    if kind == "ranks":
-        return Inputs(name, rng.normal(size=shape).astype(dtype),
-                      _signs(rng, shape[:1], dtype), options)
-    x = rng.normal(0.0, 1.0 / math.sqrt(2 * shape[2]), shape).astype(dtype)
-    if name == "cosine_embedding":
-        return Inputs(name, x, _signs(rng, shape[:1], dtype), options)
-    if kind == "pairs":
-        labels = (rng.random(shape[0]) < 0.5).astype(np.float64)
-        return Inputs(name, x, labels, options)
-    return Inputs(name, x, None, options)
+    special = SPECIAL_INPUTS.get(name)
+    if special is not None:
+        p, t, extra = special(shape, dtype, rng, options)
+    else:
+        p, t, extra = _from_layout(name, kind, shape, dtype, rng)
+    return Inputs(name, p, t, {**extra, **options})

@@ -4,6 +4,7 @@ No timing bound is ever asserted here; speed is measured by ``benchmarks/run.py`
 these tests needs PyTorch, JAX or scikit-learn.
 """
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -16,7 +17,9 @@ import pytest
 
 import lossjit
 import lossjit_bench as bench
-from lossjit import registry
+from lossjit import layouts, registry
+from lossjit_bench.inputs import SPECIAL_INPUTS, kind_of
+from lossjit_bench.names import TABLE_ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -306,6 +309,84 @@ def test_inputs_are_valid_for_their_loss():
     assert set(np.unique(multi.targets)) <= {0.0, 1.0} and multi.targets.shape == (20, 4)
     classes = bench.make_inputs("multi_margin", (20, 4))
     assert classes.targets.dtype == np.int64 and classes.targets.max() < 4
+
+
+def test_input_kinds_come_from_the_layouts_in_table_order():
+    members = [name for _, names in bench.INPUT_KINDS for name in names]
+    assert sorted(members) == sorted(registry.names())
+    for kind, names in bench.INPUT_KINDS:
+        assert all(kind_of(registry.resolve(name).layout) == kind for name in names)
+    listed = [name for name in members if name in TABLE_ORDER]
+    assert listed == [name for name in TABLE_ORDER if name in members]
+    for _, names in bench.INPUT_KINDS:  # a loss the table does not name ends its kind
+        ranks = [TABLE_ORDER.index(n) if n in TABLE_ORDER else len(TABLE_ORDER) for n in names]
+        assert ranks == sorted(ranks)
+    assert bench.ELEMENTWISE[:4] == ("mse", "l1", "huber", "smooth_l1")
+    assert bench.PAIRS == ("contrastive", "cosine_embedding") and bench.RANKS == (
+        "margin_ranking",)
+    assert {"hinge_embedding", "soft_margin", "cosine_embedding", "margin_ranking"} <= set(
+        bench.SIGNED_LABELS)
+    assert "contrastive" not in bench.SIGNED_LABELS and "mse" not in bench.SIGNED_LABELS
+    assert kind_of(layouts.Stacked(4, "quadruplets", ())) is None
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_registered_loss_gets_inputs_with_a_finite_loss(name):
+    for dtype in (np.float32, np.float64):
+        inputs = bench.make_inputs(name, 2000, dtype, seed=11)
+        assert inputs.loss == name and inputs.predictions.dtype == dtype
+        value = lossjit.loss(name, inputs.predictions, inputs.targets, **inputs.params)
+        assert math.isfinite(value), (name, dtype, value)
+
+
+@pytest.fixture
+def unlisted(request):
+    """A copy of a built-in loss under a name the harness has never heard of: no special
+    inputs, no place in the table; only its layout says what its inputs are."""
+    base = registry.resolve(request.param)
+    spec = registry.register_spec(dataclasses.replace(base, name=f"unlisted_{base.name}",
+                                                      aliases=()))
+    yield base.name, spec.name
+    registry._specs.pop(spec.name, None)
+    registry._aliases.pop(spec.name, None)
+
+
+@pytest.mark.parametrize("unlisted", registry.names(), indirect=True)
+def test_a_new_loss_gets_valid_inputs_from_its_layout(unlisted):
+    base, name = unlisted
+    assert name not in SPECIAL_INPUTS and bench.input_kind(name) == bench.input_kind(base)
+    kind = bench.input_kind(name)
+    shapes = [2000] + ([(40, 50)] if kind in ("elementwise", "classes", "multilabel") else [])
+    for size in shapes:
+        for dtype in (np.float32, np.float64):
+            inputs = bench.make_inputs(name, size, dtype, seed=2)
+            assert inputs.shape == bench.shape_for(name, size) == bench.shape_for(base, size)
+            assert inputs.predictions.dtype == dtype
+            t = inputs.targets
+            assert t is None or t.dtype == dtype or t.dtype.kind in "iu"
+            for value in inputs.params.values():
+                assert np.ndim(value) == 0 or np.shape(value) == inputs.shape
+            value, grad = lossjit.value_and_grad(name, inputs.predictions, t, **inputs.params)
+            assert math.isfinite(value) and np.all(np.isfinite(grad)), (name, size, dtype)
+    again = bench.make_inputs(name, 2000, seed=2)
+    assert np.array_equal(again.predictions, bench.make_inputs(name, 2000, seed=2).predictions)
+
+
+def test_a_loss_of_an_unknown_layout_has_no_inputs():
+    class Ragged(layouts.Layout):
+        pass
+
+    spec = registry.register_spec(dataclasses.replace(registry.resolve("mse"),
+                                                      name="unlisted_ragged", aliases=(),
+                                                      layout=Ragged()))
+    try:
+        with pytest.raises(ValueError, match="no benchmark inputs"):
+            bench.input_kind(spec.name)
+        with pytest.raises(ValueError, match="no benchmark inputs"):
+            bench.make_inputs(spec.name, 100)
+    finally:
+        registry._specs.pop(spec.name, None)
+        registry._aliases.pop(spec.name, None)
 
 
 def test_time_call_and_time_many_give_positive_seconds():
