@@ -1,17 +1,25 @@
 """Generate tests/golden/torch_cases.json: golden loss values and derivatives from PyTorch.
 
 Each case is a small, deterministic input (fixed per-case seeds) for one lossjit loss, one
-option combination and one reduction. PyTorch computes, in float64, the value and the gradient
-with respect to ``predictions`` with an upstream gradient of ones (``loss.sum().backward()``,
-which for "mean", "sum" and "batchmean" is the gradient of the scalar and for "none" that of
-the sum of the per-term losses).
+option combination and one reduction: the hand-built cases of each loss (its edge cases), then
+the layouts' example inputs (``spec.layout.examples``, the inputs lossjit's warm-up, benchmarks
+and parametrised tests run: float64, size 24, width 4, a seed fixed per loss) for every built-in
+loss with a PyTorch counterpart (``TORCH_FUNCTIONAL``) and each of its reductions, with ids
+"<loss>/example:<label>/<reduction>". A new loss with a torch.nn.functional counterpart gets
+these cases from its entry in ``TORCH_FUNCTIONAL`` alone; lossjit is imported from this
+checkout, for the catalogue and the layouts (NumPy only: no Numba is needed).
+
+PyTorch computes, in float64, the value and the gradient with respect to ``predictions`` with an
+upstream gradient of ones (``loss.sum().backward()``, which for "mean", "sum" and "batchmean" is
+the gradient of the scalar and for "none" that of the sum of the per-term losses).
 
 Losses that ``torch.nn.functional`` has are called directly: mse_loss, l1_loss, huber_loss,
 smooth_l1_loss, cross_entropy, binary_cross_entropy, binary_cross_entropy_with_logits,
 triplet_margin_loss, poisson_nll_loss, gaussian_nll_loss, nll_loss, kl_div,
 hinge_embedding_loss, multi_margin_loss, soft_margin_loss, multilabel_soft_margin_loss,
 cosine_embedding_loss and margin_ranking_loss (lossjit's stacked pair layouts are split into
-torch's two inputs). The others are written here in torch ops and differentiated by autograd:
+torch's two inputs); they make ``TORCH_FUNCTIONAL``. The others (``TORCH_OPS``) are written
+here in torch ops and differentiated by autograd:
 ``sigmoid_focal`` exactly as torchvision's ``sigmoid_focal_loss``, softmax ``focal`` as
 -alpha_y (1 - p_y)^gamma log_softmax(x)_y, ``contrastive`` as
 y d^2 + (1 - y) max(0, margin - d)^2, ``cross_entropy`` with ``from_logits=False`` as
@@ -38,7 +46,10 @@ Generated with torch 2.13.0 (CPU). To regenerate, from the repository root::
 
     python tests/golden/make_golden.py
 
-The output is deterministic: rerunning with the same torch version rewrites the same file.
+The output is deterministic: rerunning with the same torch version on the same machine
+rewrites the same file. Another CPU may change the last bit or two of some values (torch's
+vectorised exp/log/sqrt and summation order differ between CPUs), far inside the tests'
+tolerances.
 
 JSON layout: a list of objects with keys ``id`` ("<loss>/<variant>/<reduction>"), ``loss``,
 ``params`` (lossjit parameter names, arrays as lists), ``reduction``, ``predictions``,
@@ -50,6 +61,7 @@ shape of ``predictions``) and, where they apply, ``var_grad`` and ``hess`` (the 
 
 import json
 import math
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -57,6 +69,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# lossjit from this checkout (before any installed copy): its catalogue and layouts give the
+# example cases' inputs.
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from lossjit.registry import BUILTIN  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "torch_cases.json"
 REDUCTIONS = ("mean", "sum", "none")
@@ -313,7 +331,10 @@ def torch_margin_ranking(x, t, reduction, margin=0.0):
     return F.margin_ranking_loss(x[..., 0], x[..., 1], y, margin=margin, reduction=reduction)
 
 
-TORCH_LOSSES = {
+# The generator's mapping of loss -> torch call, in two parts. TORCH_FUNCTIONAL: the losses that
+# torch.nn.functional has, called directly; these are lossjit's losses with a PyTorch
+# counterpart, and the only ones that get the layouts' example cases (example_cases).
+TORCH_FUNCTIONAL = {
     "mse": torch_mse,
     "l1": torch_l1,
     "huber": torch_huber,
@@ -321,13 +342,7 @@ TORCH_LOSSES = {
     "cross_entropy": torch_cross_entropy,
     "binary_cross_entropy": torch_binary_cross_entropy,
     "bce_with_logits": torch_bce_with_logits,
-    "focal": torch_focal,
-    "sigmoid_focal": torch_sigmoid_focal,
-    "contrastive": torch_contrastive,
     "triplet": torch_triplet,
-    "log_cosh": torch_log_cosh,
-    "pseudo_huber": torch_pseudo_huber,
-    "quantile": torch_quantile,
     "poisson_nll": torch_poisson_nll,
     "gaussian_nll": torch_gaussian_nll,
     "nll": torch_nll,
@@ -336,10 +351,23 @@ TORCH_LOSSES = {
     "multi_margin": torch_multi_margin,
     "soft_margin": torch_soft_margin,
     "multilabel_soft_margin": torch_multilabel_soft_margin,
-    "poly1": torch_poly1,
     "cosine_embedding": torch_cosine_embedding,
     "margin_ranking": torch_margin_ranking,
 }
+
+# TORCH_OPS: losses torch does not have, written here in torch ops from their definitions (their
+# hand-built cases only). Losses in neither part (tweedie, gamma_nll, ...) have no golden cases.
+TORCH_OPS = {
+    "focal": torch_focal,
+    "sigmoid_focal": torch_sigmoid_focal,
+    "contrastive": torch_contrastive,
+    "log_cosh": torch_log_cosh,
+    "pseudo_huber": torch_pseudo_huber,
+    "quantile": torch_quantile,
+    "poly1": torch_poly1,
+}
+
+TORCH_LOSSES = {**TORCH_FUNCTIONAL, **TORCH_OPS}
 
 # Losses whose golden cases carry "hess" (lossjit.grad_hess); cross_entropy only with logits.
 HESS_LOSSES = {
@@ -1320,6 +1348,35 @@ def empty_cases():
     )
 
 
+EXAMPLE_SIZE = 24
+EXAMPLE_WIDTH = 4
+
+
+def plain(value):
+    """An example's option as JSON data: arrays as (nested) lists, NumPy scalars as numbers."""
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+
+
+def example_cases():
+    """The layouts' example inputs, for every built-in loss with a PyTorch counterpart: the
+    rule is its entry in TORCH_FUNCTIONAL, so that losses torch does not have are left out here
+    and a new loss torch has needs no input code. Each of the loss's reductions is recorded."""
+    for spec in BUILTIN:
+        if spec.name not in TORCH_FUNCTIONAL:
+            continue
+        rng = rng_for(f"{spec.name}/example")
+        for example in spec.layout.examples(EXAMPLE_SIZE, np.float64, rng, width=EXAMPLE_WIDTH):
+            params = {name: plain(value) for name, value in example.options.items()}
+            add(
+                spec.name,
+                f"example:{example.label}",
+                example.predictions,
+                example.targets,
+                params,
+                reductions=spec.reductions,
+            )
+
+
 def main():
     regression_cases()
     cross_entropy_cases()
@@ -1343,6 +1400,7 @@ def main():
     margin_ranking_cases()
     sample_weight_cases()
     empty_cases()
+    example_cases()
     ids = [case["id"] for case in CASES]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     # One case per line keeps the file readable and its diffs local.
