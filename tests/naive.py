@@ -502,7 +502,7 @@ def bce_with_logits(predictions, targets, reduction="mean", *, sample_weight=Non
                     weight=None, pos_weight=None):
     """w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)].
 
-    ``weight`` broadcasts against the input, ``pos_weight`` along the last axis (both as in
+    ``weight`` broadcasts against the input, ``pos_weight`` against the targets (both as in
     PyTorch). softplus(-x) = -log sigmoid(x) is evaluated without overflow.
     """
     x, y = _float_array(predictions), _float_array(targets)
@@ -661,7 +661,7 @@ def multi_margin(predictions, targets, reduction="mean", *, sample_weight=None, 
         y = int(t[n])
         for i in range(n_classes):
             if i != y:
-                losses[n] += w[y] * max(0.0, margin - row[y] + row[i]) ** p
+                losses[n] += w[y] * np.maximum(0.0, margin - row[y] + row[i]) ** p
         losses[n] /= n_classes
     return _reduce(losses.reshape(x.shape[:-1]), reduction, sample_weight, empty)
 

@@ -7,7 +7,8 @@ kinks (hinges, branch points, clips) so that the finite differences are accurate
 
 Sections:
 1. every loss x an option grid x every reduction (and kl_div's "batchmean"): value vs oracle,
-   gradient vs finite diffs;
+   gradient vs finite diffs (a registered loss without a grid here: each of its layout's
+   examples); bce_with_logits' per-channel pos_weight;
 2. the seed's worked examples, with the correct numbers;
 3. extremes: huge and infinite logits, NaN, clamps, d = 0, ties at the hinges, ignored and
    empty inputs;
@@ -25,7 +26,8 @@ import pytest
 from naive import oracle, reductions_of
 
 import lossjit
-from lossjit.layouts import ConversionWarning
+from lossjit import registry
+from lossjit.layouts import ClassAxis, ConversionWarning, LastAxisClasses, RankPairs, Stacked
 
 REDUCTIONS = ("mean", "sum", "none")
 VALUE_RTOL = 1e-10
@@ -38,6 +40,41 @@ FD_ATOL = 1e-8
 def rng_for(*key):
     """A generator seeded by the case's key: every case sees the same inputs on every run."""
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def layout_inputs(name, rng, dtype=np.float64, index=0, size=12, width=4):
+    """The ``index``-th example of the loss's layout (``Layout.examples``, the registry's own
+    valid inputs) as (predictions, targets, options): the inputs of a loss this file has no
+    hand-chosen ones for."""
+    spec = registry.resolve(name)
+    example = spec.layout.examples(size, dtype, rng, width=width)[index]
+    return example.predictions, example.targets, dict(example.options)
+
+
+def layout_example_count(name):
+    """How many examples the loss's layout gives."""
+    return len(registry.resolve(name).layout.examples(12, np.float64, rng_for("count", name),
+                                                      width=4))
+
+
+def spread_over_predictions(name, per_term, x):
+    """An array of the terms' shape spread over the predictions' elements each term covers
+    (by the loss's layout): the class axis of a ClassAxis loss, the last axis of a
+    LastAxisClasses one, the members and their vectors of a Stacked group, the pair of
+    RankPairs; one element per term otherwise."""
+    a = np.asarray(per_term)
+    layout = registry.resolve(name).layout
+    if a.ndim == 0:  # one term covers everything
+        return np.broadcast_to(a, x.shape)
+    if isinstance(layout, ClassAxis):
+        a = np.expand_dims(a, 1)
+    elif isinstance(layout, LastAxisClasses):
+        a = a[..., None]
+    elif isinstance(layout, Stacked):
+        a = a[:, None, None]
+    elif isinstance(layout, RankPairs):
+        a = a[:, None]
+    return np.broadcast_to(a, x.shape)
 
 
 def fd_grad(f, x, h=FD_H):
@@ -416,6 +453,16 @@ def build_cases():
         if reduction != "none":  # one pair: (2, D) and (2,) (the terms' shape is ())
             add("cosine_embedding", ("cosine", "single"), {"margin": 0.3}, reduction, "single,")
             add("margin_ranking", ("ranking", "single"), {"margin": 0.5}, reduction, "single,")
+
+    # every registered loss without a grid above: each of its layout's examples (with their
+    # options), every reduction it accepts
+    gridded = {case.values[0] for case in cases}
+    for name in lossjit.names():
+        if name in gridded:
+            continue
+        for index in range(layout_example_count(name)):
+            for reduction in registry.resolve(name).reductions:
+                add(name, ("layout", index), {}, reduction, f"example {index},")
     return cases
 
 
@@ -527,6 +574,9 @@ def materialise(name, make, params, rng):
             row = 1  # a y = -1 pair
             return x[row], np.array(labels[row]), params
         return x, labels, params
+    if kind == "layout":
+        x, t, options = layout_inputs(name, rng, index=make[1])
+        return x, t, {**options, **params}
     if kind == "ranking":
         x, labels = ranking_inputs(rng, params["margin"])
         if make[1] == "column":
@@ -590,6 +640,43 @@ def test_contrastive_grid_has_both_sides_of_the_margin():
     dissimilar = labels == 0
     assert (d[dissimilar] < 1.0).any() and (d[dissimilar] > 1.0).any()
     check_against_oracle("contrastive", x, labels, "mean", {"margin": 1.0})
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_with_logits_pos_weight_per_channel(reduction, weighted):
+    """pos_weight broadcasts against the targets as PyTorch's does: (C, 1, 1) weighs each
+    channel of (N, C, H, W) logits. Value and gradient are the formula's,
+    w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)] and w [(1 + (pw - 1) y) sigmoid(x) - pw y],
+    with NumPy broadcasting (the mean over all elements), and the oracle's (gradient by
+    central differences); the same as pos_weight broadcast to the full shape."""
+    rng = rng_for("pos-weight-channels", reduction, weighted)
+    x = rng.normal(size=(2, 3, 4, 5)) * 2.0
+    y = rng.integers(0, 2, size=x.shape).astype(np.float64)
+    y[0, 0, 0, 0], y[1, 2, 3, 4] = 0.3, 0.8  # soft targets too
+    pw = rng.uniform(0.5, 3.0, size=(3, 1, 1))
+    params = {"pos_weight": pw}
+    w = np.ones(x.shape)
+    if weighted:
+        w = rng.uniform(0.5, 2.0, size=x.shape)
+        params["weight"] = w
+    terms = w * ((1.0 - y) * x + (1.0 + (pw - 1.0) * y) * np.logaddexp(0.0, -x))
+    grad = w * ((1.0 + (pw - 1.0) * y) / (1.0 + np.exp(-x)) - pw * y)
+    expected = {"mean": terms.mean(), "sum": terms.sum(), "none": terms}[reduction]
+    if reduction == "mean":
+        grad = grad / x.size
+    value, got = lossjit.value_and_grad("bce_with_logits", x, y, reduction=reduction,
+                                        **params)
+    np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got, grad, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(lossjit.loss("bce_with_logits", x, y, reduction=reduction,
+                                            **params), expected, rtol=1e-12, atol=1e-15)
+    check_against_oracle("bce_with_logits", x, y, reduction, params)
+    full = dict(params, pos_weight=np.broadcast_to(pw, x.shape).copy())
+    v_full, g_full = lossjit.value_and_grad("bce_with_logits", x, y, reduction=reduction,
+                                            **full)
+    np.testing.assert_allclose(value, v_full, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got, g_full, rtol=1e-13, atol=1e-15)
 
 
 # --- 2. the seed's worked examples ---------------------------------------------------------
@@ -816,7 +903,10 @@ NAN_CASES = [
     ("cosine_embedding", (4, 2, 3), {}),
 ]
 
-CLASS_INDEX_LOSSES = ("cross_entropy", "focal", "nll", "poly1")
+#: Losses with a class axis, whose targets here are class indices (the registry's ClassAxis
+#: layouts).
+CLASS_INDEX_LOSSES = tuple(name for name in lossjit.names()
+                           if isinstance(registry.resolve(name).layout, ClassAxis))
 
 
 @pytest.mark.parametrize("name, shape, params", NAN_CASES)
@@ -840,6 +930,30 @@ def test_nan_in_a_term_gives_nan(name, shape, params):
     terms = lossjit.loss(name, x, t, reduction="none", **params)
     assert np.isnan(terms[2]), (name, terms)
     assert np.isfinite(np.delete(terms, 2)).all(), (name, terms)
+    assert math.isnan(lossjit.loss(name, x, t, **params))
+    assert math.isnan(lossjit.loss(name, x, t, reduction="sum", **params))
+
+
+NAN_COVERED = {name for name, _, _ in NAN_CASES}
+
+
+@pytest.mark.parametrize("name", [name for name in lossjit.names() if name not in NAN_COVERED])
+def test_nan_in_a_term_gives_nan_for_every_other_loss(name):
+    """As above, for every registered loss without a case in NAN_CASES, on its sample inputs:
+    a NaN in one prediction makes NaN the term that covers it (by the loss's layout) and no
+    other, and the mean and the sum NaN."""
+    rng = rng_for("nan-any", name)
+    x, t, params = sample_inputs(name, rng)
+    x = np.array(x, dtype=np.float64)
+    where = x.size // 2
+    x.flat[where] = np.nan
+    shape = np.shape(oracle(name, x, t, reduction="none", **params))
+    owner = spread_over_predictions(name, np.arange(math.prod(shape)).reshape(shape), x)
+    expected = np.zeros(shape, dtype=bool)
+    expected.flat[owner.flat[where]] = True
+    terms = np.asarray(lossjit.loss(name, x, t, reduction="none", **params))
+    np.testing.assert_array_equal(np.isnan(terms), expected, err_msg=f"{name}: {terms}")
+    assert np.isfinite(terms[~expected]).all(), (name, terms)
     assert math.isnan(lossjit.loss(name, x, t, **params))
     assert math.isnan(lossjit.loss(name, x, t, reduction="sum", **params))
 
@@ -1259,7 +1373,8 @@ def sample_inputs(name, rng, dtype=np.float64):
     if name == "margin_ranking":
         x, labels = ranking_inputs(rng, 0.0, batch=6)
         return x.astype(dtype), labels, {}
-    raise AssertionError(name)
+    # any other loss: its layout's first example (valid by the registry's own domains)
+    return layout_inputs(name, rng, dtype)
 
 
 @pytest.mark.parametrize("name", lossjit.names())
@@ -1602,9 +1717,16 @@ def test_weights_of_wrong_length():
                                                       np.zeros((2, 3)), weight=np.ones(2)))
     raises_naming("weight", call=lambda: lossjit.loss("bce_with_logits", logits,
                                                       np.zeros((2, 3)), weight=np.ones(4)))
-    raises_naming("pos_weight", call=lambda: lossjit.loss("bce_with_logits", logits,
-                                                          np.zeros((2, 3)),
-                                                          pos_weight=np.ones(2)))
+    raises_naming("pos_weight", "(2,)", "(2, 3)", "does not broadcast to the targets' shape",
+                  call=lambda: lossjit.loss("bce_with_logits", logits, np.zeros((2, 3)),
+                                            pos_weight=np.ones(2)))
+    # pos_weight broadcasts against the whole targets' shape: (C, 1, 1) fits (N, C, H, W) only
+    # with C channels
+    images = np.zeros((2, 3, 4, 5))
+    raises_naming("pos_weight", "(4, 1, 1)", "(2, 3, 4, 5)",
+                  "does not broadcast to the targets' shape",
+                  call=lambda: lossjit.loss("bce_with_logits", images, images,
+                                            pos_weight=np.ones((4, 1, 1))))
 
 
 def test_unknown_loss_name():
@@ -1692,9 +1814,11 @@ def test_bad_empty_option():
             "mse", np.zeros(2), np.zeros(2), empty=b))
 
 
-def test_batchmean_is_for_kl_div_only():
-    for name in ("mse", "cross_entropy", "poisson_nll"):
-        rng = rng_for("batchmean", name)
-        x, t, params = sample_inputs(name, rng)
-        raises_naming("reduction", call=lambda n=name, a=x, b=t, p=params: lossjit.loss(
-            n, a, b, reduction="batchmean", **p))
+@pytest.mark.parametrize("name", [name for name in lossjit.names()
+                                  if "batchmean" not in registry.resolve(name).reductions])
+def test_batchmean_is_for_kl_div_only(name):
+    """Every loss whose declaration does not list "batchmean" (all but kl_div) refuses it."""
+    rng = rng_for("batchmean", name)
+    x, t, params = sample_inputs(name, rng)
+    raises_naming("reduction", call=lambda: lossjit.loss(name, x, t, reduction="batchmean",
+                                                         **params))

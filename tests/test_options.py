@@ -32,21 +32,37 @@ from test_losses import (
     fd_grad,
     hinge_inputs,
     kl_inputs,
+    layout_inputs,
     poisson_inputs,
     regression_inputs,
     rng_for,
     sample_inputs,
+    spread_over_predictions,
 )
 
 import lossjit
+from lossjit import registry
 from lossjit.errors import LossjitError
+from lossjit.layouts import ClassAxis, LastAxisClasses, RankPairs, Stacked, Variance
+from lossjit.plan import make_plan
 
 REDUCTIONS = ("mean", "sum", "none")
 NAMES = lossjit.names()
 
+
+def layout_of(name):
+    return registry.resolve(name).layout
+
+
 #: Losses whose terms are the predictions' shape without the class axis (axis 0 of a 1-D
-#: input, else axis 1).
-CLASS_AXIS = ("cross_entropy", "focal", "nll", "poly1", "multi_margin")
+#: input, else axis 1): the registry's ClassAxis layouts.
+CLASS_AXIS = tuple(name for name in NAMES if isinstance(layout_of(name), ClassAxis))
+
+
+def means_of(name):
+    """The reductions of the loss that divide by a denominator: mean, and batchmean where
+    the loss has it (kl_div)."""
+    return tuple(r for r in registry.resolve(name).reductions if r not in ("sum", "none"))
 
 
 def terms_shape(name, x, t, params):
@@ -56,16 +72,7 @@ def terms_shape(name, x, t, params):
 def per_element(name, sw, x):
     """Sample weights (the terms' shape) spread over the predictions' elements each term
     covers, i.e. the factor by which the weight scales each gradient entry."""
-    sw = np.asarray(sw, dtype=np.float64)
-    if name in CLASS_AXIS:
-        sw = np.expand_dims(sw, 0 if x.ndim == 1 else 1)
-    elif name == "multilabel_soft_margin":
-        sw = sw[..., None]
-    elif name in ("contrastive", "triplet", "cosine_embedding"):
-        sw = sw[:, None, None]
-    elif name == "margin_ranking":
-        sw = sw[:, None]
-    return np.broadcast_to(sw, x.shape)
+    return spread_over_predictions(name, np.asarray(sw, dtype=np.float64), x)
 
 
 def check_weighted(name, x, t, reduction, params, sw):
@@ -95,8 +102,9 @@ def test_sample_weight_value_and_gradient(name, reduction):
     sw = rng.uniform(0.2, 2.0, size=terms_shape(name, x, t, params))
     sw.flat[-1] = 0.0  # a zero weight is allowed
     check_weighted(name, x, t, reduction, params, sw)
-    if name == "kl_div" and reduction == "mean":
-        check_weighted(name, x, t, "batchmean", params, sw)
+    if reduction == "mean":
+        for other in means_of(name)[1:]:  # kl_div's batchmean
+            check_weighted(name, x, t, other, params, sw)
 
 
 #: Losses whose mean's denominator has class weights or ignored positions (each term's share
@@ -113,6 +121,22 @@ DENOMINATOR_CASES = [
 ]
 
 
+def _option_names(name):
+    return {p.name for p in registry.resolve(name).params}
+
+
+#: Every class-axis loss with class weights or an ignore_index (the registry's) is among them:
+#: one with no case above gets one with both its options.
+DENOMINATOR_CASES += [
+    (name, {**({"weight": np.array([0.5, 2.0, 1.0, 3.0])} if "weight" in _option_names(name)
+               else {}),
+            **({"ignore_index": 1} if "ignore_index" in _option_names(name) else {})}, "index")
+    for name in CLASS_AXIS
+    if _option_names(name) & {"weight", "ignore_index"}
+    and name not in {case[0] for case in DENOMINATOR_CASES}
+]
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("name, params, kind", DENOMINATOR_CASES,
                          ids=[f"{n}-{sorted(p)}-{k}" for n, p, k in DENOMINATOR_CASES])
@@ -124,7 +148,7 @@ def test_sample_weight_with_class_weights_and_ignored_targets(name, params, kind
         x = rng.normal(size=(6, 4)) * 0.3  # every margin - x_y + x_i > 0.05: no kink near
     else:
         x = rng.normal(size=(6, 4)) * 1.5
-    if name == "nll":
+    if layout_of(name).log_probabilities:  # nll
         x = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
     t = np.array([0, 1, 3, 2, 1, 0]) if kind == "index" else rng.dirichlet(np.ones(4), size=6)
     sw = rng.uniform(0.2, 2.0, size=6)
@@ -186,20 +210,18 @@ def test_sample_weight_broadcasts_to_the_terms():
 
 
 def empty_inputs(name):
-    """An input with zero terms, for every loss."""
-    if name in ("cross_entropy", "focal", "nll", "poly1", "multi_margin"):
+    """An input with zero terms, for every loss (by its layout)."""
+    layout = layout_of(name)
+    if isinstance(layout, ClassAxis):
         return np.zeros((0, 3)), np.zeros(0, dtype=np.int64), {}
-    if name == "multilabel_soft_margin":
+    if isinstance(layout, LastAxisClasses):
         return np.zeros((0, 3)), np.zeros((0, 3)), {}
-    if name == "contrastive":
-        return np.zeros((0, 2, 3)), np.zeros(0), {}
-    if name == "cosine_embedding":
-        return np.zeros((0, 2, 3)), np.zeros(0), {}
-    if name == "triplet":
-        return np.zeros((0, 3, 3)), None, {}
-    if name == "margin_ranking":
+    if isinstance(layout, Stacked):
+        return (np.zeros((0, layout.members, 3)), None if layout.labels is None else np.zeros(0),
+                {})
+    if isinstance(layout, RankPairs):
         return np.zeros((0, 2)), np.zeros(0), {}
-    if name == "gaussian_nll":
+    if isinstance(layout, Variance):
         return np.zeros((0, 3)), np.zeros((0, 3)), {"var": np.ones((0, 3))}
     return np.zeros((0, 3)), np.zeros((0, 3)), {}
 
@@ -236,8 +258,7 @@ def check_empty_modes(name, x, t, params, means):
 @pytest.mark.parametrize("name", NAMES)
 def test_empty_input_follows_the_empty_option(name):
     x, t, params = empty_inputs(name)
-    check_empty_modes(name, x, t, params, ("mean", "batchmean") if name == "kl_div"
-                      else ("mean",))
+    check_empty_modes(name, x, t, params, means_of(name))
 
 
 @pytest.mark.parametrize("name, params", [
@@ -462,6 +483,22 @@ def hess_inputs(name, rng, variant):
     raise AssertionError(name)
 
 
+def has_hessian(name):
+    """Whether the loss's default-option call (its layout's first example) runs on a kernel
+    set with a Hessian."""
+    x, t, options = layout_inputs(name, rng_for("has-hessian", name))
+    plan = make_plan(name, hessian=True, **options)
+    try:
+        plan.kernel_set(plan.lay_out(x, t))
+    except LossjitError:
+        return False
+    return True
+
+
+#: The losses whose kernels (for their default options) compute a Hessian diagonal.
+HESS_LOSSES = frozenset(name for name in NAMES if has_hessian(name))
+
+
 #: (loss, variant of its inputs, options): every loss the registry gives a Hessian, a few options.
 HESS_CASES = [
     ("mse", "", {}),
@@ -499,14 +536,16 @@ HESS_CASES = [
     ("cross_entropy", "soft", {"weight": "classes", "label_smoothing": 0.2}),
     ("cross_entropy", "NCd", {"weight": "classes"}),
 ]
-HESS_LOSSES = {name for name, _, _ in HESS_CASES}
+#: Every other loss with a Hessian: its layout's first example, with that example's options.
+HESS_CASES += [(name, "example", {}) for name in sorted(HESS_LOSSES)
+               if name not in {case[0] for case in HESS_CASES}]
 
 
 def test_hess_cases_cover_the_losses_spec_lists():
-    assert HESS_LOSSES == {
-        "mse", "l1", "huber", "smooth_l1", "log_cosh", "pseudo_huber", "quantile",
-        "poisson_nll", "gaussian_nll", "binary_cross_entropy", "bce_with_logits",
-        "sigmoid_focal", "kl_div", "hinge_embedding", "soft_margin", "cross_entropy"}
+    """The cases cover exactly the losses whose kernels have a Hessian, which are the losses
+    whose declaration says what their Hessian is."""
+    assert {name for name, _, _ in HESS_CASES} == HESS_LOSSES
+    assert HESS_LOSSES == {spec.name for spec in registry.BUILTIN if spec.hessian}
 
 
 def hess_params(params, x, rng):
@@ -529,8 +568,11 @@ def hess_params(params, x, rng):
                          ids=[f"{n}-{v}-{sorted(p.items())}" for n, v, p in HESS_CASES])
 def test_grad_hess_matches_finite_differences_of_the_gradient(name, variant, params):
     rng = rng_for("hess", name, variant, sorted(params))
-    x, t = hess_inputs(name, rng, variant)
-    params = hess_params(params, x, rng)
+    if variant == "example":  # a loss without hand-chosen inputs: its layout's first example
+        x, t, params = layout_inputs(name, rng)
+    else:
+        x, t = hess_inputs(name, rng, variant)
+        params = hess_params(params, x, rng)
     for reduction in reductions_of(name):
         g, h = lossjit.grad_hess(name, x, t, reduction=reduction, **params)
         assert g.shape == x.shape and h.shape == x.shape

@@ -5,9 +5,12 @@ tests/golden/make_golden.py); every case's value must be reproduced by the oracl
 case's ``sample_weight`` and ``empty`` (in its params) too. Where a case records PyTorch's
 gradient w.r.t. gaussian_nll's ``var`` ("var_grad"), the oracle's finite differences w.r.t.
 var must match it away from the clamp. Then identities between the oracle's own losses, and
-its sample_weight / empty / batchmean rules. These tests need neither torch nor lossjit.
+its sample_weight / empty / batchmean rules. These tests need neither torch nor lossjit's
+kernels: of lossjit they read only the registry (which imports no Numba), for which losses
+have which options.
 """
 
+import ast
 import json
 import math
 import sys
@@ -22,8 +25,37 @@ if str(TESTS_DIR) not in sys.path:
 
 from naive import LOSSES, REDUCTIONS, oracle, reductions_of  # noqa: E402
 
+from lossjit import registry  # noqa: E402
+
 GOLDEN_PATH = TESTS_DIR / "golden" / "torch_cases.json"
 GOLDEN = json.loads(GOLDEN_PATH.read_text())
+
+
+def _torch_defined():
+    """The losses tests/golden/make_golden.py defines in PyTorch (the keys of its
+    TORCH_LOSSES), read from its source, as the generator needs torch to import: the keys of
+    its module-level dict literals, with ``**other`` taking other's."""
+    tree = ast.parse((TESTS_DIR / "golden" / "make_golden.py").read_text())
+    dicts = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Dict)):
+            keys = set()
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                if key is None:  # **other
+                    keys |= dicts[value.id]
+                else:
+                    keys.add(ast.literal_eval(key))
+            dicts[node.targets[0].id] = keys
+    return frozenset(dicts["TORCH_LOSSES"])
+
+
+#: The losses with a PyTorch definition in the golden generator.
+TORCH_DEFINED = _torch_defined()
+
+#: The losses with an ignore_index option (their class-index targets can all be ignored).
+IGNORE_INDEX_LOSSES = tuple(spec.name for spec in registry.BUILTIN
+                            if "ignore_index" in {p.name for p in spec.params})
 
 RTOL = 1e-12
 ATOL = 1e-14
@@ -56,8 +88,25 @@ def test_oracle_matches_torch(case):
 
 
 def test_golden_covers_every_loss_and_reduction():
+    """Every loss the generator defines in PyTorch has golden cases for each of its
+    reductions, and there are no others."""
     covered = {(case["loss"], case["reduction"]) for case in GOLDEN}
-    assert covered == {(name, r) for name in LOSSES for r in reductions_of(name)}
+    assert covered == {(name, r) for name in LOSSES if name in TORCH_DEFINED
+                       for r in reductions_of(name)}
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_registered_loss_has_golden_cases(name):
+    """Each registered loss has an oracle and, where the golden generator defines it in
+    PyTorch, golden cases for each of its reductions; a loss it does not define has none, and
+    its spec names no PyTorch function as its reference."""
+    assert name in LOSSES, f"{name}: no oracle in tests/naive.py"
+    covered = {case["reduction"] for case in GOLDEN if case["loss"] == name}
+    if name not in TORCH_DEFINED:
+        assert not covered
+        assert "PyTorch" not in registry.resolve(name).reference
+        return
+    assert covered == set(reductions_of(name))
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=[case["id"] for case in GOLDEN])
@@ -304,7 +353,7 @@ def test_empty_modes():
     x = np.zeros((0, 3))
     for name, t in (("mse", np.zeros((0, 3))), ("cross_entropy", np.zeros(0, dtype=int)),
                     ("kl_div", np.zeros((0, 3)))):
-        reductions = ("mean", "batchmean") if name == "kl_div" else ("mean",)
+        reductions = [r for r in reductions_of(name) if r not in ("sum", "none")]
         for reduction in reductions:
             assert math.isnan(oracle(name, x, t, reduction=reduction))
             assert math.isnan(oracle(name, x, t, reduction=reduction, empty="nan"))
@@ -314,7 +363,8 @@ def test_empty_modes():
         assert oracle(name, x, t, reduction="sum", empty="error") == 0.0
         assert oracle(name, x, t, reduction="none", empty="error").size == 0
     ignored = np.full(2, -100)
-    for name in ("cross_entropy", "nll", "focal", "poly1"):
+    assert IGNORE_INDEX_LOSSES
+    for name in IGNORE_INDEX_LOSSES:
         assert oracle(name, np.zeros((2, 3)), ignored, empty="zero") == 0.0
         with pytest.raises(ValueError):
             oracle(name, np.zeros((2, 3)), ignored, empty="error")
