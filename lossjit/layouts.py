@@ -221,6 +221,11 @@ class Layout:
         None when axis 0 is not a stack of whole kernel rows."""
         return None
 
+    def align(self, option: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """An array option that broadcasts against predictions of ``shape``, with its axes
+        lined up with theirs (NumPy's broadcasting rules, unless the layout has its own)."""
+        return value
+
     def cut(self, shape: tuple[int, ...], options: dict[str, Any]) -> int | None:
         """Pieces may start at multiples of this many indices of the predictions' axis 0
         (None: the call cannot be cut): every piece then holds whole kernel blocks."""
@@ -413,6 +418,12 @@ class Variance(Layout):
 
     def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
         return (math.prod(shape[1:]), 2) if len(shape) else None
+
+    def align(self, option: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """``var`` of the means' shape without its last axis gets that axis back."""
+        if value.ndim and value.shape != shape and value.shape == shape[:-1]:
+            return value[..., None]
+        return value
 
 
 # --- class axis -------------------------------------------------------------------------------

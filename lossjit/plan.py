@@ -399,12 +399,13 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
 
 def _piece_options(plan: Plan, shape: tuple[int, ...], lo: int, hi: int) -> dict[str, Any]:
     """The options of the piece ``lo:hi``: arrays that broadcast against the predictions are
-    cut with them."""
+    cut with them (as the layout aligns them to the predictions' axes)."""
     options = dict(plan.options)
     for param in plan.spec.params:
         value = options[param.name]
         if param.broadcasts and value is not None:
-            options[param.name] = np.broadcast_to(np.asarray(value), shape)[lo:hi]
+            aligned = plan.spec.layout.align(param.name, np.asarray(value), shape)
+            options[param.name] = np.broadcast_to(aligned, shape)[lo:hi]
     return options
 
 
@@ -429,7 +430,9 @@ def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
         if hi < lo or (multiple and lo % multiple):
             raise LossjitError(f"bounds: {list(bounds)} must rise, each a multiple of "
                                f"{multiple}")
-    spans = list(zip(edges, edges[1:], strict=False))
+    spans: list[tuple[int, int] | None] = list(zip(edges, edges[1:], strict=False))
+    if not bounds:
+        spans = [None]  # one piece: the whole arrays, whatever their shape
     sw_whole = None
     if sample_weight is not None:
         sample_weights(sample_weight, whole)  # the whole call's checks and messages
@@ -438,11 +441,17 @@ def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
 
     pieces = []
     count = ExactSum()
-    for lo, hi in spans:
-        piece_targets = None if targets is None else np.asarray(targets)[lo:hi]
-        inputs = plan.lay_out(predictions[lo:hi], piece_targets,
-                              _piece_options(plan, predictions.shape, lo, hi))
-        sw = None if sw_whole is None else sample_weights(sw_whole[lo:hi], inputs)
+    for span in spans:
+        if span is None:
+            lo, hi = 0, len(predictions) if predictions.ndim else 0
+            inputs = plan.lay_out(predictions, targets)
+            sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
+        else:
+            lo, hi = span
+            piece_targets = None if targets is None else np.asarray(targets)[lo:hi]
+            inputs = plan.lay_out(predictions[lo:hi], piece_targets,
+                                  _piece_options(plan, predictions.shape, lo, hi))
+            sw = None if sw_whole is None else sample_weights(sw_whole[lo:hi], inputs)
         if plan.reduction not in ("sum", "none"):
             add_count(count, inputs, sw)
         pieces.append((lo, hi, inputs, sw))
@@ -456,8 +465,9 @@ def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
     terms: list[np.ndarray] = []
     for lo, hi, inputs, sw in pieces:
         kernels = plan.kernel_set(inputs)
-        outputs = outputs_for(plan, inputs, None if grad is None else grad[lo:hi],
-                              None if hess is None else hess[lo:hi])
+        whole_piece = len(pieces) == 1 and not bounds
+        outputs = outputs_for(plan, inputs, grad if grad is None or whole_piece else grad[lo:hi],
+                              hess if hess is None or whole_piece else hess[lo:hi])
         x = inputs.x
         block_sums = np.empty(block_count(x.shape[0], x.size // x.shape[0] if x.shape[0]
                                           else 1))
