@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lossjit.blocking import PARALLEL_MIN
+
 # --- where ----------------------------------------------------------------------------------
 
 
@@ -141,6 +143,9 @@ def clear(path: str | os.PathLike[str] | None = None) -> tuple[int, int]:
 #: Numbers in the small example inputs, and the width of their rows (classes, embedding size).
 _SMALL = 12
 _WIDTH = 4
+#: Numbers asked of the large examples: examples hold about the size asked for, and these
+#: must reach PARALLEL_MIN numbers, where the parallel kernels take over.
+_LARGE = PARALLEL_MIN + 64 * _WIDTH
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,12 @@ def option_sets(spec: Any) -> list[dict[str, Any]]:
     """The options ``warm`` calls a loss with, derived from its registry spec: the defaults;
     each boolean option flipped (``from_logits``, ``swap``: they can choose another kernel);
     and every array option given (``weight``, ``pos_weight``, ``alpha``: one value per class
-    or per column, ``_WIDTH`` of them). A required option is given in every set."""
+    or per column, ``_WIDTH`` of them; one that broadcasts against the predictions, a single
+    one). A required option is given in every set."""
     import numpy as np
 
     required = {p.name: 1.0 for p in spec.params if p.required}  # gaussian_nll's var
-    arrays = {p.name: np.ones(_WIDTH) for p in spec.params
+    arrays = {p.name: np.ones(1 if p.broadcasts else _WIDTH) for p in spec.params
               if p.kind in ("array", "float_or_array") and not p.required}
     sets: list[dict[str, Any]] = [dict(required)]
     sets += [{**required, p.name: not p.default} for p in spec.params if p.kind == "bool"]
@@ -209,13 +215,12 @@ def _variants(spec: Any, dtype: Any, size: int) -> list[tuple[str, Any, Any, dic
 
 def _warm_one(name: str, dtypes: Sequence[Any], parallel: bool) -> Warmed:
     from lossjit import api, registry
-    from lossjit.blocking import PARALLEL_MIN
     from lossjit.errors import LossjitError
     from lossjit.plan import make_plan
 
     started = time.perf_counter()
     spec = registry.resolve(name)
-    sizes = [_SMALL] + ([PARALLEL_MIN] if parallel else [])
+    sizes = [_SMALL] + ([_LARGE] if parallel else [])
     labels: dict[str, None] = {}
     dispatchers: dict[int, Any] = {}
     errors: list[str] = []
@@ -263,7 +268,7 @@ def warm(names: Sequence[str] | None = None, dtypes: Sequence[Any] = ("float32",
     ``reduction="none"`` and, where the loss has one, the Hessian (``grad_hess``), for every
     layout of targets it takes (class indices and probabilities) and every option that picks
     another kernel (``from_logits``), with and without its array options; with ``parallel``,
-    also on an input of at least ``lossjit.api.PARALLEL_MIN`` numbers, which runs the parallel
+    also on an input of at least ``lossjit.blocking.PARALLEL_MIN`` numbers, which runs the parallel
     twin. ``progress`` is called with each loss's :class:`Warmed` when it is done. Kernels go
     where Numba caches them: with the CLI, :func:`cache_dir`.
 

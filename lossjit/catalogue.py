@@ -173,7 +173,7 @@ BUILTIN: tuple[LossSpec, ...] = (
               "straight through the clamp.",
     ),
     LossSpec(
-        name="tweedie", nonnegative=False, family="regression",
+        name="tweedie", family="regression",
         formula="-y exp((1 - p) x) / (1 - p) + exp((2 - p) x) / (2 - p), x = log of the mean",
         gradient="-y exp((1 - p) x) + exp((2 - p) x)",
         hessian="-y (1 - p) exp((1 - p) x) + (2 - p) exp((2 - p) x)",

@@ -19,8 +19,11 @@ import platformdirs
 import pytest
 
 import lossjit
-from lossjit import cache
+from lossjit import cache, registry
+from lossjit.blocking import PARALLEL_MIN
 from lossjit.errors import LossjitError, UnknownLossError
+from lossjit.layouts import examples_for
+from lossjit.plan import make_plan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -176,10 +179,12 @@ USE = textwrap.dedent("""
     import json
     import numpy as np
     import lossjit
-    from lossjit import kernels
-    from lossjit.api import PARALLEL_MIN
+    from lossjit import kernels, registry
+    from lossjit.blocking import PARALLEL_MIN
+    from lossjit.layouts import examples_for
 
     rng = np.random.default_rng(1)
+    used = set()
     for dt in (np.float32, np.float64):
         for n in (7, PARALLEL_MIN):
             def normal(*shape):
@@ -193,6 +198,7 @@ USE = textwrap.dedent("""
                 return (e / e.sum(axis=1, keepdims=True)).astype(dt)
 
             def use(name, x, y=None, **options):
+                used.add(registry.resolve(name).name)
                 lossjit.value_and_grad(name, x, y, **options)
                 lossjit.loss(name, x, y, **options)
                 lossjit.value_and_grad(name, x, y, reduction="none", **options)
@@ -218,6 +224,8 @@ USE = textwrap.dedent("""
             use_hessian("pinball", normal(n), normal(n), quantile=0.9)
             use_hessian("poisson_nll", normal(n), unit(n) * 4)
             use_hessian("poisson_nll", unit(n), unit(n) * 4, log_input=False, full=True)
+            use_hessian("tweedie", normal(n, 2), unit(n, 2).round() * 3, power=1.2)
+            use_hessian("gamma_nll", normal(n), unit(n) * 5)
             use_hessian("gaussian_nll", normal(n, 2), normal(n, 2), var=unit(n, 1))
             lossjit.value_and_grad("gaussian_nll", normal(n), normal(n), var=0.5,
                                    wrt=("predictions", "var"))
@@ -262,6 +270,13 @@ USE = textwrap.dedent("""
             use("triplet", normal(n, 3, 3), swap=True, p=1.0)
             use("cosine_embedding", normal(n, 2, 3), signs(n), margin=0.2)
             use("margin_ranking", normal(n, 2), signs(n, 1))
+            # A loss added to the catalogue after this script was written: its layout's
+            # examples, in other sizes and widths than warm's.
+            for name in registry.names():
+                if name not in used:
+                    for example in examples_for(registry.resolve(name).layout, n + 5, dt,
+                                                seed=3, width=3):
+                        use(name, example.predictions, example.targets, **example.options)
     stats = {}
     for name in kernels.__all__:
         s = getattr(kernels, name).stats
@@ -299,8 +314,6 @@ def test_warm_compiles_everything_the_api_uses(tmp_path):
 def cube_loss():
     from numba import njit
 
-    from lossjit import registry
-
     @njit
     def cube(x, y):
         e = x - y
@@ -317,9 +330,16 @@ def test_warm_in_process_with_a_registered_loss_and_progress(cube_loss):
                          parallel=False, progress=seen.append, jobs=2)
     assert [r.name for r in results] == ["mse", "warm_test_cube"] == [r.name for r in seen]
     mse, cube_result = results
-    assert mse.kernels == ("mse", "mse_parallel", "mse_hessian", "mse_hessian_parallel")
-    assert cube_result.kernels[0].startswith("user_warm_test_cube_serial_")
-    assert len(cube_result.kernels) == 2  # a user's loss has no Hessian kernels
+    # mse's one kernel set writes the Hessian too: grad_hess runs the same two kernels
+    mse_kernels = registry.resolve("mse").kernel_set()
+    assert mse.kernels == ("mse", "mse_parallel") and mse_kernels.hessian
+    cube_kernels = cube_loss.kernel_set()
+    assert cube_result.kernels == (cube_kernels.name, cube_kernels.name + "_parallel")
+    assert cube_kernels.serial.py_func.__qualname__.startswith("user_warm_test_cube_serial_")
+    assert cube_kernels.parallel.py_func.__qualname__.startswith(
+        "user_warm_test_cube_parallel_")
+    assert not cube_kernels.hessian  # a user's loss has no Hessian: no grad_hess call
+    # value_and_grad and loss for "mean" and "none", then grad_hess where there is a Hessian
     assert mse.calls == 5 and cube_result.calls == 4 and not mse.errors
     assert mse.seconds >= 0
 
@@ -334,14 +354,50 @@ def test_warm_rejects_bad_arguments():
 
 
 def test_option_sets_come_from_the_registry():
-    from lossjit import registry
-
     sets = cache.option_sets(registry.resolve("cross_entropy"))
     assert sets[0] == {} and {"from_logits": False} in sets
     assert set(sets[-1]) == {"weight"}
     assert cache.option_sets(registry.resolve("mse")) == [{}]
-    assert {cache.layout_of(registry.resolve(n)) for n in lossjit.names()} == set(cache.LAYOUTS)
     assert isinstance(sets[-1]["weight"], np.ndarray)
+    # a required option is in every set (gaussian_nll's var)
+    assert all("var" in options for options in cache.option_sets(registry.resolve("gaussian_nll")))
+    assert {"swap": True} in cache.option_sets(registry.resolve("triplet"))
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in registry.BUILTIN])
+def test_warm_inputs_come_from_the_layout_and_reach_every_kernel_set(name):
+    """What warm calls a loss with is its layout's examples (``spec.layout.examples``) under
+    each of its option sets: every one is valid, together they run every kernel set of the
+    loss (every variant its layout can choose), and the large ones its parallel kernels."""
+    spec = registry.resolve(name)
+    for dtype in (np.float32, np.float64):
+        examples = examples_for(spec.layout, cache._SMALL, dtype, width=cache._WIDTH)
+        assert examples and all(ex.predictions.dtype == dtype for ex in examples)
+        sets = cache.option_sets(spec)
+        variants = cache._variants(spec, dtype, cache._SMALL)
+        assert len(variants) == len(examples) * len(sets)
+        for i, (_, x, _, options) in enumerate(variants):
+            ex = examples[i // len(sets)]
+            assert np.array_equal(x, ex.predictions)
+            assert all(np.array_equal(options[key], value) for key, value in ex.options.items())
+        reached = set()
+        for what, x, y, options in variants:
+            plan = make_plan(name, **options)
+            try:
+                inputs = plan.lay_out(x, y)
+            except LossjitError as exc:
+                pytest.fail(f"warm's input {what!r} is refused: {exc}")
+            reached.add(plan.kernel_set(inputs).name)
+        assert reached == {kernels.name for kernels in spec.kernel_sets()}
+        # the large inputs (warm's parallel=True) run the parallel twins
+        for what, x, y, options in cache._variants(spec, dtype, cache._LARGE):
+            plan = make_plan(name, **options)
+            inputs = plan.lay_out(x, y)
+            kernels = plan.kernel_set(inputs)
+            runs_parallel = kernels.pick(inputs.x.size) is kernels.parallel
+            assert runs_parallel, (
+                f"warm's large input {what!r} has {inputs.x.size} numbers, fewer than "
+                f"PARALLEL_MIN = {PARALLEL_MIN}: it runs the serial kernel")
 
 
 def test_warm_reports_a_failed_worker(monkeypatch):

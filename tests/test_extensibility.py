@@ -19,7 +19,7 @@ def test_raw_kernel_compiles_inside_user_njit_function():
     def user_step(x, y, lr):
         grad = np.empty_like(x)
         none = np.empty(0)
-        total = kernels.huber(x, y, none, grad, none, 1.0 / x.size, 1.0)
+        total = kernels.huber(x, y, none, grad, none, none, none, 1.0 / x.size, 1.0)
         return total / x.size, x - lr * grad
 
     x = np.array([0.5, 3.0, -2.0])
@@ -37,13 +37,53 @@ def test_raw_parallel_kernel_agrees_with_serial_inside_user_code():
     def both(x, y):
         g1, g2 = np.empty_like(x), np.empty_like(x)
         none = np.empty(0)
-        return (kernels.mse(x, y, none, g1, none, 1.0), kernels.mse_parallel(x, y, none, g2,
-                                                                              none, 1.0), g1, g2)
+        return (kernels.mse(x, y, none, g1, none, none, none, 1.0),
+                kernels.mse_parallel(x, y, none, g2, none, none, none, 1.0), g1, g2)
 
     x = np.linspace(-3, 3, 100_003)
     a, b, g1, g2 = both(x, np.zeros_like(x))
     assert a == b and np.array_equal(g1, g2)
     assert a == pytest.approx(float(np.sum(x * x)), rel=1e-12)
+
+
+def test_raw_hessian_kernel_writes_hess_grad_losses_and_sums_in_one_pass_inside_user_code():
+    """A kernel set with ``hessian`` writes the Hessian's diagonal into ``hess`` and the
+    per-term losses into ``losses`` in the same call: the two outputs are separate."""
+    @njit
+    def newton(x, y):
+        grad, hess, losses = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+        sums, none = np.empty(1), np.empty(0)
+        total = kernels.mse(x, y, none, grad, hess, losses, sums, 0.5)
+        return total, grad, hess, losses, sums
+
+    x = np.array([0.5, 3.0, -2.0, 1.0])
+    y = np.array([0.0, 1.0, 1.0, 1.0])
+    total, grad, hess, losses, sums = newton(x, y)
+    e = x - y
+    assert total == float(np.sum(e * e)) and sums[0] == total
+    np.testing.assert_array_equal(losses, e * e)
+    np.testing.assert_array_equal(grad, 0.5 * 2 * e)
+    np.testing.assert_array_equal(hess, np.full(4, 0.5 * 2))
+
+
+def test_raw_kernel_without_a_hessian_leaves_hess_alone_inside_user_code():
+    from lossjit.kernels.embedding import KERNELS
+
+    assert not KERNELS["margin_ranking"].hessian
+
+    @njit
+    def rank(x, y):
+        grad, hess, losses = np.empty_like(x), np.full_like(x, -7.0), np.empty(x.shape[0])
+        none = np.empty(0)
+        total = kernels.margin_ranking(x, y, none, grad, hess, losses, none, 1.0, 0.5)
+        return total, grad, hess, losses
+
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    total, grad, hess, losses = rank(x, np.array([1.0, 1.0]))
+    np.testing.assert_array_equal(losses, [0.0, 1.5])
+    assert total == 1.5
+    np.testing.assert_array_equal(grad, [[0.0, 0.0], [-1.0, 1.0]])
+    assert (hess == -7.0).all()
 
 
 @njit
@@ -142,6 +182,57 @@ def test_specialisations_of_one_template_keep_separate_cache_names():
     names = {kernels.mse.py_func.__qualname__, kernels.huber.py_func.__qualname__,
              kernels.mse_parallel.py_func.__qualname__}
     assert len(names) == 3
+
+
+def test_specialise_refuses_a_binding_that_is_not_a_free_name_of_the_template():
+    from lossjit.kernels import _blocks
+    from lossjit.kernels.regression import mse_pointwise
+
+    # a misspelt name
+    with pytest.raises(TypeError, match="elementwise_template has no free name 'pointwse'"):
+        _jit.specialise(_blocks.elementwise_template, "typo_block", pointwse=mse_pointwise)
+    # a real name of the templates' module that this template does not use
+    assert "block" not in _blocks.elementwise_template.__code__.co_names
+    with pytest.raises(TypeError, match="no free name 'block'.*its free names: .*pointwise"):
+        _jit.specialise(_blocks.elementwise_template, "typo_block", block=mse_pointwise)
+    # one bad name among good ones is enough
+    with pytest.raises(TypeError, match="no free name 'blok'"):
+        _jit.specialise(_blocks.rows_template, "typo", parallel=True, block=mse_pointwise,
+                        blok=mse_pointwise)
+    # the free names themselves are accepted (nothing is compiled until a call)
+    block = _jit.specialise(_blocks.elementwise_template, "fine_block", pointwise=mse_pointwise,
+                            hessian=True)
+    assert callable(_jit.specialise(_blocks.rows_template, "fine", block=block))
+
+
+def test_kernels_all_is_the_union_of_every_kernel_tables_public_names():
+    """``lossjit.kernels.__all__`` is made of the ``KERNELS`` table of every kernel module
+    (found on disk, not from the package's own list), each name once, each the kernel it
+    names; and the tables hold exactly the kernel sets of the built-in losses."""
+    import importlib
+    import pkgutil
+
+    public: dict[str, object] = {}
+    tables = 0
+    for module_info in pkgutil.iter_modules(kernels.__path__):
+        module = importlib.import_module(f"lossjit.kernels.{module_info.name}")
+        table = getattr(module, "KERNELS", None)
+        if table is None:
+            continue
+        tables += 1
+        assert module_info.name in kernels.FAMILIES
+        for name, kernel_set in table.items():
+            assert kernel_set.name == name
+            names = kernel_set.public_names()
+            assert not set(names) & set(public), names  # no name in two tables
+            public.update(names)
+    assert tables == len(kernels.FAMILIES)
+    assert kernels.__all__ == sorted(public)
+    for name, kernel in public.items():
+        assert getattr(kernels, name) is kernel, name
+    assert set(dir(kernels)) >= set(public)
+    in_specs = {ks.name for spec in registry.BUILTIN for ks in spec.kernel_sets()}
+    assert {name for name in public if not name.endswith("_parallel")} == in_specs
 
 
 def test_import_compiles_nothing_and_imports_no_numba():

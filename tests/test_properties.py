@@ -1,18 +1,25 @@
 """Properties of lossjit's kernels and losses, checked with Hypothesis.
 
-- the serial and parallel kernels give the same bits (sums, gradients, per-term losses), for
-  sizes from 0 to a few blocks, including sizes that are not a multiple of the block;
+- the serial and parallel kernels give the same bits (sums, block sums, gradients, Hessian
+  diagonals, per-term losses), for sizes from 0 to a few blocks, including sizes that are not
+  a multiple of the block; and the loss does not depend on what else a call stores;
+- a kernel set with ``hessian`` writes ``hess`` in the same pass as the per-term ``losses``,
+  each in its own output; one without leaves ``hess`` alone;
 - the same bits for NUMBA_NUM_THREADS=1 and 2 (in subprocesses);
 - cross-entropy (and softmax focal) are invariant to adding a constant to a row of logits;
-- losses are >= 0 where their formula says so (and kl_div's sum over distributions);
+- losses are >= 0 where their ``nonnegative`` flag says so (and kl_div's sum over
+  distributions);
 - float32 results are close to float64 results.
 
-Every loss is covered; the raw kernels are reached through the registry (``build_call`` and
-the Call's kernel name), so no kernel name is written here.
+Every loss is covered, from the registry: its layout's examples (``spec.layout.examples``)
+are the inputs, its options and kernel sets are read from its spec, and the raw kernels are
+reached through the plan (``make_plan``, ``Plan.lay_out``, ``Plan.kernel_set``), so no kernel
+name is written here.
 """
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,107 +30,243 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from naive import reductions_of
 
 import lossjit
-from lossjit import kernels, registry
-from lossjit.api import PARALLEL_MIN, _kernel_pair, _prepare_function
-from lossjit.kernels._blocks import BLOCK
+from lossjit import kernels, layouts, registry
+from lossjit.blocking import BLOCK, PARALLEL_MIN, block_count
+from lossjit.layouts import examples_for
+from lossjit.plan import combine, make_plan, sample_weights, weights_for
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 seeds = st.integers(0, 2**32 - 1)
+dtypes = st.sampled_from([np.float64, np.float32])
+
+#: The built-in losses (a loss registered by a test is not among them).
+SPECS = {spec.name: spec for spec in registry.BUILTIN}
+NAMES = list(SPECS)
+
+#: Every built-in loss with each of its layout's examples (by position).
+EXAMPLES = [
+    pytest.param(spec.name, index, id=f"{spec.name}-{ex.label}")
+    for spec in registry.BUILTIN
+    for index, ex in enumerate(examples_for(spec.layout, 24, np.float64, width=4))
+]
+
+#: Element-wise losses: one term per element of predictions and targets of one shape.
+ELEMENTWISE = [spec.name for spec in registry.BUILTIN
+               if isinstance(spec.layout, layouts.Elementwise)]
+
+#: Losses whose predictions carry a class axis (axis 1), and which kinds of target each takes.
+CLASS_AXIS = [spec.name for spec in registry.BUILTIN
+              if isinstance(spec.layout, layouts.ClassAxis)]
+
+#: Losses with a kernel set that writes the Hessian's diagonal.
+HESSIAN = [spec.name for spec in registry.BUILTIN
+           if any(kernel_set.hessian for kernel_set in spec.kernel_sets())]
+
+
+# --- calling the raw kernels as the API does ------------------------------------------------
 
 
 def build_call(name, predictions, targets, **options):
-    spec = registry.resolve(name)
-    return _prepare_function(spec)(predictions, targets, spec.options(options))
+    """(kernel set, laid-out inputs) of a call: the plan's own lay-out and choice of kernels."""
+    plan = make_plan(name, **options)
+    inputs = plan.lay_out(predictions, targets)
+    return plan.kernel_set(inputs), inputs
 
 
-def call_weights(call, sample_weight=None):
-    """The kernel's weights, as the API makes them: the Call's own (class weights), times the
-    sample weights laid out as the terms."""
-    layout = call.terms_layout
-    if sample_weight is None:
-        return call.w if call.w.size else np.empty((0,) * len(layout), np.float64)
-    sw = np.array(np.broadcast_to(sample_weight, call.terms_shape).reshape(layout), order="C")
-    return sw if not call.w.size else call.w * sw
+def call_weights(inputs, sample_weight=None):
+    """The kernel's weights, as the API makes them: the layout's own (class weights, kept
+    targets), times the sample weights laid out as the terms."""
+    sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
+    return weights_for(inputs, sw)
 
 
-def run_kernel(kernel, call, want_grad, want_terms, weights=None):
-    """Call a raw kernel as the API does; returns (sum, grad, terms)."""
-    x = call.x
-    layout = call.terms_layout
-    grad = np.empty(x.shape, dtype=x.dtype) if want_grad else np.empty((0,) * x.ndim, x.dtype)
-    terms = (np.empty(layout, dtype=x.dtype) if want_terms
-             else np.empty((0,) * len(layout), x.dtype))
-    if weights is None:
-        weights = call_weights(call)
-    total = kernel(x, call.y, weights, grad, terms, 0.37, *call.params)
-    return total, grad, terms
+#: What a Hessian output holds before a kernel writes it: a kernel set without a Hessian must
+#: leave it so, one with a Hessian must overwrite every entry.
+SENTINEL = -7.0
+SCALE = 0.37
 
 
-def assert_serial_equals_parallel(call, sample_weight=None):
-    name = call.kernel
-    if isinstance(name, str):
-        assert hasattr(kernels, name) and hasattr(kernels, name + "_parallel"), name
-    serial, parallel = _kernel_pair(name)
-    weights = call_weights(call, sample_weight)
-    for want_grad, want_terms in ((True, False), (True, True), (False, False)):
-        s_total, s_grad, s_terms = run_kernel(serial, call, want_grad, want_terms, weights)
-        p_total, p_grad, p_terms = run_kernel(parallel, call, want_grad, want_terms, weights)
-        assert isinstance(s_total, float) and isinstance(p_total, float)
-        assert s_total == p_total, (name, want_grad, want_terms, s_total, p_total)
-        assert np.array_equal(s_grad, p_grad), (name, want_grad, want_terms)
-        assert np.array_equal(s_terms, p_terms), (name, want_grad, want_terms)
+def run_kernel(kernel, inputs, weights, grad=False, hess=False, terms=False, sums=False):
+    """Call a raw kernel with the 9-slot signature ``kernel(x, y, w, grad, hess, losses, sums,
+    scale, *params)``, an empty array in each slot not asked for; returns (sum, grad, hess,
+    terms, block sums)."""
+    x = inputs.x
+    layout = inputs.terms_layout
 
+    def output(wanted, shape, fill=None):
+        if not wanted:
+            return np.empty((0,) * len(shape), dtype=x.dtype)
+        return np.empty(shape, x.dtype) if fill is None else np.full(shape, fill, x.dtype)
+
+    rows = x.shape[0]
+    block_sums = (np.empty(block_count(rows, x.size // rows if rows else 1)) if sums
+                  else np.empty(0))
+    g, h, t = output(grad, x.shape), output(hess, x.shape, SENTINEL), output(terms, layout)
+    total = kernel(x, inputs.y, weights, g, h, t, block_sums, SCALE, *inputs.params)
+    return total, g, h, t, block_sums
+
+
+#: What a call stores: (grad, hess, terms, block sums). A Hessian is only ever asked for with
+#: a gradient, as the API does.
+STORES = [
+    (False, False, False, False), (True, False, False, False), (False, False, True, True),
+    (True, False, True, True), (True, True, False, False), (True, True, True, True),
+]
+
+
+def same(a, b):
+    """Equal to the bit as the old tests meant it (array_equal, ==), NaN equal to NaN."""
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+
+
+def assert_serial_equals_parallel(kernel_set, inputs, sample_weight=None):
+    """The serial and parallel kernels of ``kernel_set`` give the same bits for every set of
+    outputs; the loss, gradient, Hessian and terms do not depend on what else is stored; the
+    block sums add up exactly to the loss; and ``hess`` is written exactly when the kernel set
+    has a Hessian, beside the per-term losses in the same pass."""
+    name = kernel_set.name
+    if not name.startswith("user_"):
+        assert getattr(kernels, name) is kernel_set.serial, name
+        assert getattr(kernels, name + "_parallel") is kernel_set.parallel, name
+    weights = call_weights(inputs, sample_weight)
+    first = {}
+    for stores in STORES:
+        want_grad, want_hess, want_terms, want_sums = stores
+        serial = run_kernel(kernel_set.serial, inputs, weights, *stores)
+        parallel = run_kernel(kernel_set.parallel, inputs, weights, *stores)
+        assert isinstance(serial[0], float) and isinstance(parallel[0], float)
+        for what, s, p in zip(("sum", "grad", "hess", "terms", "sums"), serial, parallel,
+                              strict=True):
+            assert same(s, p), (name, stores, what, s, p)
+        total, grad, hess, terms, block_sums = serial
+        assert same(total, first.setdefault("sum", total)), (name, stores, total, first["sum"])
+        if want_grad:
+            assert same(grad, first.setdefault("grad", grad)), (name, stores)
+        if want_terms:
+            assert same(terms, first.setdefault("terms", terms)), (name, stores)
+        if want_sums:
+            assert same(combine(block_sums), total), (name, stores, total)
+        if want_hess:
+            if kernel_set.hessian:
+                assert not (hess == SENTINEL).any(), (name, "hess not written")
+                assert same(hess, first.setdefault("hess", hess)), (name, stores)
+            else:
+                assert (hess == SENTINEL).all(), (name, "hess written without a Hessian")
+
+
+# --- options and inputs from the registry ---------------------------------------------------
+
+#: Values tried for scalar options, each kept where the option's check accepts it.
+FLOAT_VALUES = (0.0, 0.3, 0.7, 1.5)
+INT_VALUES = (0, 1, 2)
+
+
+def _valid(param, value):
+    return param.check is None or param.check(value)
+
+
+def random_options(spec, predictions, own, rng, classes=None):
+    """Options drawn from what the spec declares: the inputs' ``own`` options (those they
+    need), then for every other option its default or another valid value; an array option is
+    absent or given, with the predictions' shape where it broadcasts against them and one
+    value per class otherwise (``classes``, default the predictions' last axis)."""
+    options = {}
+    for param in spec.params:
+        if param.name in own:
+            options[param.name] = own[param.name]
+            continue
+        if param.kind == "bool":
+            choices = [param.default]  # flipping one can leave the example's domain
+        elif param.kind == "int":
+            choices = [param.default, *(v for v in INT_VALUES if _valid(param, v))]
+        elif param.kind == "float":
+            choices = [param.default, *(v for v in FLOAT_VALUES if _valid(param, v))]
+        else:
+            shape = (predictions.shape if param.broadcasts
+                     else (predictions.shape[-1] if classes is None else classes,))
+            array = rng.uniform(0.5, 2.0, shape)
+            choices = [None, array] if param.kind == "array" else [None, 0.25, array]
+        options[param.name] = choices[rng.integers(len(choices))]
+    return options
+
+
+def rows_of(spec, predictions, targets, options, lo, hi):
+    """Entries ``lo:hi`` of the predictions' axis 0, with their targets and the options that
+    broadcast against the predictions."""
+    options = dict(options)
+    for param in spec.params:
+        value = options.get(param.name)
+        if param.broadcasts and isinstance(value, np.ndarray) and value.ndim:
+            options[param.name] = np.broadcast_to(value, predictions.shape)[lo:hi]
+    if targets is not None and np.ndim(targets):
+        targets = np.asarray(targets)[lo:hi]
+    return predictions[lo:hi], targets, options
+
+
+def example_call(name, index, size, seed, dtype, *, vary=True):
+    """(predictions, targets, options) of the ``index``-th example of ``name`` with about
+    ``size`` numbers of ``dtype`` (0: no rows), with options drawn by :func:`random_options`
+    (its own only, without ``vary``)."""
+    spec = SPECS[name]
+    rng = np.random.default_rng(seed)
+    ex = examples_for(spec.layout, max(size, 1), dtype, seed=seed, width=4)[index]
+    x, t = ex.predictions, ex.targets
+    options = random_options(spec, x, ex.options, rng) if vary else dict(ex.options)
+    if size == 0:
+        x, t, options = rows_of(spec, x, t, options, 0, 0)
+    return x, t, options
+
+
+def term_weights(inputs, rng):
+    return rng.uniform(0.0, 2.0, size=inputs.terms_shape)
+
+
+# --- serial == parallel ---------------------------------------------------------------------
 
 # Sizes around the block boundaries, and a few blocks in all.
 NUMBERS = st.integers(0, 3 * BLOCK + 700)
 EDGE_SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3, 3 * BLOCK]
 
 
-def elementwise_inputs(name, size, seed, dtype):
-    rng = np.random.default_rng(seed)
-    if name == "binary_cross_entropy":
-        x = rng.uniform(0.0, 1.0, size)
-        y = rng.uniform(0.0, 1.0, size)
-    elif name in ("bce_with_logits", "sigmoid_focal"):
-        x = rng.normal(size=size) * 4
-        y = (rng.uniform(size=size) < 0.3).astype(np.float64)
-    else:
-        x = rng.normal(size=size) * 2
-        y = rng.normal(size=size)
-    return x.astype(dtype), y.astype(dtype)
+def test_the_examples_reach_every_kernel_set():
+    """The layouts' examples (with their own options) run every kernel set of every loss:
+    every variant its layout can choose is covered by the tests below."""
+    for spec in registry.BUILTIN:
+        reached = set()
+        for ex in examples_for(spec.layout, 24, np.float64, width=4):
+            reached.add(build_call(spec.name, ex.predictions, ex.targets, **ex.options)[0].name)
+        assert reached == {kernel_set.name for kernel_set in spec.kernel_sets()}, spec.name
 
 
-ELEMENTWISE = [
-    ("mse", {}), ("l1", {}), ("huber", {"delta": 0.7}), ("smooth_l1", {"beta": 0.3}),
-    ("binary_cross_entropy", {}), ("sigmoid_focal", {"alpha": 0.25, "gamma": 1.5}),
-]
-
-
-@pytest.mark.parametrize("name, options", ELEMENTWISE, ids=[n for n, _ in ELEMENTWISE])
+@pytest.mark.parametrize("name, index", EXAMPLES)
 @SETTINGS
-@given(size=NUMBERS, seed=seeds, dtype=st.sampled_from([np.float64, np.float32]))
-def test_serial_equals_parallel_elementwise(name, options, size, seed, dtype):
-    x, y = elementwise_inputs(name, size, seed, dtype)
-    if name == "binary_cross_entropy":
-        options = {"weight": np.random.default_rng(seed).uniform(0.5, 2.0, size)}
-    assert_serial_equals_parallel(build_call(name, x, y, **options))
+@given(size=NUMBERS, seed=seeds, dtype=dtypes, weighted=st.booleans())
+@example(size=0, seed=0, dtype=np.float64, weighted=False)
+@example(size=BLOCK + 1, seed=1, dtype=np.float32, weighted=True)
+def test_serial_equals_parallel(name, index, size, seed, dtype, weighted):
+    x, t, options = example_call(name, index, size, seed, dtype)
+    kernel_set, inputs = build_call(name, x, t, **options)
+    rng = np.random.default_rng(seed + 1)
+    assert_serial_equals_parallel(kernel_set, inputs,
+                                  term_weights(inputs, rng) if weighted else None)
 
 
 @pytest.mark.parametrize("size", EDGE_SIZES)
-@pytest.mark.parametrize("name, options", ELEMENTWISE[:4], ids=[n for n, _ in ELEMENTWISE[:4]])
-def test_serial_equals_parallel_at_block_edges(name, options, size):
-    x, y = elementwise_inputs(name, size, size, np.float64)
-    assert_serial_equals_parallel(build_call(name, x, y, **options))
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_serial_equals_parallel_at_block_edges(name, size):
+    x, t, options = example_call(name, 0, size, size, np.float64, vary=False)
+    assert x.size == size
+    assert_serial_equals_parallel(*build_call(name, x, t, **options))
 
 
 @SETTINGS
-@given(rows=st.integers(0, 3 * BLOCK // 5 + 50), seed=seeds,
-       dtype=st.sampled_from([np.float64, np.float32]),
+@given(rows=st.integers(0, 3 * BLOCK // 5 + 50), seed=seeds, dtype=dtypes,
        weighted=st.booleans(), pos_weighted=st.booleans())
 def test_serial_equals_parallel_bce_with_logits(rows, seed, dtype, weighted, pos_weighted):
     rng = np.random.default_rng(seed)
@@ -134,179 +277,177 @@ def test_serial_equals_parallel_bce_with_logits(rows, seed, dtype, weighted, pos
         options["weight"] = rng.uniform(0.5, 2.0, size=(rows, 5))
     if pos_weighted:
         options["pos_weight"] = rng.uniform(0.5, 3.0, size=5)
-    assert_serial_equals_parallel(build_call("bce_with_logits", x, y, **options))
+    assert_serial_equals_parallel(*build_call("bce_with_logits", x, y, **options))
 
 
-CLASS_VARIANTS = [
-    ("cross_entropy", "index", {}),
-    ("cross_entropy", "index", {"label_smoothing": 0.1, "weight": "w", "ignore_index": 0}),
-    ("cross_entropy", "soft", {"label_smoothing": 0.2}),
-    ("cross_entropy", "index", {"from_logits": False}),
-    ("cross_entropy", "soft", {"from_logits": False}),
-    ("focal", "index", {"gamma": 2.0, "alpha": 0.25}),
-    ("focal", "soft", {"gamma": 0.5}),
-    ("focal", "onehot", {"from_logits": False, "alpha": "w"}),
-]
+def target_kinds(name):
+    """The kinds of target a class-axis loss takes, from its layout: class indices; class
+    probabilities (unless it takes indices only); and, for a loss that also takes
+    probabilities as predictions (``from_logits=False``), those with one-hot targets."""
+    layout = SPECS[name].layout
+    return (["index"] + (["soft"] if layout.index_only is None else [])
+            + (["probs"] if layout.probabilities else []))
 
 
-@pytest.mark.parametrize("name, kind, options", CLASS_VARIANTS,
-                         ids=[f"{n}-{k}-{sorted(o)}" for n, k, o in CLASS_VARIANTS])
+CLASS_CASES = [(name, kind) for name in CLASS_AXIS for kind in target_kinds(name)]
+
+
+@pytest.mark.parametrize("name, kind", CLASS_CASES, ids=[f"{n}-{k}" for n, k in CLASS_CASES])
 @SETTINGS
 @given(rows=st.integers(0, 3 * BLOCK // 6 + 40), classes=st.integers(1, 7),
-       positions=st.sampled_from([1, 1, 3]), seed=seeds,
-       dtype=st.sampled_from([np.float64, np.float32]))
-@example(rows=BLOCK, classes=1, positions=1, seed=0, dtype=np.float64)
-@example(rows=BLOCK // 6 + 1, classes=6, positions=1, seed=1, dtype=np.float64)
-def test_serial_equals_parallel_classes(name, kind, options, rows, classes, positions, seed,
-                                        dtype):
+       positions=st.sampled_from([1, 1, 3]), seed=seeds, dtype=dtypes,
+       weighted=st.booleans())
+@example(rows=BLOCK, classes=1, positions=1, seed=0, dtype=np.float64, weighted=False)
+@example(rows=BLOCK // 6 + 1, classes=6, positions=1, seed=1, dtype=np.float64,
+         weighted=True)
+def test_serial_equals_parallel_classes(name, kind, rows, classes, positions, seed, dtype,
+                                        weighted):
+    """Class axes of every size, (N, C, d) positions where the layout takes them, ignored
+    targets (``ignore_index`` drawn among the classes), class weights and smoothing: the
+    options are drawn from the spec."""
+    spec = SPECS[name]
     rng = np.random.default_rng(seed)
+    if spec.layout.max_ndim is not None:
+        positions = 1
     shape = (rows, classes) if positions == 1 else (rows, classes, positions)
     tshape = (rows,) if positions == 1 else (rows, positions)
-    options = dict(options)
-    for key in ("weight", "alpha"):
-        if options.get(key) == "w":
-            options[key] = rng.uniform(0.2, 2.0, size=classes)
-    if options.get("from_logits", True):
-        x = rng.normal(size=shape) * 3
-    else:
+    if kind == "probs":
         x = rng.uniform(0.0, 1.0, size=shape)
-    index = rng.integers(0, classes, size=tshape)
-    if kind == "index":
-        t = index
     else:
-        hot = np.moveaxis(np.eye(classes)[index], -1, 1)
-        if kind == "soft":
-            soft = rng.uniform(size=shape)
-            hot = soft / soft.sum(axis=1, keepdims=True)
-        t = np.ascontiguousarray(hot)
-    assert_serial_equals_parallel(build_call(name, x.astype(dtype), t, **options))
+        x = rng.normal(size=shape) * 3
+    index = rng.integers(0, classes, size=tshape)
+    # probabilities as predictions take indices, one-hot or soft targets
+    targets = kind if kind != "probs" else ("index", "one-hot", "soft")[rng.integers(3)]
+    if targets == "index":
+        t = index
+    elif targets == "one-hot":
+        t = np.ascontiguousarray(np.moveaxis(np.eye(classes)[index], -1, 1))
+    else:
+        soft = rng.uniform(size=shape)
+        t = soft / soft.sum(axis=1, keepdims=True)
+    own = {"from_logits": False} if kind == "probs" else {}
+    options = random_options(spec, x, own, rng, classes=classes)
+    kernel_set, inputs = build_call(name, x.astype(dtype), t, **options)
+    assert_serial_equals_parallel(kernel_set, inputs,
+                                  term_weights(inputs, rng) if weighted else None)
 
 
 @SETTINGS
 @given(batch=st.integers(0, 3 * BLOCK // 8 + 30), dim=st.integers(1, 5), seed=seeds,
-       margin=st.floats(0.0, 3.0), column=st.booleans(),
-       dtype=st.sampled_from([np.float64, np.float32]))
+       margin=st.floats(0.0, 3.0), column=st.booleans(), dtype=dtypes)
 @example(batch=BLOCK // 8, dim=4, seed=0, margin=1.0, column=False, dtype=np.float64)
 def test_serial_equals_parallel_contrastive(batch, dim, seed, margin, column, dtype):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch, 2, dim)).astype(dtype)
     x[::7, 1] = x[::7, 0]  # some pairs at d = 0
     labels = rng.integers(0, 2, size=(batch, 1) if column else batch)
-    assert_serial_equals_parallel(build_call("contrastive", x, labels, margin=margin))
+    assert_serial_equals_parallel(*build_call("contrastive", x, labels, margin=margin))
 
 
 @SETTINGS
 @given(batch=st.integers(0, 3 * BLOCK // 9 + 30), dim=st.integers(1, 4), seed=seeds,
        margin=st.floats(-1.0, 3.0), p=st.sampled_from([1.0, 2.0, 3.0, 1.5]),
-       eps=st.sampled_from([0.0, 1e-6, 0.1]), swap=st.booleans(),
-       dtype=st.sampled_from([np.float64, np.float32]))
+       eps=st.sampled_from([0.0, 1e-6, 0.1]), swap=st.booleans(), dtype=dtypes)
 def test_serial_equals_parallel_triplet(batch, dim, seed, margin, p, eps, swap, dtype):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch, 3, dim)).astype(dtype)
-    assert_serial_equals_parallel(build_call("triplet", x, None, margin=margin, p=p, eps=eps,
-                                             swap=swap))
+    assert_serial_equals_parallel(*build_call("triplet", x, None, margin=margin, p=p, eps=eps,
+                                              swap=swap))
 
 
-def new_loss_inputs(name, variant, units, rng):
-    """(predictions, targets, options) with ``units`` loss terms, for the losses that came
-    after the seed's core (log_cosh to margin_ranking)."""
-    if name in ("log_cosh", "pseudo_huber", "quantile", "soft_margin", "gaussian_nll"):
+def _gaussian(var):
+    def make(units, rng):
         x, y = rng.normal(size=(units, 3)) * 2, rng.normal(size=(units, 3))
-        if name == "soft_margin":
-            y = np.where(y < 0, -1.0, 1.0)
-        options = {"pseudo_huber": {"delta": 0.7}, "quantile": {"quantile": 0.3}}.get(name, {})
-        if name == "gaussian_nll":
-            options = {"full": True, "var": {"float": 0.6,
-                                             "full": rng.uniform(0.0, 2.0, (units, 3)),
-                                             "col": rng.uniform(0.0, 2.0, (units, 1))}[variant]}
-        return x, y, options
-    if name == "poisson_nll":
-        log_input = variant == "log"
-        x = rng.normal(size=(units, 3)) if log_input else rng.uniform(0.0, 3.0, (units, 3))
-        y = rng.integers(0, 5, size=(units, 3)).astype(np.float64)
-        return x, y, {"log_input": log_input, "full": not log_input}
-    if name == "kl_div":
+        return x, y, {"full": True, "var": var(units, rng)}
+    return make
+
+
+def _poisson_rates(units, rng):
+    x = rng.uniform(0.0, 3.0, (units, 3))
+    return x, rng.integers(0, 5, size=(units, 3)).astype(np.float64), {"log_input": False,
+                                                                        "full": True}
+
+
+def _kl_div(log_target):
+    def make(units, rng):
         x = np.log(rng.dirichlet(np.ones(4), size=units))
         y = rng.dirichlet(np.ones(4), size=units)
-        y[::5, 0] = 0.0
-        if variant == "log":
+        y[::5, 0] = 0.0  # the y = 0 terms
+        if log_target:
             return x, np.log(y + 0.01), {"log_target": True}
         return x, y, {}
-    if name == "hinge_embedding":
-        x = rng.normal(size=(units, 3))
-        y = np.where(rng.uniform(size=(units, 3)) < 0.5, -1.0, 1.0)
-        return x, y, {"margin": 0.5}
-    if name in ("nll", "multi_margin", "poly1", "multilabel_soft_margin"):
-        classes = 5
-        x = rng.normal(size=(units, classes)) * 2
-        index = rng.integers(0, classes, size=units)
-        w = rng.uniform(0.5, 2.0, size=classes)
-        if name == "nll":
-            index[::7] = -100
-            return x - 3.0, index, {"weight": w}
-        if name == "multi_margin":
-            return x, index, {"p": 2 if variant == "p2" else 1, "weight": w, "margin": 0.7}
-        if name == "multilabel_soft_margin":
-            return x, (rng.uniform(size=x.shape) < 0.3).astype(np.float64), {"weight": w}
-        if variant == "soft":
-            return x, rng.dirichlet(np.ones(classes), size=units), {"epsilon": 2.0}
-        index[::7] = 1
-        return x, index, {"epsilon": 0.5, "ignore_index": 1}
-    if name == "cosine_embedding":
-        x = rng.normal(size=(units, 2, 3))
-        x[::9, 0] = 0.0  # zero vectors
-        return x, np.where(rng.uniform(size=units) < 0.5, -1, 1), {"margin": 0.2}
-    if name == "margin_ranking":
-        x = rng.normal(size=(units, 2))
-        return x, np.where(rng.uniform(size=units) < 0.5, -1.0, 1.0), {"margin": 0.3}
-    raise AssertionError(name)
+    return make
 
 
-NEW_VARIANTS = [
-    ("log_cosh", ""), ("pseudo_huber", ""), ("quantile", ""), ("soft_margin", ""),
-    ("poisson_nll", "log"), ("poisson_nll", "rate"),
-    ("gaussian_nll", "float"), ("gaussian_nll", "full"), ("gaussian_nll", "col"),
-    ("kl_div", ""), ("kl_div", "log"), ("hinge_embedding", ""), ("nll", ""),
-    ("multi_margin", "p1"), ("multi_margin", "p2"), ("poly1", "index"), ("poly1", "soft"),
-    ("multilabel_soft_margin", ""), ("cosine_embedding", ""), ("margin_ranking", ""),
+def _zero_vectors(units, rng):
+    x = rng.normal(size=(units, 2, 3))
+    x[::9, 0] = 0.0
+    return x, np.where(rng.uniform(size=units) < 0.5, -1, 1), {"margin": 0.2}
+
+
+#: Inputs the layouts' examples do not make: option values that change the inputs' domain
+#: (rates instead of log-rates, log-targets), other shapes of gaussian_nll's var, targets or
+#: vectors at 0.
+SPECIAL_INPUTS = {
+    "gaussian_nll-float": _gaussian(lambda units, rng: 0.6),
+    "gaussian_nll-full": _gaussian(lambda units, rng: rng.uniform(0.0, 2.0, (units, 3))),
+    "gaussian_nll-column": _gaussian(lambda units, rng: rng.uniform(0.0, 2.0, (units, 1))),
+    "poisson_nll-rates": _poisson_rates,
+    "kl_div-zero_targets": _kl_div(False),
+    "kl_div-log_target": _kl_div(True),
+    "cosine_embedding-zero_vectors": _zero_vectors,
+}
+
+
+def test_special_inputs_are_of_registered_losses():
+    assert {key.split("-")[0] for key in SPECIAL_INPUTS} <= set(NAMES)
+
+
+@pytest.mark.parametrize("case", SPECIAL_INPUTS)
+@settings(max_examples=6, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(units=st.integers(0, 3 * BLOCK // 3 + 40), seed=seeds, dtype=dtypes,
+       weighted=st.booleans())
+@example(units=BLOCK // 3 + 1, seed=0, dtype=np.float64, weighted=True)
+def test_serial_equals_parallel_special_inputs(case, units, seed, dtype, weighted):
+    rng = np.random.default_rng(seed)
+    x, t, options = SPECIAL_INPUTS[case](units, rng)
+    if t is not None and t.dtype.kind == "f":
+        t = t.astype(dtype)
+    kernel_set, inputs = build_call(case.split("-")[0], x.astype(dtype), t, **options)
+    assert_serial_equals_parallel(kernel_set, inputs,
+                                  term_weights(inputs, rng) if weighted else None)
+
+
+def _large_example(name, index):
+    """The ``index``-th example of ``name`` with at least PARALLEL_MIN numbers and halves of
+    fewer, as (spec, predictions, targets, options)."""
+    spec = SPECS[name]
+    ex = examples_for(spec.layout, PARALLEL_MIN + 4000, np.float64, seed=5, width=4)[index]
+    return spec, ex.predictions, ex.targets, ex.options
+
+
+HESSIAN_EXAMPLES = [
+    pytest.param(name, index, id=f"{name}-{ex.label}")
+    for name in HESSIAN
+    for index, ex in enumerate(examples_for(SPECS[name].layout, 24, np.float64, width=4))
+    if build_call(name, ex.predictions, ex.targets, **ex.options)[0].hessian
 ]
 
 
-@pytest.mark.parametrize("name, variant", NEW_VARIANTS, ids=[f"{n}-{v}" for n, v in NEW_VARIANTS])
-@settings(max_examples=6, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(units=st.integers(0, 3 * BLOCK // 3 + 40), seed=seeds,
-       dtype=st.sampled_from([np.float64, np.float32]), weighted=st.booleans())
-@example(units=BLOCK // 3 + 1, seed=0, dtype=np.float64, weighted=True)
-def test_serial_equals_parallel_new_losses(name, variant, units, seed, dtype, weighted):
-    rng = np.random.default_rng(seed)
-    x, t, options = new_loss_inputs(name, variant, units, rng)
-    if t is not None and t.dtype.kind == "f":
-        t = t.astype(dtype)
-    call = build_call(name, x.astype(dtype), t, **options)
-    sw = rng.uniform(0.0, 2.0, size=call.terms_shape) if weighted else None
-    assert_serial_equals_parallel(call, sw)
-
-
-@pytest.mark.parametrize("name, options", [
-    ("log_cosh", {}), ("gaussian_nll", {"var": 0.7}), ("cross_entropy", {"label_smoothing": 0.1}),
-])
-def test_grad_hess_of_a_large_input_equals_that_of_its_halves(name, options):
+@pytest.mark.parametrize("name, index", HESSIAN_EXAMPLES)
+def test_grad_hess_of_a_large_input_equals_that_of_its_halves(name, index):
     """A large input runs the parallel kernels, its halves the serial ones; with reduction
     "sum" every term's gradient and Hessian entries are its own, so both must agree to the
     bit."""
-    rng = np.random.default_rng(5)
-    rows = PARALLEL_MIN // 4 + 1001
-    x = rng.normal(size=(rows, 4)) * 2
-    if name == "cross_entropy":
-        t = rng.integers(0, 4, size=rows)
-    else:
-        t = rng.normal(size=(rows, 4))
-    half = rows // 2
-    assert x.size >= PARALLEL_MIN and x[:half].size < PARALLEL_MIN
+    spec, x, t, options = _large_example(name, index)
+    rows = x.shape[0]
+    first = rows_of(spec, x, t, options, 0, rows // 2)
+    rest = rows_of(spec, x, t, options, rows // 2, rows)
+    assert x.size >= PARALLEL_MIN > max(first[0].size, rest[0].size)
     g, h = lossjit.grad_hess(name, x, t, reduction="sum", **options)
-    g1, h1 = lossjit.grad_hess(name, x[:half], t[:half], reduction="sum", **options)
-    g2, h2 = lossjit.grad_hess(name, x[half:], t[half:], reduction="sum", **options)
+    g1, h1 = lossjit.grad_hess(name, first[0], first[1], reduction="sum", **first[2])
+    g2, h2 = lossjit.grad_hess(name, rest[0], rest[1], reduction="sum", **rest[2])
     assert np.array_equal(g, np.concatenate([g1, g2]))
     assert np.array_equal(h, np.concatenate([h1, h2]))
 
@@ -318,7 +459,7 @@ THREAD_SCRIPT = textwrap.dedent("""
     import numba
     import numpy as np
     import lossjit
-    from lossjit.api import PARALLEL_MIN
+    from lossjit.blocking import PARALLEL_MIN
 
     threads = int(sys.argv[1])
     assert numba.config.NUMBA_NUM_THREADS == threads, numba.config.NUMBA_NUM_THREADS
@@ -385,7 +526,7 @@ CACHE_SCRIPT = textwrap.dedent("""
     import json
     import numpy as np
     import lossjit
-    from lossjit.api import PARALLEL_MIN
+    from lossjit.blocking import PARALLEL_MIN
 
     rng = np.random.default_rng(7)
     out = {}
@@ -431,7 +572,7 @@ COMPARE_SCRIPT = textwrap.dedent("""
     import json
     import numpy as np
     from lossjit import kernels
-    from lossjit.kernels._blocks import BLOCK
+    from lossjit.blocking import BLOCK
 
     rng = np.random.default_rng(11)
     none = np.empty(0)
@@ -443,8 +584,8 @@ COMPARE_SCRIPT = textwrap.dedent("""
             x = rng.normal(size=n) * 2
             y = rng.normal(size=n)
             gs, gp = np.empty(n), np.empty(n)
-            ts = serial(x, y, none, gs, none, 1.0, *params)
-            tp = parallel(x, y, none, gp, none, 1.0, *params)
+            ts = serial(x, y, none, gs, none, none, none, 1.0, *params)
+            tp = parallel(x, y, none, gp, none, none, none, 1.0, *params)
             out[f"{name}-{n}"] = [repr(ts), repr(tp), bool(np.array_equal(gs, gp))]
     print(json.dumps(out))
 """)
@@ -638,19 +779,37 @@ def new_loss_strategy_inputs(name, data, size):
         x = arrays((size, 2), on_grid)
         return x, arrays(size, plus_minus_one), {
             "margin": data.draw(st.sampled_from([0.0, 0.5, -1.0]))}
-    raise AssertionError(name)
+    return layout_inputs(name, data, size)
 
 
-#: Non-negative per term: every loss but poisson_nll, gaussian_nll and kl_div (whose terms
-#: can be negative; kl_div's sum over a distribution cannot, tested below).
-NONNEG = ["mse", "l1", "huber", "smooth_l1", "cross_entropy", "focal", "binary_cross_entropy",
-          "bce_with_logits", "sigmoid_focal", "contrastive", "triplet", "log_cosh",
-          "pseudo_huber", "quantile", "nll", "hinge_embedding", "multi_margin", "soft_margin",
-          "multilabel_soft_margin", "poly1", "cosine_embedding", "margin_ranking"]
+def layout_inputs(name, data, size):
+    """Inputs of a loss without strategies of its own here: one of its layout's examples, of
+    about ``size`` numbers, with a drawn seed."""
+    spec = SPECS[name]
+    seed = data.draw(seeds)
+    found = examples_for(spec.layout, size, np.float64, seed=seed, width=data.draw(
+        st.integers(1, 6)))
+    ex = found[data.draw(st.integers(0, len(found) - 1))]
+    return ex.predictions, ex.targets, dict(ex.options)
 
 
-def test_nonneg_list_covers_every_loss_whose_terms_are_non_negative():
-    assert set(NONNEG) == set(lossjit.names()) - {"poisson_nll", "gaussian_nll", "kl_div"}
+#: Non-negative per term, as their specs say (kl_div's sum over a distribution is, tested
+#: below, though its terms are not).
+NONNEG = [spec.name for spec in registry.BUILTIN if spec.nonnegative]
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if name not in NONNEG])
+def test_a_loss_not_flagged_nonnegative_has_negative_terms(name):
+    """The flag is not merely cautious: a loss without it takes valid inputs (its layout's
+    examples) with a negative term, so every loss whose terms are all >= 0 has the flag."""
+    spec = SPECS[name]
+    lowest = math.inf
+    for seed in range(5):
+        for ex in examples_for(spec.layout, 1000, np.float64, seed=seed, width=4):
+            terms = lossjit.loss(name, ex.predictions, ex.targets, reduction="none",
+                                 **ex.options)
+            lowest = min(lowest, float(np.min(terms)))
+    assert lowest < 0, f"{name}: no negative term in its examples; is it nonnegative?"
 
 
 @pytest.mark.parametrize("name", NONNEG)
@@ -699,7 +858,7 @@ def value_scale(name, x, t, options):
     return 0.0
 
 
-FLOAT32_LOSSES = lossjit.names()
+FLOAT32_LOSSES = NAMES
 
 
 @pytest.mark.parametrize("name", FLOAT32_LOSSES)
@@ -723,7 +882,7 @@ def test_float32_is_close_to_float64(name, data):
     if name == "gaussian_nll" and isinstance(options["var"], np.ndarray):
         options = dict(options, var=options["var"].astype(np.float32).astype(np.float64))
     scale = value_scale(name, x64, t64, options)
-    for reduction in reductions_of(name):
+    for reduction in SPECS[name].reductions:
         v32, g32 = lossjit.value_and_grad(name, x32, t32, reduction=reduction, **options)
         v64, g64 = lossjit.value_and_grad(name, x64, t64, reduction=reduction, **options)
         assert g32.dtype == np.float32 and g32.shape == x32.shape
