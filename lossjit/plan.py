@@ -116,10 +116,10 @@ def make_plan(name: str, *, reduction: str = "mean", empty: str = "nan",
     of calls whose options are plain numbers are kept, so a loop of calls validates once."""
     key = None
     if all(isinstance(v, (int, float, bool, str, type(None))) for v in params.values()):
-        key = (name, reduction, empty, tuple(wrt), hessian, want_grad, want_value,
-               *sorted(params.items()))
+        key = (registry.generation, name, reduction, empty, tuple(wrt), hessian, want_grad,
+               want_value, *sorted(params.items()))
         plan = _plans.get(key)
-        if plan is not None and registry.resolve(name) is plan.spec:
+        if plan is not None:
             return plan
     plan = _make_plan(name, reduction, empty, tuple(wrt), hessian, want_grad, want_value,
                       params)
@@ -206,8 +206,10 @@ def sample_weights(sample_weight: Any, inputs: KernelInputs) -> np.ndarray:
 def add_count(total: ExactSum, inputs: KernelInputs, sw: np.ndarray | None) -> None:
     """Add one piece's share of the mean's denominator to ``total``: its terms, or their
     shares (class weights, 0 when ignored), weighed by the sample weights."""
-    if sw is None:
-        total.add(inputs.terms if inputs.shares is None else inputs.shares())
+    if sw is None and inputs.shares is None:
+        total.count += inputs.terms
+    elif sw is None:
+        total.add(inputs.shares())
     else:
         total.add(sw if inputs.shares is None else sw.reshape(-1) * inputs.shares())
 
@@ -296,15 +298,16 @@ def outputs_for(plan: Plan, inputs: KernelInputs, grad: np.ndarray | None,
     x = inputs.x
     assert inputs.terms_layout is not None
 
-    def view(array: np.ndarray | None, role: str) -> np.ndarray:
-        if array is None:
-            return nothing(x.ndim, x.dtype)
-        return array.reshape(x.shape) if inputs.unpack is None else scratch(role, x.shape,
-                                                                            x.dtype)
-
+    none = nothing(x.ndim, x.dtype)
+    if inputs.unpack is None:
+        grad_view = none if grad is None else grad.reshape(x.shape)
+        hess_view = none if hess is None else hess.reshape(x.shape)
+    else:
+        grad_view = none if grad is None else scratch("grad", x.shape, x.dtype)
+        hess_view = none if hess is None else scratch("hess", x.shape, x.dtype)
     losses = (np.empty(inputs.terms_layout, dtype=x.dtype) if plan.reduction == "none"
               else nothing(len(inputs.terms_layout), x.dtype))
-    return Outputs(grad, view(grad, "grad"), hess, view(hess, "hess"), losses)
+    return Outputs(grad, grad_view, hess, hess_view, losses)
 
 
 _called: set[tuple[int, str]] = set()
@@ -364,10 +367,7 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
     sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
     count = ExactSum()
     if plan.reduction not in ("sum", "none"):
-        if sw is None and inputs.shares is None:
-            count.count = inputs.terms
-        else:
-            add_count(count, inputs, sw)
+        add_count(count, inputs, sw)
     divisor = denominator(plan, count, predictions)
 
     grad = hess = None

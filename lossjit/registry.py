@@ -171,6 +171,9 @@ class LossSpec:
 _specs: dict[str, LossSpec] = {}
 _aliases: dict[str, str] = {}
 
+#: How many times a spec was registered: what a cache of resolved specs checks.
+generation = 0
+
 
 def register_spec(spec: LossSpec, *, replace: bool = False) -> LossSpec:
     """Add ``spec`` to the registry (its name and aliases must be new unless ``replace``)."""
@@ -195,9 +198,11 @@ def register_spec(spec: LossSpec, *, replace: bool = False) -> LossSpec:
         raise LossjitError(
             f"register: targets must be 'required', 'optional' or 'none', got {spec.targets!r}"
         )
+    global generation
     _specs[spec.name] = spec
     for key in (spec.name, *spec.aliases):
         _aliases[key] = spec.name
+    generation += 1
     return spec
 
 
