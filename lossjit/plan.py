@@ -4,8 +4,9 @@
    reduction, ``empty`` and ``wrt``. Nothing here looks at an array.
 2. **Lay out** (:meth:`Plan.lay_out`): the loss's layout object checks the arrays and lays
    them out into a kernel call (:class:`~lossjit.layouts.KernelInputs`).
-3. **Count**: the mean's denominator, an exact sum of each term's share
-   (:class:`ExactSum`), so that it does not depend on how the terms were split.
+3. **Count**: the mean's denominator: the number of terms, or the block sums of each term's
+   share, added exactly (:class:`ExactSum`), so that it does not depend on how the terms were
+   split.
 4. **Run the pieces**: each piece is one kernel call that writes its gradient, Hessian and
    per-term losses in place and its block sums to ``sums``.
 5. **Combine**: the block sums of all pieces are added exactly and rounded once
@@ -38,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lossjit import registry
-from lossjit.blocking import block_count
+from lossjit.blocking import block_count, block_rows
 from lossjit.errors import LossjitError
 from lossjit.layouts import KernelInputs
 from lossjit.registry import LossSpec
@@ -161,25 +162,24 @@ def combine(values: Sequence[float] | np.ndarray) -> float:
 
 @dataclass(slots=True)
 class ExactSum:
-    """An exact sum built from pieces in any order: whole counts and the non-overlapping
-    partials of float arrays (:func:`lossjit.kernels._blocks.exact_partials`)."""
+    """An exact sum built from pieces in any order: whole counts, and the block sums of
+    per-term numbers (in the kernels' blocks, so that the same terms cut at block boundaries
+    give the same block sums), added with :func:`combine`."""
 
     count: int = 0
-    partials: list[float] = field(default_factory=list)
+    sums: list[float] = field(default_factory=list)
 
-    def add(self, values: np.ndarray | int) -> None:
-        if isinstance(values, (int, np.integer)):
-            self.count += int(values)
-            return
-        from lossjit.kernels._blocks import exact_partials
+    def add(self, values: np.ndarray, per_block: int) -> None:
+        from lossjit.kernels._blocks import block_sums
 
-        self.partials.extend(exact_partials(
-            np.ascontiguousarray(values, dtype=np.float64).reshape(-1)))
+        values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        blocks = np.empty(-(-values.size // per_block) if per_block else 0)
+        self.sums.extend(block_sums(values, per_block, blocks).tolist())
 
     def value(self) -> float:
-        if not self.partials:
+        if not self.sums:
             return float(self.count)
-        return combine([*self.partials, float(self.count)])
+        return combine([*self.sums, float(self.count)])
 
 
 # --- the steps of a run -----------------------------------------------------------------------
@@ -208,10 +208,14 @@ def add_count(total: ExactSum, inputs: KernelInputs, sw: np.ndarray | None) -> N
     shares (class weights, 0 when ignored), weighed by the sample weights."""
     if sw is None and inputs.shares is None:
         total.count += inputs.terms
-    elif sw is None:
-        total.add(inputs.shares())
+        return
+    rows = inputs.x.shape[0]
+    per_block = block_rows(inputs.x.size // rows if rows else 1) * (inputs.terms // rows
+                                                                     if rows else 1)
+    if sw is None:
+        total.add(inputs.shares(), per_block)
     else:
-        total.add(sw if inputs.shares is None else sw.reshape(-1) * inputs.shares())
+        total.add(sw if inputs.shares is None else sw.reshape(-1) * inputs.shares(), per_block)
 
 
 def denominator(plan: Plan, count: ExactSum, predictions: np.ndarray) -> float:
@@ -330,6 +334,12 @@ def call_kernel(kernel: Any, inputs: KernelInputs, weights: np.ndarray, outputs:
     return total
 
 
+def block_sums_for(x: np.ndarray) -> np.ndarray:
+    """The ``sums`` output of a kernel call on ``x``: one number per block."""
+    rows = x.shape[0]
+    return np.empty(block_count(rows, x.size // rows if rows else 1))
+
+
 def weights_for(inputs: KernelInputs, sw: np.ndarray | None) -> np.ndarray:
     """The per-term weights the kernel gets: the layout's, times the sample weights."""
     weights = inputs.w
@@ -382,8 +392,13 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
     if plan.hessian:
         hess = np.empty(predictions.shape, dtype=x.dtype)
     outputs = outputs_for(plan, inputs, grad, hess)
+    sums = block_sums_for(x)
+    # one block: the kernel's own total is that block's sum, as combine would give it
     total = call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs,
-                        nothing(1, np.float64), 1.0 / divisor if divisor else 0.0)
+                        sums if sums.size > 1 else nothing(1, np.float64),
+                        1.0 / divisor if divisor else 0.0)
+    if sums.size > 1:
+        total = combine(sums.tolist())
     outputs.unpack(inputs)
 
     grads: dict[str, np.ndarray] = {}
@@ -469,15 +484,14 @@ def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
         outputs = outputs_for(plan, inputs, grad if grad is None or whole_piece else grad[lo:hi],
                               hess if hess is None or whole_piece else hess[lo:hi])
         x = inputs.x
-        block_sums = np.empty(block_count(x.shape[0], x.size // x.shape[0] if x.shape[0]
-                                          else 1))
-        call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs, block_sums,
+        piece_sums = block_sums_for(x)
+        call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs, piece_sums,
                     scale)
         outputs.unpack(inputs)
-        sums.append(block_sums)
+        sums.append(piece_sums)
         if plan.reduction == "none":
             terms.append(outputs.losses.reshape(inputs.terms_shape))
     grads = {} if grad is None else {"predictions": grad}
     value = np.concatenate(terms) if terms else None
-    return finish(plan, combine(np.concatenate(sums)) if sums else 0.0, divisor, value, grads,
-                  hess)
+    return finish(plan, combine(np.concatenate(sums).tolist()) if sums else 0.0, divisor,
+                  value, grads, hess)

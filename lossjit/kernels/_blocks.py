@@ -12,18 +12,18 @@ A lossjit kernel has one signature, whatever the loss::
   the kernels of a :class:`KernelSet` with ``hessian`` write it;
 - ``losses``: the per-term loss output (``reduction="none"``), or an empty array;
 - ``sums``: an output for the block sums (:func:`lossjit.blocking.block_count` of them), or an
-  empty array: what a runner that cuts a call into pieces combines;
+  empty array: ``math.fsum`` of them is the exact sum of the loss terms, rounded once, the
+  same however the call was cut (what the runners of :mod:`lossjit.plan` return);
 - ``scale``: what every gradient (and Hessian) entry is multiplied by (``1/denominator``);
 - ``params``: the loss's own scalars and small arrays;
-- returns the sum of the (weighted) loss terms: the exact sum of the block sums, rounded once.
+- returns the sum of the (weighted) loss terms, the block sums added in block order.
 
 ``rows_template`` splits axis 0 into the blocks of :mod:`lossjit.blocking`, runs a loss's
 ``block`` on each (in parallel with ``prange`` in the parallel specialisation, in order in the
-serial one), and adds the block sums exactly (:func:`exact_sum`, the correctly rounded sum that
-``math.fsum`` gives). Within a block the terms are added in ``LANES`` interleaved lanes
-(:func:`lane_sum`), in a fixed order. So the loss is the same to the bit for any thread count,
-for the serial and parallel kernels, and for a call cut at block boundaries into pieces whose
-block sums are combined exactly.
+serial one) and writes each block's sum. Within a block the terms are added in ``LANES``
+interleaved lanes (:func:`lane_sum`), in a fixed order, so a block's sum is the same to the
+bit for any thread count, for the serial and parallel kernels, and in any piece of a call cut
+at block boundaries; the runners add the block sums exactly (``math.fsum``).
 
 ``elementwise_template`` is the ``block`` of every loss whose terms are single elements: it
 calls the loss's ``pointwise(x, y, params) -> (loss, dloss/dx, d2loss/dx2)`` on each element.
@@ -49,13 +49,10 @@ from lossjit import blocking
 from lossjit._jit import jit, specialise
 from lossjit.blocking import BLOCK, block_rows
 
-__all__ = ["BLOCK", "LANES", "KernelSet", "exact_partials", "exact_sum", "lane_sum"]
+__all__ = ["BLOCK", "LANES", "KernelSet", "block_sums", "lane_sum", "sum_in_order"]
 
 #: Independent partial sums in ``lane_sum``: wide enough for LLVM to vectorise the adds.
 LANES = 16
-
-#: Room for the non-overlapping partials of an exact sum: float64 needs at most about 40.
-PARTIALS = 96
 
 # Free names of the templates, bound per loss by ``specialise``.
 block: Any = None
@@ -94,91 +91,28 @@ def lane_sum(values, lanes):
 
 
 @jit
-def exact_partials(values):
-    """Non-overlapping partials whose exact sum is the exact sum of ``values`` (Shewchuk's
-    algorithm, as ``math.fsum`` keeps them), smallest first. Partials of several arrays can be
-    put together and summed with ``math.fsum``: the result is the same however the values
-    were split. A NaN or infinity gives one partial holding the IEEE sum of the non-finite
-    values (NaN for inf - inf); an overflow of the running sum, one infinity.
-
-    >>> import numpy as np
-    >>> import math
-    >>> math.fsum(exact_partials(np.array([1e100, 1.0, -1e100, 1e-100])))
-    1.0
-    """
-    p = np.empty(PARTIALS)
-    n = 0
-    special = 0.0
-    specials = False
-    for k in range(values.size):
-        x = float(values[k])
-        original = x
-        i = 0
-        for j in range(n):
-            y = p[j]
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo != 0.0:
-                p[i] = lo
-                i += 1
-            x = hi
-        n = i
-        if x != 0.0:
-            if not math.isfinite(x):
-                specials = True
-                # an infinite running sum of finite values: the overflow gives that infinity
-                special += original if not math.isfinite(original) else x
-                n = 0
-            elif n < PARTIALS:
-                p[n] = x
-                n += 1
-    if specials:
-        return np.full(1, special)
-    return p[:n].copy()
+def sum_in_order(partials):
+    """Add ``partials`` left to right: the block sums, in block order."""
+    total = 0.0
+    for value in partials:
+        total += value
+    return total
 
 
 @jit
-def round_partials(p):
-    """The correctly rounded sum of non-overlapping partials ``p`` (smallest first), as
-    ``math.fsum`` rounds them (half to even across partials)."""
-    n = p.size
-    if n == 0:
-        return 0.0
-    n -= 1
-    hi = p[n]
-    lo = 0.0
-    while n > 0:
-        x = hi
-        n -= 1
-        y = p[n]
-        hi = x + y
-        lo = y - (hi - x)
-        if lo != 0.0:
-            break
-    if n > 0 and ((lo < 0.0 and p[n - 1] < 0.0) or (lo > 0.0 and p[n - 1] > 0.0)):
-        y = lo * 2.0
-        x = hi + y
-        if y == x - hi:
-            hi = x
-    return hi
-
-
-@jit
-def exact_sum(values):
-    """The sum of ``values`` computed exactly and rounded once: what ``math.fsum`` gives
-    (NaN where it would raise for inf - inf), independent of the order of the values.
-
-    >>> import numpy as np
-    >>> exact_sum(np.array([0.1] * 10))
-    1.0
-    """
-    return round_partials(exact_partials(values))
+def block_sums(values, per_block, out):
+    """``out[b]`` = the :func:`lane_sum` of ``values[b * per_block:(b + 1) * per_block]``: the
+    per-block sums of per-term numbers (a mean's denominator shares), in the blocks the
+    kernels use, so that a call cut at block boundaries gives the same sums."""
+    lanes = np.empty(LANES)
+    for b in range(out.size):
+        out[b] = lane_sum(values[b * per_block:(b + 1) * per_block], lanes)
+    return out
 
 
 def rows_template(x, y, w, grad, hess, losses, sums, scale, *params):
-    """Sum of ``block`` over the fixed blocks of rows of ``x``: their sums, added exactly."""
+    """Sum of ``block`` over the fixed blocks of rows of ``x``, added in block order; the
+    block sums themselves go to ``sums`` when it is given."""
     n = x.shape[0]
     rows = _block_rows(x.size // n if n else 1)
     nblocks = (n + rows - 1) // rows
@@ -188,7 +122,7 @@ def rows_template(x, y, w, grad, hess, losses, sums, scale, *params):
         hi = min(n, lo + rows)
         partials[b] = block(x[lo:hi], y[lo:hi], w[lo:hi], grad[lo:hi], hess[lo:hi],
                             losses[lo:hi], scale, *params)
-    return exact_sum(partials[:nblocks])
+    return sum_in_order(partials[:nblocks])
 
 
 def elementwise_template(x, y, w, grad, hess, losses, scale, *params):
