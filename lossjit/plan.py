@@ -393,12 +393,11 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
         hess = np.empty(predictions.shape, dtype=x.dtype)
     outputs = outputs_for(plan, inputs, grad, hess)
     sums = block_sums_for(x)
-    # one block: the kernel's own total is that block's sum, as combine would give it
+    # one block: the kernel's own total is that block's sum (no buffer to read back)
     total = call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs,
                         sums if sums.size > 1 else nothing(1, np.float64),
                         1.0 / divisor if divisor else 0.0)
-    if sums.size > 1:
-        total = combine(sums.tolist())
+    total = combine(sums.tolist() if sums.size > 1 else [total])
     outputs.unpack(inputs)
 
     grads: dict[str, np.ndarray] = {}
