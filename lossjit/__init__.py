@@ -8,13 +8,15 @@
 0.126667
 
 The public API: :func:`value_and_grad`, :func:`loss`, :func:`grad`, :func:`grad_hess`,
-:func:`get`, :func:`names`, :func:`register`, and the seed's classes. Raw kernels are in
-:mod:`lossjit.kernels`. Importing lossjit does not import Numba; the first call does.
+:func:`get`, :func:`names`, :func:`register`, :func:`check_grad`, and the seed's classes.
+Raw kernels are in :mod:`lossjit.kernels`. Importing lossjit does not import Numba; the first
+call does.
 """
 
 from lossjit._version import __version__
 from lossjit.api import grad, grad_hess, loss, names, register, value_and_grad
 from lossjit.errors import LossjitError, UnknownLossError
+from lossjit.gradcheck import check_grad
 from lossjit.loss_objects import (
     ContrastiveLoss,
     CrossEntropyLoss,
@@ -38,6 +40,7 @@ __all__ = [
     "TripletLoss",
     "UnknownLossError",
     "__version__",
+    "check_grad",
     "get",
     "grad",
     "grad_hess",
