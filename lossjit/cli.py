@@ -278,13 +278,11 @@ def _extra_outputs(given: dict[str, Any], differentiable: list[Param]) -> dict[s
     return outputs
 
 
-def _loss_command(spec: LossSpec) -> click.Command:
-    """``lossjit compute <loss>``, with the loss's own options."""
-    targets_help = {"required": "", "optional": " (optional)",
-                    "none": " (ignored: this loss has no targets)"}[spec.targets]
+def _input_params(spec: LossSpec) -> list[click.Parameter]:
+    """What every per-loss command reads: PREDICTIONS, TARGETS, the reduction, the loss's own
+    options, --sample-weight and --empty."""
     reductions = ", ".join(spec.reductions[1:-1]) + " or " + spec.reductions[-1]
-    differentiable = [p for p in spec.params if p.differentiable]
-    params: list[click.Parameter] = [
+    return [
         click.Argument(["predictions"], metavar="PREDICTIONS"),
         click.Argument(["targets"], required=spec.targets == "required", metavar="TARGETS"
                        if spec.targets == "required" else "[TARGETS]"),
@@ -296,6 +294,23 @@ def _loss_command(spec: LossSpec) -> click.Command:
                      help="one weight per loss term; the mean becomes sum(w l) / sum(w)"),
         click.Option(["--empty"], type=click.Choice(registry.EMPTY_CHOICES), default="nan",
                      show_default=True, help="what a mean over zero terms gives"),
+    ]
+
+
+def _inputs_help(spec: LossSpec) -> str:
+    targets_help = {"required": "", "optional": " (optional)",
+                    "none": " (ignored: this loss has no targets)"}[spec.targets]
+    return (f"{spec.formula}\n\nInputs: {spec.inputs}."
+            + (f" Targets{targets_help}." if targets_help else "")
+            + "\n\nPREDICTIONS and TARGETS are .npy, .npz, .csv, .tsv or .txt files, or - "
+            "for stdin.")
+
+
+def _loss_command(spec: LossSpec) -> click.Command:
+    """``lossjit compute <loss>``, with the loss's own options."""
+    differentiable = [p for p in spec.params if p.differentiable]
+    params: list[click.Parameter] = [
+        *_input_params(spec),
         click.Option(["--grad-out"], metavar="PATH",
                      help="where to write the gradient [default: <predictions stem>.grad"
                           "<ext> in the current directory]"),
@@ -326,16 +341,87 @@ def _loss_command(spec: LossSpec) -> click.Command:
 
     return click.Command(
         spec.name, params=params, callback=callback,
-        help=f"{spec.formula}\n\nInputs: {spec.inputs}."
-             + (f" Targets{targets_help}." if targets_help else "")
-             + "\n\nPREDICTIONS and TARGETS are .npy, .npz, .csv, .tsv or .txt files, or - "
-             "for stdin. The loss goes to stdout, the gradient to a file.",
+        help=_inputs_help(spec) + " The loss goes to stdout, the gradient to a file.",
         short_help=spec.formula,
     )
 
 
-class ComputeGroup(click.Group):
-    """``lossjit compute LOSS ...``: one sub-command per registered loss and alias."""
+def _check_report(result: Any, against: str | None) -> list[str]:
+    """One line per comparison of a gradient check."""
+    reference = "your gradient" if against else "finite difference"
+    lines = []
+    for check in (result, result.hessian):
+        if check is None:
+            continue
+        where = ", ".join(str(i) for i in check.position)
+        ours, theirs = ((reference, "lossjit") if against else ("lossjit", reference))
+        lines.append(f"{check.what}: worst error {check.error:.3g} at ({where}): {ours} "
+                     f"{check.value!r}, {theirs} {check.reference!r} ({check.checked} "
+                     "elements)")
+    return lines
+
+
+def _check_command(spec: LossSpec) -> click.Command:
+    """``lossjit check <loss>``: its gradient against finite differences, or against a
+    gradient computed elsewhere."""
+    params: list[click.Parameter] = [
+        *_input_params(spec),
+        click.Option(["--samples"], type=click.IntRange(1), default=None, metavar="N",
+                     help="check N elements drawn at random [default: all]"),
+        click.Option(["--seed"], type=int, default=0, show_default=True,
+                     help="the seed of --samples"),
+        click.Option(["--tol"], type=click.FloatRange(0.0), default=1e-5, show_default=True,
+                     help="exit 1 when the worst error is above this"),
+        click.Option(["--against"], metavar="FILE",
+                     help="a gradient computed elsewhere, compared with lossjit's"),
+        click.Option(["--json", "as_json"], is_flag=True,
+                     help="print one JSON object per comparison"),
+    ]
+
+    def callback(predictions: str, targets: str | None, reduction: str,
+                 sample_weight: str | None, empty: str, samples: int | None, seed: int,
+                 tol: float, against: str | None, as_json: bool, **given: Any) -> None:
+        _import_compute_modules()
+        from lossjit.gradcheck import check_grad
+        from lossjit.io import read_array
+
+        try:
+            x, y = _read_inputs(spec, predictions, targets)
+            theirs = None if against is None else read_array(against, what="--against")
+            with _warnings_on_stderr():
+                result = check_grad(spec.name, x, y, reduction=reduction,
+                                    sample_weight=_sample_weight(sample_weight), empty=empty,
+                                    samples=samples, seed=seed, against=theirs,
+                                    **_option_values(spec, given))
+        except LossjitError as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            for check in (result, result.hessian):
+                if check is not None:
+                    fields = {k: _json_safe(v) for k, v in vars(check).items()
+                              if k != "hessian"}
+                    click.echo(json.dumps({**fields, "position": list(check.position),
+                                           "ok": check.ok(tol), "tol": tol}))
+        else:
+            click.echo("\n".join(_check_report(result, against)))
+        if not result.ok(tol):
+            _say(f"above the tolerance {tol:g}")
+            sys.exit(1)
+
+    return click.Command(
+        spec.name, params=params, callback=callback,
+        help=_inputs_help(spec) + " Prints the worst error of the gradient (and the Hessian's "
+             "diagonal) against central finite differences, or against --against FILE; exits "
+             "1 above --tol.\n\n\b\nExample:\n  lossjit check focal logits.npy labels.npy "
+             "--gamma 1.5 --samples 100",
+        short_help=spec.formula,
+    )
+
+
+class LossGroup(click.Group):
+    """A command with one sub-command per registered loss and alias, built by ``build``."""
+
+    build = staticmethod(_loss_command)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return registry.names()
@@ -345,7 +431,7 @@ class ComputeGroup(click.Group):
             spec = registry.resolve(cmd_name)
         except LossjitError:
             return None
-        return _loss_command(spec)
+        return self.build(spec)
 
     def resolve_command(self, ctx: click.Context,
                         args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
@@ -369,11 +455,32 @@ def cli() -> None:
     """
 
 
+class ComputeGroup(LossGroup):
+    """``lossjit compute LOSS ...``."""
+
+    build = staticmethod(_loss_command)
+
+
+class CheckGroup(LossGroup):
+    """``lossjit check LOSS ...``."""
+
+    build = staticmethod(_check_command)
+
+
 @cli.group(cls=ComputeGroup)
 def compute() -> None:
     """Compute LOSS of PREDICTIONS against TARGETS; print it and write the gradient.
 
     Run `lossjit compute LOSS --help` for a loss's options.
+    """
+
+
+@cli.group(cls=CheckGroup)
+def check() -> None:
+    """Check the gradient of LOSS on PREDICTIONS and TARGETS against finite differences (or
+    against a gradient computed elsewhere, --against FILE).
+
+    Run `lossjit check LOSS --help` for a loss's options.
     """
 
 

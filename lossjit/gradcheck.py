@@ -5,7 +5,7 @@ The finite difference of element i is ``(L(x + h e_i) - L(x - h e_i)) / (2 h)`` 
 ``h = step * max(1, |x_i|)``, computed in float64 with lossjit's own loss; the Hessian's
 diagonal (where the loss has one) is checked the same way against finite differences of the
 gradient. The error of an element is ``|a - b| / max(|a|, |b|, floor)``, the floor being
-``1e-6`` of the largest reference value checked: relative where the gradient is of the
+``1e-3`` of the largest reference value checked: relative where the gradient is of the
 order of its scale, absolute below it.
 
 >>> import numpy as np
@@ -62,7 +62,7 @@ class GradCheck(Check):
 
 def _worst(what: str, values: np.ndarray, reference: np.ndarray, flat: np.ndarray,
            shape: tuple[int, ...]) -> Check:
-    floor = 1e-6 * float(np.max(np.abs(reference))) if reference.size else 0.0
+    floor = 1e-3 * float(np.max(np.abs(reference))) if reference.size else 0.0
     scale = np.maximum(np.maximum(np.abs(values), np.abs(reference)), floor or 1e-300)
     errors = np.abs(values - reference) / scale
     errors = np.where(np.isnan(errors), np.inf, errors)
