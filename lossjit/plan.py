@@ -367,12 +367,30 @@ def finish(plan: Plan, total: float, count: float, terms: np.ndarray | None,
 # --- runners ----------------------------------------------------------------------------------
 
 
+def run_piece(plan: Plan, inputs: KernelInputs, sw: np.ndarray | None, scale: float,
+              grad: np.ndarray | None, hess: np.ndarray | None
+              ) -> tuple[list[float], Outputs]:
+    """Run one laid-out piece: its gradient and Hessian go into ``grad`` and ``hess`` (the
+    user's arrays, or their part), and its block sums come back for :func:`combine`."""
+    kernels = plan.kernel_set(inputs)
+    outputs = outputs_for(plan, inputs, grad, hess)
+    x = inputs.x
+    sums = block_sums_for(x)
+    # one block: the kernel's own total is that block's sum (no buffer to read back)
+    total = call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs,
+                        sums if sums.size > 1 else nothing(1, np.float64), scale)
+    outputs.unpack(inputs)
+    if sums.size > 1:
+        return sums.tolist(), outputs
+    return ([total] if sums.size else []), outputs
+
+
 def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any = None,
         out: np.ndarray | None = None) -> Result:
     """Run ``plan`` on whole arrays: one piece."""
     predictions = np.asarray(predictions)
     inputs = plan.lay_out(predictions, targets)
-    kernels = plan.kernel_set(inputs)
+    plan.kernel_set(inputs)  # a missing Hessian is refused before anything is allocated
     x = inputs.x
     sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
     count = ExactSum()
@@ -391,14 +409,7 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
         raise LossjitError("out: only a gradient can be written to out")
     if plan.hessian:
         hess = np.empty(predictions.shape, dtype=x.dtype)
-    outputs = outputs_for(plan, inputs, grad, hess)
-    sums = block_sums_for(x)
-    # one block: the kernel's own total is that block's sum (no buffer to read back)
-    total = call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs,
-                        sums if sums.size > 1 else nothing(1, np.float64),
-                        1.0 / divisor if divisor else 0.0)
-    total = combine(sums.tolist() if sums.size > 1 else [total])
-    outputs.unpack(inputs)
+    sums, outputs = run_piece(plan, inputs, sw, 1.0 / divisor if divisor else 0.0, grad, hess)
 
     grads: dict[str, np.ndarray] = {}
     if grad is not None:
@@ -406,9 +417,8 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
         for item in plan.wrt:
             if item != "predictions":
                 grads[item] = inputs.wrt[item](outputs.grad_view)
-    assert inputs.terms_layout is not None
     terms = outputs.losses.reshape(inputs.terms_shape) if plan.reduction == "none" else None
-    return finish(plan, total, divisor, terms, grads, hess)
+    return finish(plan, combine(sums), divisor, terms, grads, hess)
 
 
 def _piece_options(plan: Plan, shape: tuple[int, ...], lo: int, hi: int) -> dict[str, Any]:
@@ -423,74 +433,67 @@ def _piece_options(plan: Plan, shape: tuple[int, ...], lo: int, hi: int) -> dict
     return options
 
 
+def _part(array: np.ndarray | None, span: slice | None) -> np.ndarray | None:
+    """The part of an output that a piece writes (all of it for an uncut call)."""
+    return array if array is None or span is None else array[span]
+
+
 def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
                sample_weight: Any = None, bounds: Sequence[int] = ()) -> Result:
     """Run ``plan`` cut into pieces along the predictions' axis 0 at ``bounds`` (each a
     multiple of the layout's :meth:`~lossjit.layouts.Layout.cut`): each piece is laid out
     and run alone, the denominator and the block sums are added exactly across the pieces.
-    The result is the whole call's, to the bit. In memory, for the tests and as the pattern
-    of the streaming and Dask runners."""
+    The result is the whole call's, to the bit. In memory (the whole arrays are laid out once
+    too, for their checks and the terms' shape), for the tests and as the pattern of the
+    streaming and Dask runners."""
     predictions = np.asarray(predictions)
     spec = plan.spec
     if len(plan.wrt) > 1 or plan.wrt[0] != "predictions":
         raise LossjitError("wrt: a call run in pieces differentiates the predictions only")
     whole = plan.lay_out(predictions, targets)
     multiple = spec.layout.cut(predictions.shape, plan.options)
-    edges = [0, *bounds, predictions.shape[0] if predictions.ndim else 0]
     if multiple is None and bounds:
         raise LossjitError(f"{spec.name}: predictions of shape {predictions.shape} cannot be "
                            "cut into pieces")
+    edges = [0, *bounds, predictions.shape[0] if predictions.ndim else 0]
     for lo, hi in zip(edges, edges[1:], strict=False):
         if hi < lo or (multiple and lo % multiple):
             raise LossjitError(f"bounds: {list(bounds)} must rise, each a multiple of "
                                f"{multiple}")
-    spans: list[tuple[int, int] | None] = list(zip(edges, edges[1:], strict=False))
-    if not bounds:
-        spans = [None]  # one piece: the whole arrays, whatever their shape
-    sw_whole = None
-    if sample_weight is not None:
-        sample_weights(sample_weight, whole)  # the whole call's checks and messages
-        sw_whole = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64),
-                                   whole.terms_shape)
+    sw_whole = None if sample_weight is None else sample_weights(sample_weight, whole)
 
-    pieces = []
-    count = ExactSum()
-    for span in spans:
-        if span is None:
-            lo, hi = 0, len(predictions) if predictions.ndim else 0
-            inputs = plan.lay_out(predictions, targets)
-            sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
-        else:
-            lo, hi = span
-            piece_targets = None if targets is None else np.asarray(targets)[lo:hi]
-            inputs = plan.lay_out(predictions[lo:hi], piece_targets,
+    # (span, laid-out piece, its sample weights); no bounds: the whole arrays as one piece
+    pieces: list[tuple[slice | None, KernelInputs, np.ndarray | None]] = []
+    if not bounds:
+        pieces.append((None, whole, sw_whole))
+    else:
+        sw_terms = (None if sample_weight is None else
+                    np.broadcast_to(np.asarray(sample_weight, dtype=np.float64),
+                                    whole.terms_shape))
+        for lo, hi in zip(edges, edges[1:], strict=False):
+            inputs = plan.lay_out(predictions[lo:hi],
+                                  None if targets is None else np.asarray(targets)[lo:hi],
                                   _piece_options(plan, predictions.shape, lo, hi))
-            sw = None if sw_whole is None else sample_weights(sw_whole[lo:hi], inputs)
-        if plan.reduction not in ("sum", "none"):
+            sw = None if sw_terms is None else sample_weights(sw_terms[lo:hi], inputs)
+            pieces.append((slice(lo, hi), inputs, sw))
+    count = ExactSum()
+    if plan.reduction not in ("sum", "none"):
+        for _, inputs, sw in pieces:
             add_count(count, inputs, sw)
-        pieces.append((lo, hi, inputs, sw))
     divisor = denominator(plan, count, predictions)
     scale = 1.0 / divisor if divisor else 0.0
 
     dtype = whole.x.dtype
     grad = np.empty(predictions.shape, dtype=dtype) if plan.computes_grad else None
     hess = np.empty(predictions.shape, dtype=dtype) if plan.hessian else None
-    sums: list[np.ndarray] = []
+    sums: list[float] = []
     terms: list[np.ndarray] = []
-    for lo, hi, inputs, sw in pieces:
-        kernels = plan.kernel_set(inputs)
-        whole_piece = len(pieces) == 1 and not bounds
-        outputs = outputs_for(plan, inputs, grad if grad is None or whole_piece else grad[lo:hi],
-                              hess if hess is None or whole_piece else hess[lo:hi])
-        x = inputs.x
-        piece_sums = block_sums_for(x)
-        call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs, piece_sums,
-                    scale)
-        outputs.unpack(inputs)
-        sums.append(piece_sums)
+    for span, inputs, sw in pieces:
+        piece_sums, outputs = run_piece(plan, inputs, sw, scale, _part(grad, span),
+                                        _part(hess, span))
+        sums.extend(piece_sums)
         if plan.reduction == "none":
             terms.append(outputs.losses.reshape(inputs.terms_shape))
     grads = {} if grad is None else {"predictions": grad}
     value = np.concatenate(terms) if terms else None
-    return finish(plan, combine(np.concatenate(sums).tolist()) if sums else 0.0, divisor,
-                  value, grads, hess)
+    return finish(plan, combine(sums), divisor, value, grads, hess)

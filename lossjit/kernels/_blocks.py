@@ -92,10 +92,13 @@ def lane_sum(values, lanes):
 
 @jit
 def sum_in_order(partials):
-    """Add ``partials`` left to right: the block sums, in block order."""
-    total = 0.0
-    for value in partials:
-        total += value
+    """Add ``partials`` left to right: the block sums, in block order (one block's sum is
+    itself, -0.0 included)."""
+    if partials.size == 0:
+        return 0.0
+    total = partials[0]
+    for i in range(1, partials.size):
+        total += partials[i]
     return total
 
 
