@@ -1,0 +1,491 @@
+"""Write the arrays lossjit computes (gradients, Hessians, losses) to files or stdout.
+
+The output format comes from the path's extension, optionally followed by a compression
+extension (``grad.csv.gz`` is gzip-compressed CSV):
+
+* ``.npy``: ``numpy.save``; any shape and dtype, read back bit for bit with ``numpy.load``;
+* ``.npz``: a ``numpy.savez`` archive holding the array under ``key`` (``"grad"`` by default);
+* ``.csv``, ``.tsv``, ``.txt``: numbers as text, separated by commas, tabs or spaces; a 1-D
+  array is one value per line, a 2-D array one row per line, and every float is written in the
+  shortest form that reads back to the same bits (float32 and float16 after casting back);
+  bools are written as 0 and 1. With ``columns`` naming each column, the first line is a header
+  (left out when every name looks like a number, since a reader would take it for data);
+* ``.parquet``, ``.feather``, ``.arrow``: an Arrow table (needs pyarrow, the ``parquet`` extra)
+  with one column per array column, named by ``columns`` or ``"0"``, ``"1"``, ...; a 1-D array
+  is one column named ``key``. Feather (version 2) and ``.arrow`` are the same Arrow IPC file;
+* any of them followed by ``.gz``, ``.bz2``, ``.xz`` or ``.zst`` (``.zst`` needs zstandard,
+  the ``zstd`` extra).
+
+Text and Arrow hold at most two dimensions; larger arrays need ``.npy`` or ``.npz``.
+The path ``-`` writes to stdout as CSV, TSV, space-separated text or ``.npy`` bytes
+(``STREAM_FORMATS``).
+
+A file is never written in place: the data goes to a temporary file (``.<name>.<random>.tmp``)
+in the destination's directory, is flushed to disk, gets the old file's permissions (a new
+file gets the umask's) and is renamed over the destination, so a failed or interrupted write
+leaves the destination as it was. A symlinked destination is written through (the link stays).
+Inputs passed as ``protect`` are never overwritten, however their path is spelled.
+
+Every bad destination raises :class:`lossjit.errors.LossjitError` with one line naming the
+option, the path, what was wrong and what is expected.
+
+>>> import os, tempfile
+>>> import numpy as np
+>>> d = tempfile.mkdtemp()
+>>> path = os.path.join(d, "grad.csv")
+>>> write_array(path, np.array([[0.1, -2.0], [3.5, 7.0]]), columns=["a", "b"])
+>>> print(open(path).read(), end="")
+a,b
+0.1,-2.0
+3.5,7.0
+>>> write_array(os.path.join(d, "grad.npy.gz"), np.arange(3.0))
+>>> import gzip, io
+>>> np.load(io.BytesIO(gzip.decompress(open(os.path.join(d, "grad.npy.gz"), "rb").read())))
+array([0., 1., 2.])
+>>> print(text_lines(np.array([True, False]), columns=["mask"]), end="")
+mask
+1
+0
+>>> default_grad_path("data/logits.npy"), default_grad_path("x.csv.gz", suffix="hess")
+('logits.grad.npy', 'x.hess.csv.gz')
+>>> write_array(os.path.join(d, "grad.json"), np.ones(2))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+lossjit.errors.LossjitError: --grad-out: '...grad.json': extension '.json' is not a format ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import stat
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from lossjit.errors import LossjitError
+from lossjit.formats import ARROW_FORMATS, COMPRESSIONS, compress, optional, split_name
+
+__all__ = ["STREAM_FORMATS", "WRITE_FORMATS", "check_destination", "default_grad_path",
+           "text_lines", "write_array"]
+
+#: What ``-`` (stdout) can carry: text with one of three separators, or .npy bytes.
+STREAM_FORMATS = ("csv", "tsv", "txt", "npy")
+
+#: Separator of each text format.
+_SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": " "}
+
+# A header made only of these would read back as a row of data.
+_NUMBER_RE = re.compile(
+    r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)?\s*",
+    re.IGNORECASE,
+)
+
+#: Writes ``array`` (already checked for the format) to a binary file.
+Writer = Callable[[BinaryIO, np.ndarray, "Sequence[str] | None", str], None]
+
+
+# --------------------------------------------------------------------------------------------
+# messages
+
+
+def _show(text: str, limit: int = 200) -> str:
+    """Quote a path for a one-line message (control characters escaped, long ones cut)."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return repr(text)
+
+
+def _where(what: str, path: str) -> str:
+    return f"{what}: {'stdout' if path == '-' else _show(path)}"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _formats_list() -> str:
+    compressions = ", ".join(COMPRESSIONS)
+    return (f"use one of {', '.join(WRITE_FORMATS)}, optionally followed by {compressions} "
+            f"(or - for stdout as {', '.join(STREAM_FORMATS)})")
+
+
+# --------------------------------------------------------------------------------------------
+# text
+
+
+def _ncols(array: np.ndarray) -> int:
+    return array.shape[-1] if array.ndim >= 2 else 1
+
+
+def _names(columns: Sequence[str] | None, ncols: int) -> list[str] | None:
+    """``columns`` as strings if they name exactly ``ncols`` columns, else None."""
+    if columns is None or isinstance(columns, str) or len(columns) != ncols:
+        return None
+    return [str(name) for name in columns]
+
+
+def _header(columns: Sequence[str] | None, ncols: int) -> list[str] | None:
+    """The header's names if they fit ``ncols`` and would read back as a header, else None."""
+    names = _names(columns, ncols)
+    if names is None or all(_NUMBER_RE.fullmatch(name) for name in names):
+        return None
+    return names
+
+
+def _quote(name: str, sep: str) -> str:
+    if sep in name or any(c in name for c in '"\r\n'):
+        return '"' + name.replace('"', '""').replace("\r", " ").replace("\n", " ") + '"'
+    return name
+
+
+def text_lines(array: Any, sep: str = ",", columns: Sequence[str] | None = None) -> str:
+    """``array`` as text lines: the shortest form of each number that reads back to its bits.
+
+    float64 values are written with ``repr``, float32 and float16 with NumPy's shortest form
+    for their dtype (exact after casting back), integers as integers and bools as 0 and 1.
+    A 0-d array is one value, a 1-D array one value per line, a 2-D array one row per line
+    joined by ``sep``; a larger array is written as rows of its last axis, one per line
+    (``shape[:-1]`` flattened in C order). ``columns`` adds a header line when it names every
+    column (one name for 0-d and 1-D) and not every name looks like a number.
+
+    >>> text_lines(np.array([[0.1, 2.0], [1e-7, -4.5]]), sep="\\t")
+    '0.1\\t2.0\\n1e-07\\t-4.5\\n'
+    >>> text_lines(np.array([0.1], dtype=np.float32)), text_lines(np.int64(7))
+    ('0.1\\n', '7\\n')
+    >>> text_lines(np.arange(8).reshape(2, 2, 2), sep=" ")
+    '0 1\\n2 3\\n4 5\\n6 7\\n'
+    """
+    array = np.atleast_1d(np.asarray(array))
+    if array.ndim > 2:
+        array = array.reshape(int(np.prod(array.shape[:-1])), array.shape[-1])
+    if array.dtype.kind in "biu" or array.dtype == np.float64:
+        # Python's int/float repr on .tolist() is exact and twice as fast as NumPy's str cast.
+        values = (array.astype(np.int64) if array.dtype.kind == "b" else array).tolist()
+        to_text: Callable[[Any], str] = repr
+    else:  # float16/float32 need NumPy's per-dtype shortest form
+        values = array.astype(str).tolist()
+        to_text = str
+    if array.ndim == 1:
+        lines = list(map(to_text, values))
+    else:
+        lines = [sep.join(map(to_text, row)) for row in values]
+    names = _header(columns, _ncols(array))
+    if names is not None:
+        lines.insert(0, sep.join(_quote(name, sep) for name in names))
+    return "".join(line + "\n" for line in lines)
+
+
+# --------------------------------------------------------------------------------------------
+# the writers, one per format
+
+
+def _write_npy(f: BinaryIO, array: np.ndarray, columns: Sequence[str] | None, key: str) -> None:
+    np.save(f, array, allow_pickle=False)
+
+
+def _write_npz(f: BinaryIO, array: np.ndarray, columns: Sequence[str] | None, key: str) -> None:
+    # what numpy.savez does, without its keyword arguments taking a key such as "file"
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _write_text(f: BinaryIO, array: np.ndarray, columns: Sequence[str] | None, key: str, *,
+                sep: str) -> None:
+    f.write(text_lines(array, sep, columns).encode("utf-8"))
+
+
+def _arrow_table(array: np.ndarray, columns: Sequence[str] | None, key: str) -> Any:
+    pa = optional("pyarrow", "writing Arrow tables")
+    if array.ndim < 2:
+        data = [np.atleast_1d(array)]
+        default = [key]
+    else:
+        data = [np.ascontiguousarray(array[:, j]) for j in range(array.shape[1])]
+        default = [str(j) for j in range(array.shape[1])]
+    names = _names(columns, len(data)) or default
+    return pa.Table.from_arrays([pa.array(column) for column in data], names=names)
+
+
+def _write_parquet(f: BinaryIO, array: np.ndarray, columns: Sequence[str] | None,
+                   key: str) -> None:
+    parquet = optional("pyarrow.parquet", "writing .parquet")
+    parquet.write_table(_arrow_table(array, columns, key), f)
+
+
+def _write_ipc(f: BinaryIO, array: np.ndarray, columns: Sequence[str] | None, key: str) -> None:
+    pa = optional("pyarrow", "writing .arrow/.feather")
+    table = _arrow_table(array, columns, key)
+    with pa.ipc.new_file(f, table.schema) as writer:
+        writer.write_table(table)
+
+
+#: The writer of each format extension, in the order messages list them.
+_WRITERS: dict[str, Writer] = {
+    ".npy": _write_npy,
+    ".npz": _write_npz,
+    **{ext: partial(_write_text, sep=sep) for ext, sep in _SEPARATORS.items()},
+    ".parquet": _write_parquet,
+    ".feather": _write_ipc,
+    ".arrow": _write_ipc,
+}
+
+#: Extensions ``write_array`` writes (each may be followed by one of ``COMPRESSIONS``).
+WRITE_FORMATS: tuple[str, ...] = tuple(_WRITERS)
+
+
+def _check_array(array: np.ndarray, ext: str, where: str) -> None:
+    """Refuse an array the format cannot hold, before any file is touched."""
+    kind = array.dtype.kind
+    if array.dtype.hasobject:
+        raise LossjitError(f"{where}: cannot write an object array; expected numeric values")
+    if ext not in _SEPARATORS and ext not in ARROW_FORMATS:
+        return
+    if array.ndim > 2:
+        raise LossjitError(
+            f"{where}: a {array.ndim}-D array (shape {array.shape}) cannot be written as {ext}, "
+            "which holds at most 2 dimensions; use .npy or .npz"
+        )
+    arrow_float = ext not in _SEPARATORS and kind == "f" and array.dtype.itemsize > 8
+    if kind not in "biuf" or arrow_float:
+        raise LossjitError(
+            f"{where}: cannot write dtype {array.dtype} as {ext}; expected float64, float32, "
+            "float16, integer or bool values (or use .npy)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# destinations
+
+
+@dataclass(frozen=True)
+class _Destination:
+    target: str  # the real path written (a symlink's target)
+    directory: str
+    ext: str  # the format extension
+    compression: str  # '' or one of COMPRESSIONS
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _destination(path: str, protect: Iterable[str], what: str) -> _Destination:
+    """Every check of a file destination that needs no array; the place to write."""
+    if path == "":
+        raise LossjitError(f"{what}: empty path; expected a file path or - for stdout")
+    where = _where(what, path)
+    ext, compression = split_name(path)
+    if ext not in _WRITERS:
+        if ext:
+            got = f"extension {ext!r} is not a format lossjit writes"
+        elif compression:
+            got = f"no format extension before {compression}"
+        else:
+            got = "has no extension"
+        raise LossjitError(f"{where}: {got}; {_formats_list()}")
+    try:
+        if ext in ARROW_FORMATS:
+            optional("pyarrow", f"writing {ext}")
+        if compression == ".zst":
+            optional("zstandard", "writing .zst (Zstandard)")
+    except LossjitError as exc:
+        raise LossjitError(f"{where}: {exc}") from None
+    for protected in protect:
+        protected = os.fspath(protected)
+        if protected not in ("-", "") and _same_file(path, protected):
+            raise LossjitError(
+                f"{what}: refusing to overwrite input file {_show(path)}; choose another {what}"
+            )
+    target = os.path.realpath(path)  # write through a symlink instead of replacing it
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        shown = _show(os.path.dirname(path) or directory)
+        raise LossjitError(f"{where}: directory {shown} does not exist; create it first")
+    if os.path.isdir(target):
+        raise LossjitError(f"{where}: is a directory; expected a file path")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise LossjitError(
+            f"{where}: cannot write: directory {_show(directory)} is not writable; "
+            "choose a writable directory"
+        )
+    return _Destination(target, directory, ext, compression)
+
+
+def check_destination(path: str, *, protect: Iterable[str] = (), what: str = "--grad-out") -> None:
+    """Raise the error ``write_array(path, ...)`` would raise for ``path`` itself, or nothing.
+
+    Checks the extension, the optional package its format needs, ``protect``, that the
+    directory exists and is writable and that the path is not a directory, so every output can
+    be checked before anything is computed. ``"-"`` (stdout) always passes.
+
+    >>> check_destination("-")
+    >>> check_destination("no/such/dir/g.npy", what="--hess-out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lossjit.errors.LossjitError: --hess-out: 'no/such/dir/g.npy': directory 'no/such/dir' ...
+    """
+    path = os.fspath(path)
+    if path != "-":
+        _destination(path, protect, what)
+
+
+def _umask_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable; best effort (not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(dest: _Destination, write: Callable[[BinaryIO], None], where: str) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(dest.target).st_mode)
+    except OSError:
+        mode = _umask_mode()
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=dest.directory, prefix=f".{os.path.basename(dest.target)}.", suffix=".tmp"
+        )
+    except OSError as exc:
+        raise LossjitError(f"{where}: cannot write: {_reason(exc)}") from None
+    try:
+        with open(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest.target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise LossjitError(f"{where}: cannot write: {_reason(exc)}") from None
+        raise
+    _fsync_directory(dest.directory)
+
+
+# --------------------------------------------------------------------------------------------
+# the entry points
+
+
+def write_array(
+    path: str,
+    array: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    key: str = "grad",
+    protect: Iterable[str] = (),
+    what: str = "--grad-out",
+    stdout: BinaryIO | None = None,
+    stream_format: str = "csv",
+) -> None:
+    """Write ``array`` atomically to ``path`` in the format its extension names.
+
+    See the module's description for the formats. ``columns`` names a text or Arrow output's
+    columns (a text header is written only when it names every column); ``key`` is the
+    ``.npz`` member's name and a 1-D Arrow output's column name. Paths in ``protect`` (the
+    inputs) are never overwritten. ``what`` names the option in error messages.
+
+    ``"-"`` writes to ``stdout`` (default ``sys.stdout.buffer``) in ``stream_format``, one of
+    ``STREAM_FORMATS``, and flushes it; a closed pipe raises BrokenPipeError.
+
+    >>> import io, os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "g.tsv")
+    >>> write_array(p, np.array([[1, 2], [3, 4]], dtype=np.int32))
+    >>> open(p).read()
+    '1\\t2\\n3\\t4\\n'
+    >>> write_array(p, np.zeros(2), protect=[p])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lossjit.errors.LossjitError: --grad-out: refusing to overwrite input file ...; choose ...
+    >>> out = io.BytesIO()
+    >>> write_array("-", np.array([0.5, 2.0]), columns=["loss"], stdout=out)
+    >>> out.getvalue()
+    b'loss\\n0.5\\n2.0\\n'
+    """
+    array = np.asarray(array)
+    path = os.fspath(path)
+    if path == "-":
+        if stream_format not in STREAM_FORMATS:
+            raise LossjitError(
+                f"{what}: stdout: unknown stream format {stream_format!r}; "
+                f"expected one of {', '.join(STREAM_FORMATS)}"
+            )
+        ext = f".{stream_format}"
+        _check_array(array, ext, _where(what, path))
+        out = stdout
+        if out is None:
+            if sys.stdout is None:
+                raise LossjitError(f"{what}: no stdout to write to; give a file path instead of -")
+            out = getattr(sys.stdout, "buffer", sys.stdout)
+        _WRITERS[ext](out, array, columns, key)
+        out.flush()
+        return
+
+    dest = _destination(path, protect, what)
+    where = _where(what, path)
+    _check_array(array, dest.ext, where)
+    writer = _WRITERS[dest.ext]
+
+    def write(f: BinaryIO) -> None:
+        if not dest.compression:
+            writer(f, array, columns, key)
+            return
+        buffer = io.BytesIO()
+        writer(buffer, array, columns, key)
+        f.write(compress(buffer.getvalue(), dest.compression))
+
+    _write_atomically(dest, write, where)
+
+
+def default_grad_path(predictions_path: str, suffix: str = "grad") -> str:
+    """Where an output goes by default: ``<stem>.<suffix><ext>`` in the current directory.
+
+    The input's format and compression extensions are kept when lossjit writes them;
+    otherwise (an unknown or no extension) ``.<suffix>.npy`` is appended to the file name.
+    Stdin gives ``stdin.<suffix>.npy``.
+
+    >>> default_grad_path("data/logits.npy"), default_grad_path("t.parquet")
+    ('logits.grad.npy', 't.grad.parquet')
+    >>> default_grad_path("-"), default_grad_path("preds.dat", suffix="loss")
+    ('stdin.grad.npy', 'preds.dat.loss.npy')
+    """
+    predictions_path = os.fspath(predictions_path)
+    if predictions_path == "-":
+        return f"stdin.{suffix}.npy"
+    name = os.path.basename(os.path.normpath(predictions_path)) if predictions_path else ""
+    if name in ("", ".", "..", os.sep):
+        name = "predictions"
+    ext, compression = split_name(name)
+    if ext not in _WRITERS:
+        return f"{name}.{suffix}.npy"
+    cut = len(name) - len(ext) - len(compression)  # keep the extensions' spelling
+    return f"{name[:cut]}.{suffix}{name[cut:]}"
