@@ -13,7 +13,11 @@ The output is deterministic (a fixed seed), so rerunning rewrites the same bytes
 - ``logits.npy`` (float64, (32, 5)) and ``labels.npy`` (int64 class indices in [0, 5), (32,));
 - ``pairs.npy`` (float64, (16, 2, 8)) and ``pair_labels.npy`` (int64 0/1, (16,), both present);
 - ``triplets.npy`` (float64, (16, 3, 8)): anchor, positive, negative; half the triplets have a
-  positive hinge d(a, p) - d(a, n) + 1 > 0 (active) and half do not.
+  positive hinge d(a, p) - d(a, n) + 1 > 0 (active) and half do not;
+- tables made of the same numbers, for the README's examples of selectors and files holding
+  both arrays: ``results.csv`` (columns ``id,pred,target``: preds and targets),
+  ``animals.csv`` (the logits as columns ``cat,dog,bird,fish,frog`` and the labels as class
+  names in a column ``label``) and ``run.npz`` (keys ``predictions`` and ``targets``).
 
 The arrays are drawn here, not taken from the layouts' examples (``spec.layout.examples`` in
 :mod:`lossjit.layouts`): those are independent draws of other distributions (N(0, 1) targets
@@ -72,7 +76,33 @@ def make(directory: Path = HERE) -> dict[str, np.ndarray]:
         np.save(directory / name, array, allow_pickle=False)
     _write_column_csv(directory / "preds.csv", "prediction", preds)
     _write_column_csv(directory / "targets.csv", "target", targets)
+    _write_tables(directory, preds, targets, logits, labels)
     return arrays
+
+
+#: The class names of animals.csv, in the order of the logits' columns.
+ANIMALS = ("cat", "dog", "bird", "fish", "frog")
+
+
+def _write_tables(directory: Path, preds: np.ndarray, targets: np.ndarray, logits: np.ndarray,
+                  labels: np.ndarray) -> None:
+    rows = [f"{i},{p!r},{t!r}" for i, (p, t) in
+            enumerate(zip(preds.tolist(), targets.tolist(), strict=True))]
+    (directory / "results.csv").write_text("\n".join(["id,pred,target", *rows]) + "\n")
+    rows = [",".join(map(repr, row)) + f",{ANIMALS[label]}" for row, label in
+            zip(logits.tolist(), labels.tolist(), strict=True)]
+    (directory / "animals.csv").write_text(
+        "\n".join([",".join((*ANIMALS, "label")), *rows]) + "\n")
+    # zipfile with a fixed date, so rerunning writes the same bytes (np.savez stamps the time)
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(directory / "run.npz", "w") as archive:
+        for key, array in (("predictions", preds), ("targets", targets)):
+            buffer = io.BytesIO()
+            np.save(buffer, array, allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(2024, 6, 1, 0, 0, 0)),
+                             buffer.getvalue())
 
 
 def _check(arrays: dict[str, np.ndarray]) -> None:
@@ -93,3 +123,4 @@ if __name__ == "__main__":
         print(f"{name:<16} {array.dtype} {array.shape}")
     print("preds.csv        float64 (64,)")
     print("targets.csv      float64 (64,)")
+    print("results.csv, animals.csv, run.npz")

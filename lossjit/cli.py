@@ -15,11 +15,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import math
 import os
 import pickle
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 import click
 
 from lossjit import registry
-from lossjit.errors import LossjitError
+from lossjit.errors import LossjitError, UsageError
 from lossjit.registry import LossSpec, Param
 
 
@@ -46,6 +44,15 @@ def _option_name(param: Param) -> str:
     return "--" + param.name.replace("_", "-")
 
 
+#: What the help of every command that reads arrays says about naming them.
+SOURCES_HELP = ("PREDICTIONS and TARGETS (and array options) are files: .npy, .npz, CSV, TSV, "
+                "text, Parquet/Arrow, optionally .gz/.bz2/.xz/.zst compressed, or - for "
+                "stdin; FILE:COLUMN, FILE:KEY, FILE:c1,c2 or FILE:c1..c3 select columns or "
+                "npz keys. Without TARGETS, PREDICTIONS may name one file holding both (keys "
+                "or columns predictions/targets, preds/targets, y_pred/y_true, "
+                "logits/labels).")
+
+
 def _click_option(param: Param) -> click.Option:
     """The Click option of one loss option; arrays are parsed later (file or list)."""
     default = param.default
@@ -56,7 +63,7 @@ def _click_option(param: Param) -> click.Option:
     if param.kind == "bool":
         flag = _option_name(param)
         return click.Option([f"{flag}/--no-{flag[2:]}", param.name], default=None, help=text)
-    kind: Any = {"float": float, "int": int}.get(param.kind, str)
+    kind: Any = {"float": float, "int": int}.get(param.kind, click.Path())
     metavar = {"array": "FILE|LIST", "float_or_array": "NUMBER|FILE|LIST"}.get(param.kind)
     if param.required:  # no default at all: Click 8.2+ counts default=None as given
         return click.Option([_option_name(param), param.name], type=kind, metavar=metavar,
@@ -65,92 +72,16 @@ def _click_option(param: Param) -> click.Option:
                         metavar=metavar, help=text)
 
 
-def _option_values(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
-    """The options the user set, with arrays read from files or comma-separated lists."""
-    from lossjit.io import parse_array_option
-
-    values: dict[str, Any] = {}
-    for param in spec.params:
-        value = given.get(param.name)
-        if value is None:
-            continue
-        if param.kind == "float_or_array":
-            try:
-                value = float(value)
-            except ValueError:
-                value = parse_array_option(value, what=_option_name(param))
-        elif param.kind == "array":
-            value = parse_array_option(value, what=_option_name(param))
-        values[param.name] = value
-    return values
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` as JSON data: arrays become lists, NaN and infinities become null."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _grad_out_option(param: Param) -> str:
     """The ``--<option>-grad-out`` of an option the loss can be differentiated by."""
     return f"{_option_name(param)}-grad-out"
 
 
-#: The option that names each output file.
-_OUTPUT_OPTIONS = {"predictions": "--grad-out", "hess": "--hess-out"}
-
-
 def _import_compute_modules() -> None:
     """Point Numba at the CLI's cache, then import what computing needs (before the clock)."""
     use_cache_dir()
-    for module in ("numpy", "lossjit.api", "lossjit.io", "lossjit.layouts"):
+    for module in ("numpy", "lossjit.api", "lossjit.jobs", "lossjit.layouts"):
         importlib.import_module(module)
-
-
-def _sample_weight(text: str | None) -> Any:
-    """The ``--sample-weight`` array (a file or a comma-separated list), or None."""
-    from lossjit.io import parse_array_option
-
-    return None if text is None else parse_array_option(text, what="--sample-weight")
-
-
-def _output_paths(predictions_path: str, grad_out: str | None, no_grad: bool,
-                  outputs: dict[str, str]) -> dict[str, str]:
-    """Where each output goes: "predictions" (the gradient, unless --no-grad), then
-    ``outputs``; '-' is refused, since stdout carries the loss."""
-    from lossjit.io import default_grad_path
-
-    written: dict[str, str] = {}
-    if not no_grad:
-        written["predictions"] = grad_out or default_grad_path(predictions_path)
-    written.update(outputs)
-    for key, path in written.items():
-        if path == "-":
-            option = _OUTPUT_OPTIONS.get(key) or "--" + key.replace("_", "-") + "-grad-out"
-            raise LossjitError(f"{option}: '-' is not allowed, stdout carries the loss; give "
-                               "a file path")
-    return written
-
-
-def _read_inputs(spec: LossSpec, predictions_path: str,
-                 targets_path: str | None) -> tuple[Any, Any]:
-    """The predictions and targets arrays; targets given to a loss without any are ignored,
-    with a message."""
-    from lossjit.io import read_array
-
-    predictions = read_array(predictions_path, what="predictions")
-    targets = None
-    if targets_path is not None:
-        if spec.targets == "none":
-            _say(f"{spec.name} takes no targets; ignoring {targets_path}")
-        else:
-            targets = read_array(targets_path, what="targets")
-    return predictions, targets
 
 
 @contextlib.contextmanager
@@ -163,137 +94,61 @@ def _warnings_on_stderr() -> Iterator[None]:
         _say(f"warning: {warning.message}")
 
 
-def _compute(spec: LossSpec, predictions: Any, targets: Any, reduction: str, no_grad: bool,
-             options: dict[str, Any], sample_weight: Any, empty: str,
-             outputs: dict[str, str]) -> tuple[Any, dict[str, Any]]:
-    """The loss value, and the arrays to write by output key ("predictions", "hess", option
-    names); a damaged kernel cache is a LossjitError."""
-    from lossjit import api
-
-    wrt = ("predictions", *(name for name in outputs if name != "hess"))
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """A LossjitError (or a damaged kernel cache) as one line on stderr and exit 1."""
     try:
-        value, grads, hess = api.compute(
-            spec.name, predictions, targets, reduction=reduction,
-            want_grad=not no_grad or len(wrt) > 1, sample_weight=sample_weight,
-            empty=empty, wrt=wrt, hessian="hess" in outputs, **options)
+        yield
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except LossjitError as exc:
+        raise click.ClickException(str(exc)) from None
     except (EOFError, pickle.UnpicklingError) as exc:
-        raise LossjitError(f"the compiled-kernel cache in {os.environ['NUMBA_CACHE_DIR']} "
-                           f"is damaged ({type(exc).__name__}); run `lossjit cache clear`"
-                           ) from None
-    return value, {**grads, "hess": hess}
+        raise click.ClickException(
+            f"the compiled-kernel cache in {os.environ.get('NUMBA_CACHE_DIR')} is damaged "
+            f"({type(exc).__name__}); run `lossjit cache clear`") from None
 
 
-def _input_files(predictions_path: str, targets_path: str | None, given: dict[str, Any],
-                 sample_weight: str | None) -> list[str]:
-    """The files read as inputs (the arrays and the options naming a file): never written."""
-    protect = [p for p in (predictions_path, targets_path) if p and p != "-"]
-    protect += [v for v in (*given.values(), sample_weight)
-                if isinstance(v, str) and os.path.isfile(v)]
-    return protect
+def _classes(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(name.strip() for name in text.split(","))
 
 
-def _write_outputs(written: dict[str, str], arrays: dict[str, Any],
-                   protect: list[str]) -> None:
-    """Write each output array to its path, never over a file in ``protect``; say where."""
-    import numpy as np
+def _job(spec: LossSpec, predictions: str, targets: str | None, reduction: str,
+         sample_weight: str | None, empty: str, header: bool | None, classes: str | None,
+         given: dict[str, Any], outputs: dict[str, str] | None = None,
+         stream_format: str = "csv") -> Any:
+    """The job the command line describes."""
+    from lossjit.jobs import Job
 
-    from lossjit.io import write_array
-
-    for key, path in written.items():
-        write_array(path, np.asarray(arrays[key]), protect=protect)
-        what = {"predictions": "gradient", "hess": "Hessian diagonal"}.get(
-            key, f"gradient w.r.t. {key}")
-        _say(f"{what} written to {path}")
-
-
-def _report(spec: LossSpec, value: Any, predictions: Any, reduction: str,
-            options: dict[str, Any], weighted: bool, empty: str, written: dict[str, str],
-            outputs: dict[str, str], seconds: float) -> dict[str, Any]:
-    """The ``--json`` record of one computation."""
-    import numpy as np
-
-    from lossjit.layouts import FLOATS
-
-    return {
-        "loss": _json_safe(value),
-        "name": spec.name,
-        "reduction": reduction,
-        "params": {k: _json_safe(v) for k, v in spec.options(options).items()},
-        "sample_weight": weighted,
-        "empty": empty,
-        "shape": list(np.shape(predictions)),
-        "dtype": str(predictions.dtype if predictions.dtype in FLOATS else np.float64),
-        "grad": written.get("predictions"),
-        **{f"{key}_grad" if key != "hess" else key: path for key, path in outputs.items()},
-        "seconds": seconds,
-    }
-
-
-def _print_loss(value: Any, reduction: str) -> None:
-    """Print the loss: one number, or one per line for ``--reduction none``."""
-    import numpy as np
-
-    if reduction == "none":
-        click.echo("\n".join(repr(float(v)) for v in np.ravel(value)))
-    else:
-        click.echo(repr(float(value)))
-
-
-def _run_compute(spec: LossSpec, predictions_path: str, targets_path: str | None, *,
-                 reduction: str, grad_out: str | None, no_grad: bool, as_json: bool,
-                 given: dict[str, Any], sample_weight: str | None, empty: str,
-                 outputs: dict[str, str]) -> None:
-    """Compute and report. ``given`` holds the loss's options as typed, ``outputs`` the extra
-    output paths: "hess" and the names of options to differentiate by."""
-    _import_compute_modules()
-    started = time.perf_counter()
-    options = _option_values(spec, given)
-    weights = _sample_weight(sample_weight)
-    written = _output_paths(predictions_path, grad_out, no_grad, outputs)
-    predictions, targets = _read_inputs(spec, predictions_path, targets_path)
-    with _warnings_on_stderr():
-        value, arrays = _compute(spec, predictions, targets, reduction, no_grad, options,
-                                 weights, empty, outputs)
-    _write_outputs(written, arrays,
-                   _input_files(predictions_path, targets_path, given, sample_weight))
-    seconds = time.perf_counter() - started
-    if as_json:
-        click.echo(json.dumps(_report(spec, value, predictions, reduction, options,
-                                      weights is not None, empty, written, outputs, seconds)))
-    else:
-        _print_loss(value, reduction)
-
-
-def _extra_outputs(given: dict[str, Any], differentiable: list[Param]) -> dict[str, str]:
-    """Take ``--hess-out`` and each ``--<option>-grad-out`` out of ``given``: the paths set,
-    by output key ("hess" or the option's name)."""
-    outputs = {}
-    hess_out = given.pop("hess_out", None)
-    if hess_out:
-        outputs["hess"] = hess_out
-    for p in differentiable:
-        path = given.pop(f"{p.name}_grad_out", None)
-        if path:
-            outputs[p.name] = path
-    return outputs
+    return Job(spec.name, predictions, targets, reduction=reduction,
+               options={p.name: given.get(p.name) for p in spec.params},
+               sample_weight=sample_weight, empty=empty, outputs=outputs or {}, header=header,
+               classes=_classes(classes), stream_format=stream_format)
 
 
 def _input_params(spec: LossSpec) -> list[click.Parameter]:
     """What every per-loss command reads: PREDICTIONS, TARGETS, the reduction, the loss's own
-    options, --sample-weight and --empty."""
+    options, --sample-weight, --empty and how text inputs are read."""
     reductions = ", ".join(spec.reductions[1:-1]) + " or " + spec.reductions[-1]
     return [
-        click.Argument(["predictions"], metavar="PREDICTIONS"),
-        click.Argument(["targets"], required=spec.targets == "required", metavar="TARGETS"
-                       if spec.targets == "required" else "[TARGETS]"),
+        click.Argument(["predictions"], metavar="PREDICTIONS", type=click.Path()),
+        click.Argument(["targets"], required=False, type=click.Path(),
+                       metavar="TARGETS" if spec.targets == "required" else "[TARGETS]"),
         click.Option(["--reduction"], type=click.Choice(spec.reductions), default="mean",
                      show_default=True,
                      help=f"mean (or {reductions}); none gives one loss per term"),
         *[_click_option(p) for p in spec.params],
         click.Option(["--sample-weight", "sample_weight"], metavar="FILE|LIST",
+                     type=click.Path(),
                      help="one weight per loss term; the mean becomes sum(w l) / sum(w)"),
         click.Option(["--empty"], type=click.Choice(registry.EMPTY_CHOICES), default="nan",
                      show_default=True, help="what a mean over zero terms gives"),
+        click.Option(["--header/--no-header"], default=None,
+                     help="text inputs: the first row is (is not) a header [default: only "
+                          "when every field is a name]"),
+        click.Option(["--classes"], metavar="A,B,...",
+                     help="the class names, in order, of text class labels [default: the "
+                          "logits' column names]"),
     ]
 
 
@@ -301,49 +156,117 @@ def _inputs_help(spec: LossSpec) -> str:
     targets_help = {"required": "", "optional": " (optional)",
                     "none": " (ignored: this loss has no targets)"}[spec.targets]
     return (f"{spec.formula}\n\nInputs: {spec.inputs}."
-            + (f" Targets{targets_help}." if targets_help else "")
-            + "\n\nPREDICTIONS and TARGETS are .npy, .npz, .csv, .tsv or .txt files, or - "
-            "for stdin.")
+            + (f" Targets{targets_help}." if targets_help else "") + "\n\n" + SOURCES_HELP)
+
+
+def _outputs(spec: LossSpec, predictions: str, grad_out: str | None, no_grad: bool,
+             given: dict[str, Any]) -> dict[str, str]:
+    """Take the output options out of ``given``: the paths by output key, the gradient's
+    default path first (unless --no-grad)."""
+    from lossjit.readers import Source
+    from lossjit.writers import default_grad_path
+
+    outputs = {}
+    if not no_grad:
+        outputs["grad"] = grad_out or default_grad_path(Source.parse(predictions).path)
+    for key in ("hess", "loss", *(f"{p.name}_grad" for p in spec.params if p.differentiable)):
+        path = given.pop(f"{key}_out", None)
+        if path:
+            outputs[key] = path
+    return outputs
+
+
+#: Stands in for the leading "-" of a stdin selector ("-:pred") while Click parses, which
+#: would take it for an option.
+_STDIN_SELECTOR = "\x01stdin"
+
+
+class OneJob(click.Command):
+    """A command that runs one job: stdin selectors (``-:pred``) are arguments, and extra
+    arguments point to ``lossjit batch``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = [_STDIN_SELECTOR + a[1:] if a.startswith("-:") else a for a in args]
+        try:
+            rest = super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if "unexpected extra argument" in exc.message:
+                exc.message += (" (compute runs one job: PREDICTIONS [TARGETS]; to run many "
+                                "in one process, list them for `lossjit batch`)")
+            raise
+        for name, value in ctx.params.items():
+            if isinstance(value, str) and value.startswith(_STDIN_SELECTOR):
+                ctx.params[name] = "-" + value[len(_STDIN_SELECTOR):]
+        return rest
 
 
 def _loss_command(spec: LossSpec) -> click.Command:
     """``lossjit compute <loss>``, with the loss's own options."""
+    from lossjit.records import FORMATS
+
     differentiable = [p for p in spec.params if p.differentiable]
     params: list[click.Parameter] = [
         *_input_params(spec),
-        click.Option(["--grad-out"], metavar="PATH",
-                     help="where to write the gradient [default: <predictions stem>.grad"
-                          "<ext> in the current directory]"),
+        click.Option(["--grad-out"], metavar="PATH", type=click.Path(),
+                     help="where to write the gradient, - for stdout [default: <predictions "
+                          "stem>.grad<ext> in the current directory]"),
         click.Option(["--no-grad"], is_flag=True, help="do not write the gradient"),
-        *([click.Option(["--hess-out", "hess_out"], metavar="PATH",
+        *([click.Option(["--hess-out", "hess_out"], metavar="PATH", type=click.Path(),
                         help=f"also write the Hessian's diagonal: {spec.hessian}")]
           if spec.hessian else []),
+        click.Option(["--loss-out", "loss_out"], metavar="PATH", type=click.Path(),
+                     help="also write the per-term losses (the reduction's terms)"),
         *[click.Option([_grad_out_option(p), f"{p.name}_grad_out"], metavar="PATH",
-                       help=f"also write the gradient w.r.t. {p.name}")
+                       type=click.Path(), help=f"also write the gradient w.r.t. {p.name}")
           for p in differentiable],
-        click.Option(["--json", "as_json"], is_flag=True,
-                     help="print one JSON object: loss, name, reduction, params, shape, "
-                          "dtype, output paths, seconds"),
+        click.Option(["--format", "fmt"], type=click.Choice(FORMATS), default=None,
+                     help="how to print the record: the loss as text (default), or loss, "
+                          "name, options, shape, dtype, outputs and timings as json, ndjson "
+                          "or csv"),
+        click.Option(["--json", "as_json"], is_flag=True, help="short for --format json"),
+        click.Option(["--grad-format"], type=click.Choice(["csv", "tsv", "txt", "npy"]),
+                     default="csv", show_default=True,
+                     help="the format of an output written to - (stdout)"),
     ]
 
     def callback(predictions: str, targets: str | None, reduction: str, grad_out: str | None,
-                 no_grad: bool, as_json: bool, sample_weight: str | None, empty: str,
-                 **given: Any) -> None:
+                 no_grad: bool, fmt: str | None, as_json: bool, grad_format: str,
+                 sample_weight: str | None, empty: str, header: bool | None,
+                 classes: str | None, **given: Any) -> None:
         if grad_out and no_grad:
             raise click.UsageError("--grad-out and --no-grad exclude each other")
-        outputs = _extra_outputs(given, differentiable)
-        try:
-            _run_compute(spec, predictions, targets, reduction=reduction, grad_out=grad_out,
-                         no_grad=no_grad, as_json=as_json, given=given,
-                         sample_weight=sample_weight, empty=empty, outputs=outputs)
-        except LossjitError as exc:
-            raise click.ClickException(str(exc)) from None
+        if fmt and as_json and fmt != "json":
+            raise click.UsageError(f"--json and --format {fmt} exclude each other")
+        _import_compute_modules()
+        from lossjit import jobs
+        from lossjit.records import render
 
-    return click.Command(
+        with _user_errors():
+            job = _job(spec, predictions, targets, reduction, sample_weight, empty, header,
+                       classes, given, _outputs(spec, predictions, grad_out, no_grad, given),
+                       grad_format)
+            with _warnings_on_stderr():
+                done = jobs.run(job, say=_say)
+        # an output on stdout keeps stdout one clean stream: the record goes to stderr
+        click.echo(render(done, "json" if as_json else fmt or "text"), nl=False,
+                   err="-" in job.outputs.values())
+
+    return OneJob(
         spec.name, params=params, callback=callback,
-        help=_inputs_help(spec) + " The loss goes to stdout, the gradient to a file.",
+        help=_inputs_help(spec) + " The loss goes to stdout, the gradient to a file."
+             f"\n\n\b\nExamples:\n  {_example(spec, 'compute')}\n"
+             "  lossjit compute mse results.csv:pred results.csv:label --grad-out - > g.csv",
         short_help=spec.formula,
     )
+
+
+def _example(spec: LossSpec, command: str) -> str:
+    """A command line of ``spec`` on the sample data."""
+    files = {"ClassAxis": "data/logits.npy data/labels.npy",
+             "Stacked": "data/triplets.npy" if spec.name == "triplet"
+             else "data/pairs.npy data/pair_labels.npy"}.get(type(spec.layout).__name__,
+                                                              "data/preds.npy data/targets.npy")
+    return f"lossjit {command} {spec.name} {files}"
 
 
 def _check_report(result: Any, against: str | None) -> list[str]:
@@ -372,33 +295,36 @@ def _check_command(spec: LossSpec) -> click.Command:
                      help="the seed of --samples"),
         click.Option(["--tol"], type=click.FloatRange(0.0), default=1e-5, show_default=True,
                      help="exit 1 when the worst error is above this"),
-        click.Option(["--against"], metavar="FILE",
+        click.Option(["--against"], metavar="FILE", type=click.Path(),
                      help="a gradient computed elsewhere, compared with lossjit's"),
         click.Option(["--json", "as_json"], is_flag=True,
                      help="print one JSON object per comparison"),
     ]
 
     def callback(predictions: str, targets: str | None, reduction: str,
-                 sample_weight: str | None, empty: str, samples: int | None, seed: int,
-                 tol: float, against: str | None, as_json: bool, **given: Any) -> None:
+                 sample_weight: str | None, empty: str, header: bool | None,
+                 classes: str | None, samples: int | None, seed: int, tol: float,
+                 against: str | None, as_json: bool, **given: Any) -> None:
         _import_compute_modules()
         from lossjit.gradcheck import check_grad
-        from lossjit.io import read_array
+        from lossjit.jobs import json_safe, read_inputs
+        from lossjit.readers import Reader
 
-        try:
-            x, y = _read_inputs(spec, predictions, targets)
-            theirs = None if against is None else read_array(against, what="--against")
+        with _user_errors():
+            job = _job(spec, predictions, targets, reduction, sample_weight, empty, header,
+                       classes, given)
+            reader = Reader(header=header)
+            inputs = read_inputs(spec, job, reader)
+            theirs = None if against is None else reader.read(against, what="--against").array
             with _warnings_on_stderr():
-                result = check_grad(spec.name, x, y, reduction=reduction,
-                                    sample_weight=_sample_weight(sample_weight), empty=empty,
+                result = check_grad(spec.name, inputs.x, inputs.y, reduction=reduction,
+                                    sample_weight=inputs.sample_weight, empty=empty,
                                     samples=samples, seed=seed, against=theirs,
-                                    **_option_values(spec, given))
-        except LossjitError as exc:
-            raise click.ClickException(str(exc)) from None
+                                    **inputs.options)
         if as_json:
             for check in (result, result.hessian):
                 if check is not None:
-                    fields = {k: _json_safe(v) for k, v in vars(check).items()
+                    fields = {k: json_safe(v) for k, v in vars(check).items()
                               if k != "hessian"}
                     click.echo(json.dumps({**fields, "position": list(check.position),
                                            "ok": check.ok(tol), "tol": tol}))
@@ -408,12 +334,12 @@ def _check_command(spec: LossSpec) -> click.Command:
             _say(f"above the tolerance {tol:g}")
             sys.exit(1)
 
-    return click.Command(
+    return OneJob(
         spec.name, params=params, callback=callback,
         help=_inputs_help(spec) + " Prints the worst error of the gradient (and the Hessian's "
              "diagonal) against central finite differences, or against --against FILE; exits "
-             "1 above --tol.\n\n\b\nExample:\n  lossjit check focal logits.npy labels.npy "
-             "--gamma 1.5 --samples 100",
+             f"1 above --tol.\n\n\b\nExamples:\n  {_example(spec, 'check')} --samples 100\n"
+             f"  {_example(spec, 'check')} --against my_grad.npy",
         short_help=spec.formula,
     )
 
@@ -449,9 +375,17 @@ def cli() -> None:
 
     \b
     lossjit compute mse preds.npy targets.npy      loss on stdout, gradient to preds.grad.npy
+    lossjit compute mse results.csv:pred results.csv:label --grad-out -
     lossjit compute focal logits.npy labels.npy --gamma 1.5 --json
+    lossjit check huber preds.npy targets.npy      gradient against finite differences
+    lossjit batch jobs.ndjson                      many jobs, one process
+    lossjit plot mse huber -o losses.png           curves of losses and their derivatives
     lossjit list                                   every loss
     lossjit info cross_entropy                     one loss: formula, inputs, options
+
+    \b
+    Shell completion (bash; zsh and fish alike, with zsh_source or fish_source):
+      eval "$(_LOSSJIT_COMPLETE=bash_source lossjit)"
     """
 
 
@@ -472,6 +406,12 @@ def compute() -> None:
     """Compute LOSS of PREDICTIONS against TARGETS; print it and write the gradient.
 
     Run `lossjit compute LOSS --help` for a loss's options.
+
+    \b
+    Examples:
+      lossjit compute mse preds.npy targets.npy
+      lossjit compute bce_with_logits results.csv.gz:score results.csv.gz:clicked --json
+      zcat logits.npy.gz | lossjit compute cross_entropy - labels.txt --no-grad
     """
 
 
@@ -481,7 +421,102 @@ def check() -> None:
     against a gradient computed elsewhere, --against FILE).
 
     Run `lossjit check LOSS --help` for a loss's options.
+
+    \b
+    Examples:
+      lossjit check focal logits.npy labels.npy --gamma 1.5 --samples 100
+      lossjit check mse preds.npy targets.npy --against torch_grad.npy
     """
+
+
+@cli.command()
+@click.argument("jobs", default="-", type=click.Path(allow_dash=True))
+@click.option("--jobs", "workers", type=click.IntRange(1), default=1, show_default=True,
+              metavar="N", help="run N jobs at a time (results stay in order)")
+def batch(jobs: str, workers: int) -> None:
+    """Run every job of JOBS (a file, or - for stdin) in one process; print one NDJSON result
+    per job, in order. Exit 1 when any job failed.
+
+    JOBS is NDJSON (one object per line) or CSV (a header, one job per row) with the fields
+    loss, predictions, targets, reduction, the loss's options, sample_weight, empty, header,
+    classes, and the outputs grad_out, hess_out, loss_out, <option>_grad_out (a batch job
+    writes only the outputs it names).
+
+    \b
+    Example:
+      ls runs/*.npz | sed 's/.*/{"loss": "mse", "predictions": "&"}/' | lossjit batch
+      lossjit batch jobs.csv --jobs 2 > results.ndjson
+    """
+    use_cache_dir()
+    from lossjit.batch import parse_jobs, run_jobs
+
+    try:
+        if jobs == "-":
+            stream = click.get_binary_stream("stdin")
+            if stream.isatty():
+                raise LossjitError("JOBS: stdin is a terminal; pipe the job list in or give "
+                                   "a file")
+            text = stream.read().decode("utf-8-sig")
+        else:
+            with open(jobs, encoding="utf-8-sig") as f:
+                text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"JOBS: {jobs!r}: cannot read: "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+    except LossjitError as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_: _say(f"warning: {message}")
+        for result in run_jobs(parse_jobs(text), workers=workers):
+            failed += not result["ok"]
+            click.echo(json.dumps(result))
+    if failed:
+        _say(f"{failed} job{'s' if failed > 1 else ''} failed")
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("losses", nargs=-1, required=True, metavar="LOSS...")
+@click.option("-o", "--output", required=True, type=click.Path(), metavar="FILE",
+              help="the figure: .png, .svg or .pdf")
+@click.option("--range", "bounds", type=(float, float), default=None, metavar="A B",
+              help="the predictions drawn [default: chosen for each loss]")
+@click.option("--target", type=float, default=None,
+              help="the fixed target [default: a typical one for each loss]")
+@click.option("--points", type=click.IntRange(3), default=401, show_default=True)
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="a loss option, for every loss that has it (repeatable)")
+def plot(losses: tuple[str, ...], output: str, bounds: tuple[float, float] | None,
+         target: float | None, points: int, settings: tuple[str, ...]) -> None:
+    """Draw each LOSS, its gradient and (where it has one) its Hessian's diagonal over a
+    range of predictions for a fixed target (classification losses: over the probability of
+    the true class). Needs the plot extra: pip install 'lossjit[plot]'.
+
+    \b
+    Example:
+      lossjit plot mse l1 huber log_cosh --range -3 3 -o losses.png
+      lossjit plot cross_entropy focal --set gamma=2 -o classes.png
+    """
+    use_cache_dir()
+    options: dict[str, float] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        try:
+            options[name.strip().replace("-", "_")] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected NAME=NUMBER", param_hint="--set"
+                                     ) from None
+        if not sep:
+            raise click.BadParameter(f"{item!r}: expected NAME=NUMBER", param_hint="--set")
+    from lossjit.plotting import plot as draw
+
+    lo, hi = bounds if bounds else (None, None)
+    with _user_errors():
+        names = [registry.resolve(name).name for name in losses]
+        draw(names, output, lo=lo, hi=hi, target=target, points=points, options=options)
+    _say(f"figure written to {output}")
 
 
 def _describe(spec: LossSpec) -> dict[str, Any]:
@@ -534,7 +569,12 @@ def markdown_table(names: list[str] | None = None) -> str:
 @click.option("--markdown", is_flag=True, help="print the table of losses in Markdown")
 def list_losses(as_json: bool, markdown: bool) -> None:
     """List every loss: name, family, whether it has a Hessian (grad_hess), formula, aliases;
-    then, indented, its inputs, options with defaults and reference."""
+    then, indented, its inputs, options with defaults and reference.
+
+    \b
+    Example:
+      lossjit list --json | jq -r '.[].name'
+    """
     specs = [registry.resolve(name) for name in registry.names()]
     if as_json:
         click.echo(json.dumps([_describe(s) for s in specs]))
@@ -559,7 +599,12 @@ def list_losses(as_json: bool, markdown: bool) -> None:
 @click.argument("loss")
 @click.option("--json", "as_json", is_flag=True, help="print the description as JSON")
 def info(loss: str, as_json: bool) -> None:
-    """Describe LOSS: formula, gradient, inputs, options with defaults, reference."""
+    """Describe LOSS: formula, gradient, inputs, options with defaults, reference.
+
+    \b
+    Example:
+      lossjit info focal
+    """
     try:
         spec = registry.resolve(loss)
     except LossjitError as exc:
@@ -607,7 +652,12 @@ def info(loss: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
 def bench(losses: tuple[str, ...], size: int, dtype: str, peers: str, as_json: bool) -> None:
     """Time value-and-gradient of each LOSS (default: all) here, against NumPy and, when
-    installed, PyTorch and JAX: median milliseconds, and how many times faster lossjit is."""
+    installed, PyTorch and JAX: median milliseconds, and how many times faster lossjit is.
+
+    \b
+    Example:
+      lossjit bench mse cross_entropy --size 100000 --dtype float64
+    """
     use_cache_dir()
     from lossjit_bench import run_case
 
@@ -644,12 +694,22 @@ def bench(losses: tuple[str, ...], size: int, dtype: str, peers: str, as_json: b
 
 @cli.group()
 def cache() -> None:
-    """The compiled-kernel cache: where it is, clearing it, compiling ahead of use."""
+    """The compiled-kernel cache: where it is, clearing it, compiling ahead of use.
+
+    \b
+    Example:
+      lossjit cache warm mse cross_entropy --dtype float32
+    """
 
 
 @cache.command("path")
 def cache_path() -> None:
-    """Print the cache directory (NUMBA_CACHE_DIR, or a per-user, per-version directory)."""
+    """Print the cache directory (NUMBA_CACHE_DIR, or a per-user, per-version directory).
+
+    \b
+    Example:
+      du -sh "$(lossjit cache path)"
+    """
     from lossjit.cache import cache_dir, usage
 
     path = cache_dir()
@@ -660,7 +720,12 @@ def cache_path() -> None:
 
 @cache.command("clear")
 def cache_clear() -> None:
-    """Remove lossjit's compiled kernels (and nothing else) from the cache directory."""
+    """Remove lossjit's compiled kernels (and nothing else) from the cache directory.
+
+    \b
+    Example:
+      lossjit cache clear
+    """
     from lossjit.cache import cache_dir, clear
 
     path = cache_dir()
@@ -678,7 +743,12 @@ def cache_clear() -> None:
 def cache_warm(losses: tuple[str, ...], dtypes: tuple[str, ...], no_parallel: bool,
                jobs: int | None) -> None:
     """Compile every loss (or each LOSS) for float32 and float64 ahead of use: for images,
-    and before fanning out many processes."""
+    and before fanning out many processes.
+
+    \b
+    Example:
+      lossjit cache warm --jobs 2
+    """
     path = use_cache_dir()
     from lossjit.cache import warm
 

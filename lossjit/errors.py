@@ -17,6 +17,10 @@ class LossjitError(ValueError):
     """
 
 
+class UsageError(LossjitError):
+    """A call that lacks an argument it needs (the CLI's usage error, exit 2)."""
+
+
 class UnknownLossError(LossjitError, KeyError):
     """A loss name that is neither a registered name nor an alias."""
 

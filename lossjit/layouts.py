@@ -226,6 +226,15 @@ class Layout:
         lined up with theirs (NumPy's broadcasting rules, unless the layout has its own)."""
         return value
 
+    def class_index_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The shape of class-index targets for predictions of ``shape``, or None when the
+        layout takes no class indices."""
+        return None
+
+    def class_count(self, shape: tuple[int, ...]) -> int:
+        """The number of classes of predictions of ``shape`` (0 without a class axis)."""
+        return 0
+
     def cut(self, shape: tuple[int, ...], options: dict[str, Any]) -> int | None:
         """Pieces may start at multiples of this many indices of the predictions' axis 0
         (None: the call cannot be cut): every piece then holds whole kernel blocks."""
@@ -598,6 +607,15 @@ class ClassAxis(Layout):
 
     def rows(self, shape: tuple[int, ...], options: dict[str, Any]) -> tuple[int, int] | None:
         return (math.prod(shape[2:]), shape[1]) if len(shape) >= 2 else None
+
+    def class_index_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """``(N, d1, ...)`` for logits ``(N, C, d1, ...)``; ``()`` for ``(C,)``."""
+        if len(shape) == 0:
+            return None
+        return () if len(shape) == 1 else (shape[0], *shape[2:])
+
+    def class_count(self, shape: tuple[int, ...]) -> int:
+        return shape[0] if len(shape) == 1 else shape[1] if len(shape) > 1 else 0
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@ from lossjit.cli import cli
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 DATA_FILES = ["preds.npy", "targets.npy", "preds.csv", "targets.csv", "logits.npy",
-              "labels.npy", "pairs.npy", "pair_labels.npy", "triplets.npy"]
+              "labels.npy", "pairs.npy", "pair_labels.npy", "triplets.npy", "results.csv",
+              "animals.csv", "run.npz"]
 # The console script of the environment running the tests, else the first one on PATH.
 _SIBLING = Path(sys.executable).with_name("lossjit")
 SCRIPT = str(_SIBLING) if _SIBLING.exists() else shutil.which("lossjit")

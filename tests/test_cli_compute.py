@@ -33,10 +33,15 @@ from cli_helpers import (
 )
 
 import lossjit
-from lossjit.io import read_array
+import lossjit.writers
+from lossjit.readers import Reader
 
 # --------------------------------------------------------------------------------------------
 # the sample data itself
+
+
+def read_array(path: str) -> np.ndarray:
+    return Reader().read(path, what="input").array
 
 
 def test_sample_data_is_as_documented():
@@ -98,7 +103,8 @@ def test_mse_csv(work: Path):
     assert result.stdout == repr(lossjit.loss("mse", preds, targets)) + "\n"
     assert "preds.grad.csv" in result.stderr
     assert not (work / "preds.grad.npy").exists()
-    text = (work / "preds.grad.csv").read_text().split()
+    header, *text = (work / "preds.grad.csv").read_text().split()
+    assert header == (work / "data" / "preds.csv").read_text().split()[0]  # kept from the input
     back = np.array([float(v) for v in text])
     assert bits_equal(back, lossjit.grad("mse", preds, targets))
     assert bits_equal(read_array("preds.grad.csv"), lossjit.grad("mse", preds, targets))
@@ -120,8 +126,10 @@ def test_focal_json(work: Path):
     assert len(result.stdout.strip().splitlines()) == 1
     record = json.loads(result.stdout)
     assert isinstance(record, dict)
-    assert set(record) == {"loss", "name", "reduction", "params", "sample_weight", "empty",
-                           "shape", "dtype", "grad", "seconds"}
+    assert set(record) == {"loss", "name", "predictions", "targets", "reduction", "params",
+                           "sample_weight", "empty", "shape", "dtype", "grad", "read_seconds",
+                           "compile_seconds", "compute_seconds", "write_seconds", "seconds"}
+    assert record["predictions"] == "data/logits.npy"
     assert record["loss"] == lossjit.loss("focal", logits, labels, gamma=1.5)
     p_y = softmax(logits)[np.arange(32), labels]
     assert record["loss"] == pytest.approx(np.mean(-(1 - p_y) ** 1.5 * np.log(p_y)), rel=1e-12)
@@ -255,7 +263,7 @@ def test_cross_entropy_weight_smoothing_ignore(work: Path):
 def test_weight_from_a_file(work: Path, suffix: str):
     logits, labels = load("logits.npy"), load("labels.npy")
     w = np.array([0.5, 2.0, 1.0, 3.0, 1.0])
-    lossjit.io.write_array(f"w{suffix}", w)
+    lossjit.writers.write_array(f"w{suffix}", w)
     result = invoke("compute", "ce", "data/logits.npy", "data/labels.npy", "--weight",
                     f"w{suffix}")
     assert result.exit_code == 0, result.stderr
@@ -596,8 +604,6 @@ ERRORS_1 = {
                   "--alpha"),
     "unparsable csv": (["mse", "BAD_CSV", "data/targets.csv"], _bad_csv, "line 3"),
     "3-D as csv": (["triplet", "data/triplets.npy", "--grad-out", "t.csv"], None, "3-D"),
-    "grad-out dash": (["mse", "data/preds.npy", "data/targets.npy", "--grad-out", "-"], None,
-                      "--grad-out"),
     "grad-out no dir": (["mse", "data/preds.npy", "data/targets.npy", "--grad-out",
                          "no/such/g.npy"], None, "directory"),
     "grad-out bad ext": (["mse", "data/preds.npy", "data/targets.npy", "--grad-out", "g.dat"],
@@ -742,7 +748,9 @@ def test_process_mse_csv(work: Path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode() == repr(lossjit.loss("mse", preds, targets)) + "\n"
     assert "preds.grad.csv" in proc.stderr.decode()
-    back = np.array([float(v) for v in (work / "preds.grad.csv").read_text().split()])
+    header, *text = (work / "preds.grad.csv").read_text().split()
+    assert header == "prediction"  # the input's column name
+    back = np.array([float(v) for v in text])
     assert bits_equal(back, lossjit.grad("mse", preds, targets))
 
 
@@ -754,8 +762,10 @@ def test_process_focal_json(work: Path, exe: list[str]):
     out = proc.stdout.decode()
     assert out.count("\n") == 1 and out.endswith("\n")
     record = json.loads(out)
-    assert set(record) == {"loss", "name", "reduction", "params", "sample_weight", "empty",
-                           "shape", "dtype", "grad", "seconds"}
+    assert set(record) == {"loss", "name", "predictions", "targets", "reduction", "params",
+                           "sample_weight", "empty", "shape", "dtype", "grad", "read_seconds",
+                           "compile_seconds", "compute_seconds", "write_seconds", "seconds"}
+    assert record["predictions"] == "data/logits.npy"
     assert record["loss"] == lossjit.loss("focal", logits, labels, gamma=1.5)
     assert (work / "logits.grad.npy").exists()
     assert bits_equal(np.load(work / "logits.grad.npy"),
