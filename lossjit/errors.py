@@ -26,3 +26,23 @@ class UnknownLossError(LossjitError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def show(text: object, limit: int = 60) -> str:
+    """A path or token quoted for a one-line message: control characters escaped, long ones
+    cut.
+
+    >>> show("a\\nb"), show("x" * 10, limit=6)
+    ("'a\\\\nb'", "'xxx...'")
+    """
+    text = str(text)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return repr(text)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -111,7 +111,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from lossjit import formats
-from lossjit.errors import LossjitError
+from lossjit.errors import LossjitError, one_line, show
 
 __all__ = ["MARKERS", "Reader", "Selected", "Source", "label_indices", "parse_array_option"]
 
@@ -156,28 +156,16 @@ _DECOMPRESS_ERRORS = (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error)
 # message helpers
 
 
-def _show(text: object, limit: int = 60) -> str:
-    """Quote a path or token for a one-line message (control characters escaped, long ones cut)."""
-    text = str(text)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return repr(text)
-
-
 def _where(what: str, path: str) -> str:
-    return f"{what}: {'stdin' if path == '-' else _show(path, 200)}"
+    return f"{what}: {'stdin' if path == '-' else show(path, 200)}"
 
 
 def _count(n: int, noun: str = "value") -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _listing(names: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(_show(name, 40)[1:-1] if name else "''" for name in names[:limit])
+    shown = ", ".join(show(name, 40)[1:-1] if name else "''" for name in names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
@@ -339,7 +327,7 @@ class _Table:
                 hint = f", e.g. {label}:{self._token(numeric[0])}" if numeric else ""
                 raise LossjitError(
                     f"{_where(what, label)}: column {self._name(index)} holds text labels such "
-                    f"as {_show(array[0], 40)}, not numbers; pick numeric columns with a "
+                    f"as {show(array[0], 40)}, not numbers; pick numeric columns with a "
                     f"selector{hint}"
                 )
         array = self.block if self.block is not None else np.column_stack(arrays)
@@ -350,7 +338,7 @@ class _Table:
     def _name(self, index: int) -> str:
         """A column for a message: its quoted name, or its index."""
         token = self._token(index)
-        return str(index) if token == str(index) else _show(token, 40)
+        return str(index) if token == str(index) else show(token, 40)
 
     def _token(self, index: int) -> str:
         """What selects a column: its name when a selector can spell it, else its index."""
@@ -386,7 +374,7 @@ class _Item:
             part = part.strip()
             if not part:
                 raise LossjitError(
-                    f"{_where(what, label)}: selector {_show(selector)} has an empty item; "
+                    f"{_where(what, label)}: selector {show(selector)} has an empty item; "
                     "expected names or 0-based indices separated by commas"
                 )
             start, dots, stop = part.partition("..")
@@ -404,7 +392,7 @@ def _index(space: _Columns, token: str, what: str, label: str) -> int:
         hits = [i for i, name in enumerate(space.names) if name == token]
         if len(hits) > 1:
             raise LossjitError(
-                f"{where}: {space.noun} name {_show(token)} appears {len(hits)} times "
+                f"{where}: {space.noun} name {show(token)} appears {len(hits)} times "
                 f"({space.noun}s {', '.join(map(str, hits))}); pick one by 0-based index"
             )
         if hits:
@@ -419,12 +407,12 @@ def _index(space: _Columns, token: str, what: str, label: str) -> int:
         return index
     if space.names is None:
         raise LossjitError(
-            f"{where}: no {space.noun} named {_show(token)}: it holds {space.shape}, so pick "
+            f"{where}: no {space.noun} named {show(token)}: it holds {space.shape}, so pick "
             f"{space.noun}s by 0-based index 0..{space.count - 1}"
         )
     by_index = " (or pick by 0-based index)" if space.indexable else ""
     raise LossjitError(
-        f"{where}: no {space.noun} {_show(token)}; the {space.noun}s are "
+        f"{where}: no {space.noun} {show(token)}; the {space.noun}s are "
         f"{_listing(space.names)}{by_index}"
     )
 
@@ -436,7 +424,7 @@ def _indices(space: _Columns, item: _Item, what: str, label: str) -> list[int]:
     stop = _index(space, item.stop, what, label) if item.stop else space.count - 1
     if start > stop:
         raise LossjitError(
-            f"{_where(what, label)}: range {_show(item.start + '..' + item.stop)} is empty "
+            f"{_where(what, label)}: range {show(item.start + '..' + item.stop)} is empty "
             f"({space.noun} {start} comes after {stop}); expected FIRST..LAST in file order"
         )
     return list(range(start, stop + 1))
@@ -460,18 +448,18 @@ def _stack(arrays: list[np.ndarray], names: Sequence[str], what: str, label: str
     for array, name in zip(arrays, names, strict=True):
         if array.ndim != 1:
             raise LossjitError(
-                f"{where}: {_show(name)} is {array.ndim}-D (shape {array.shape}); a list or range "
+                f"{where}: {show(name)} is {array.ndim}-D (shape {array.shape}); a list or range "
                 "of columns needs 1-D arrays"
             )
         if len(array) != len(arrays[0]):
             raise LossjitError(
-                f"{where}: {_show(name)} has {len(array)} rows but {_show(names[0])} has "
+                f"{where}: {show(name)} has {len(array)} rows but {show(names[0])} has "
                 f"{len(arrays[0])}; expected columns of one length"
             )
         if (array.dtype.kind == "U") != (arrays[0].dtype.kind == "U"):
             raise LossjitError(
                 f"{where}: cannot put text labels and numbers in one array "
-                f"({_show(names[0])} and {_show(name)}); select them separately"
+                f"({show(names[0])} and {show(name)}); select them separately"
             )
     return np.column_stack(arrays)
 
@@ -562,7 +550,7 @@ class Reader:
         try:
             data = stream.read()
         except OSError as exc:
-            raise LossjitError(f"{what}: stdin: cannot read: {_one_line(exc)}") from None
+            raise LossjitError(f"{what}: stdin: cannot read: {one_line(exc)}") from None
         if isinstance(data, str):  # a text stream was passed; accept it
             data = data.encode("utf-8")
         if not data:
@@ -585,9 +573,9 @@ def _read_file(path: str, what: str, header: bool | None) -> _Content:
     except FileNotFoundError:
         raise LossjitError(f"{where}: file not found; expected an existing file") from None
     except OSError as exc:
-        raise LossjitError(f"{where}: cannot read file: {exc.strerror or _one_line(exc)}") from None
+        raise LossjitError(f"{where}: cannot read file: {exc.strerror or one_line(exc)}") from None
     except ValueError as exc:  # an embedded NUL byte, for one
-        raise LossjitError(f"{where}: not a valid path: {_one_line(exc)}") from None
+        raise LossjitError(f"{where}: not a valid path: {one_line(exc)}") from None
     if stat.S_ISDIR(mode):
         raise LossjitError(f"{where}: is a directory; expected a file")
     ext, compression = formats.split_name(path)
@@ -602,7 +590,7 @@ def _read_file(path: str, what: str, header: bool | None) -> _Content:
                 f.seek(0)
                 data = f.read()
     except OSError as exc:
-        raise LossjitError(f"{where}: cannot read file: {exc.strerror or _one_line(exc)}") from None
+        raise LossjitError(f"{where}: cannot read file: {exc.strerror or one_line(exc)}") from None
     if not data:
         raise LossjitError(f"{where}: file is empty; {_EXPECTED_FILE}")
     return _from_bytes(data, ext, compression, what, path, header)
@@ -642,7 +630,7 @@ def _decompressed(data: bytes, compression: str, what: str, label: str) -> bytes
         raise LossjitError(f"{where}: {exc}") from None
     except (*_DECOMPRESS_ERRORS, *_zstd_errors()) as exc:
         raise LossjitError(
-            f"{where}: damaged {_COMPRESSORS[found]} data (truncated?): {_one_line(exc)}"
+            f"{where}: damaged {_COMPRESSORS[found]} data (truncated?): {one_line(exc)}"
         ) from None
     if not out:
         raise LossjitError(f"{where}: no data after {_COMPRESSORS[found]} decompression; "
@@ -678,7 +666,7 @@ def _check_loaded(array: np.ndarray, what: str, path: str) -> np.ndarray:
 
 
 def _load_error(exc: Exception, what: str, path: str, kind: str) -> LossjitError:
-    message = _one_line(exc)
+    message = one_line(exc)
     if "pickle" in message.lower():
         return LossjitError(
             f"{_where(what, path)}: holds an object (pickled) array, which lossjit does not load; "
@@ -724,7 +712,7 @@ def _arrow_table(data: bytes, fmt: str, what: str, label: str) -> _Table:
     except LossjitError as exc:
         raise LossjitError(f"{where}: {exc}") from None
     except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
-        raise LossjitError(f"{where}: not a valid {kind} (truncated?): {_one_line(exc)}") from None
+        raise LossjitError(f"{where}: not a valid {kind} (truncated?): {one_line(exc)}") from None
     if table.num_columns == 0 or table.num_rows == 0:
         raise LossjitError(
             f"{where}: the table is empty ({_count(table.num_rows, 'row')}, "
@@ -738,7 +726,7 @@ def _arrow_table(data: bytes, fmt: str, what: str, label: str) -> _Table:
             raise
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise LossjitError(f"{_where(what, label)}: not a valid {kind} (truncated?): "
-                               f"{_one_line(exc)}") from None
+                               f"{one_line(exc)}") from None
 
     return _Table(names, table.num_columns, load)
 
@@ -758,7 +746,7 @@ def _arrow_column(pa: Any, column: Any, name: str, what: str, label: str) -> np.
         texts = formats.optional("pyarrow.compute", "reading Arrow").fill_null(column, "")
         return np.asarray(texts.to_numpy(zero_copy_only=False), dtype=str)
     raise LossjitError(
-        f"{_where(what, label)}: column {_show(name)} has Arrow type {kind}; expected numbers "
+        f"{_where(what, label)}: column {show(name)} has Arrow type {kind}; expected numbers "
         "or text labels"
     )
 
@@ -1014,9 +1002,9 @@ def _locate(data: bytes, layout: _Layout, exc: ValueError, where: str) -> Lossji
             ):
                 at = f", column {column}" if layout.width > 1 else ""
                 return LossjitError(
-                    f"{where}: line {number}{at}: bad value {_show(token)}; {_EXPECTED_NUMBER}"
+                    f"{where}: line {number}{at}: bad value {show(token)}; {_EXPECTED_NUMBER}"
                 )
-    return LossjitError(f"{where}: cannot read the numbers: {_one_line(exc)}")
+    return LossjitError(f"{where}: cannot read the numbers: {one_line(exc)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1044,7 +1032,7 @@ def parse_array_option(value: str, *, what: str, reader: Reader | None = None) -
         if selected.array.dtype.kind == "U":
             raise LossjitError(
                 f"{_where(what, source.path)}: holds text labels such as "
-                f"{_show(selected.array.flat[0], 40)}; expected numbers"
+                f"{show(selected.array.flat[0], 40)}; expected numbers"
             )
         return selected.array
     tokens = [token.strip() for token in value.split(",")]
@@ -1055,9 +1043,9 @@ def parse_array_option(value: str, *, what: str, reader: Reader | None = None) -
             elif token == "":
                 problem = "is not an existing file and has an empty item"
             else:
-                problem = f"is not an existing file and {_show(token)} is not a number"
+                problem = f"is not an existing file and {show(token)} is not a number"
             raise LossjitError(
-                f"{what}: {_show(value, 200)} {problem}; "
+                f"{what}: {show(value, 200)} {problem}; "
                 "expected a file path or comma-separated numbers like 0.5,1,2"
             )
     if all(map(_INT_RE.fullmatch, tokens)):
@@ -1089,7 +1077,7 @@ def label_indices(labels: np.ndarray, classes: Sequence[str], *, what: str) -> n
     if (mapped < 0).any():
         position = int(np.flatnonzero(indices < 0)[0])
         raise LossjitError(
-            f"{what}: unknown label {_show(labels.ravel()[position])} at position {position} "
+            f"{what}: unknown label {show(labels.ravel()[position])} at position {position} "
             f"(0-based); expected one of the classes {_listing(names) or '(none given)'}"
         )
     return indices.reshape(labels.shape)

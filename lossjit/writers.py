@@ -71,7 +71,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from lossjit.errors import LossjitError
+from lossjit.errors import LossjitError, one_line, show
 from lossjit.formats import ARROW_FORMATS, COMPRESSIONS, compress, optional, split_name
 
 __all__ = ["STREAM_FORMATS", "WRITE_FORMATS", "check_destination", "default_grad_path",
@@ -97,20 +97,8 @@ Writer = Callable[[BinaryIO, np.ndarray, "Sequence[str] | None", str], None]
 # messages
 
 
-def _show(text: str, limit: int = 200) -> str:
-    """Quote a path for a one-line message (control characters escaped, long ones cut)."""
-    text = str(text)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return repr(text)
-
-
 def _where(what: str, path: str) -> str:
-    return f"{what}: {'stdout' if path == '-' else _show(path)}"
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return f"{what}: {'stdout' if path == '-' else show(path, 200)}"
 
 
 def _formats_list() -> str:
@@ -310,18 +298,18 @@ def _destination(path: str, protect: Iterable[str], what: str) -> _Destination:
         protected = os.fspath(protected)
         if protected not in ("-", "") and _same_file(path, protected):
             raise LossjitError(
-                f"{what}: refusing to overwrite input file {_show(path)}; choose another {what}"
+                f"{what}: refusing to overwrite input file {show(path, 200)}; choose another {what}"
             )
     target = os.path.realpath(path)  # write through a symlink instead of replacing it
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
-        shown = _show(os.path.dirname(path) or directory)
+        shown = show(os.path.dirname(path) or directory, 200)
         raise LossjitError(f"{where}: directory {shown} does not exist; create it first")
     if os.path.isdir(target):
         raise LossjitError(f"{where}: is a directory; expected a file path")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise LossjitError(
-            f"{where}: cannot write: directory {_show(directory)} is not writable; "
+            f"{where}: cannot write: directory {show(directory, 200)} is not writable; "
             "choose a writable directory"
         )
     return _Destination(target, directory, ext, compression)
@@ -375,7 +363,7 @@ def _write_atomically(dest: _Destination, write: Callable[[BinaryIO], None], whe
             dir=dest.directory, prefix=f".{os.path.basename(dest.target)}.", suffix=".tmp"
         )
     except OSError as exc:
-        raise LossjitError(f"{where}: cannot write: {_reason(exc)}") from None
+        raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
     try:
         with open(fd, "wb") as f:
             write(f)
@@ -387,7 +375,7 @@ def _write_atomically(dest: _Destination, write: Callable[[BinaryIO], None], whe
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise LossjitError(f"{where}: cannot write: {_reason(exc)}") from None
+            raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
         raise
     _fsync_directory(dest.directory)
 

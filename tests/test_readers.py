@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from io_helpers import bits_equal, check, error, new_imports
 
 import lossjit.readers as readers
 from lossjit.errors import LossjitError
@@ -28,27 +29,6 @@ COMPRESSIONS = [".gz", ".bz2", ".xz", ".zst"]
 
 # ----------------------------------------------------------------------------------------------
 # helpers
-
-
-def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """Same dtype, shape and bytes (so -0.0 != 0.0 and NaN == NaN of the same payload)."""
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
-def error(func, *args, **kwargs) -> str:
-    """Call func, expect a one-line LossjitError, and return its message."""
-    with pytest.raises(LossjitError) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and "\r" not in message, message
-    return message
-
-
-def check(message: str, what: str, path, *phrases: str) -> None:
-    assert message.startswith(f"{what}: "), message
-    assert str(path) in message, message
-    for phrase in phrases:
-        assert phrase in message, (phrase, message)
 
 
 def write_text(path: Path, text: str) -> str:
@@ -1134,17 +1114,4 @@ def test_parse_array_option_errors(value, phrases):
 
 
 def test_import_pulls_in_only_numpy_and_stdlib():
-    code = (
-        "import sys, lossjit.errors\n"
-        "before = set(sys.modules)\n"
-        "import lossjit.readers\n"
-        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
-        "allowed = set(sys.stdlib_module_names) | {'numpy', 'lossjit'}\n"
-        "print(sorted(new - allowed))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert new_imports("lossjit.readers") == []

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from io_helpers import bits_equal, check, error, new_imports
 
 import lossjit.writers as lw
 from lossjit import formats
-from lossjit.errors import LossjitError
 from lossjit.writers import (
     STREAM_FORMATS,
     WRITE_FORMATS,
@@ -96,27 +96,6 @@ def load_bytes(data: bytes, ext: str, dtype=np.float64, key: str = "grad") -> np
 def load(path, dtype=np.float64, key: str = "grad") -> np.ndarray:
     ext, compression = formats.split_name(str(path))
     return load_bytes(decompress(Path(path).read_bytes(), compression), ext, dtype, key)
-
-
-def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """Same dtype, shape and bytes (so -0.0 != 0.0 and NaN == NaN of the same payload)."""
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
-def error(func, *args, **kwargs) -> str:
-    """Call func, expect a one-line LossjitError, and return its message."""
-    with pytest.raises(LossjitError) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and "\r" not in message, message
-    return message
-
-
-def check(message: str, what: str, path, *phrases: str) -> None:
-    assert message.startswith(f"{what}: "), message
-    assert str(path) in message, message
-    for phrase in phrases:
-        assert phrase in message, (phrase, message)
 
 
 def listing(directory: Path) -> list[str]:
@@ -930,17 +909,4 @@ def test_symlink_into_another_directory(tmp_path):
 
 
 def test_import_pulls_in_only_numpy_and_stdlib():
-    code = (
-        "import sys, lossjit.errors\n"
-        "before = set(sys.modules)\n"
-        "import lossjit.writers\n"
-        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
-        "allowed = set(sys.stdlib_module_names) | {'numpy', 'lossjit'}\n"
-        "print(sorted(new - allowed))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert new_imports("lossjit.writers") == []
