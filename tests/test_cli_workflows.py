@@ -12,6 +12,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -431,3 +432,13 @@ def test_gzip_gradient_output(tmp_path):
     np.save(tmp_path / "t.npy", np.zeros(2))
     out(lossjit("compute", "mse", "p.npy", "t.npy", "--grad-out", "g.csv.gz", cwd=tmp_path))
     assert gzip.decompress((tmp_path / "g.csv.gz").read_bytes()).split() == [b"1.0", b"3.0"]
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
+    from cli_helpers import invoke
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    monkeypatch.chdir(tmp_path)
+    result = invoke("plot", "mse", "-o", "f.png")
+    assert result.exit_code == 1 and "lossjit[plot]" in result.stderr
+    assert not (tmp_path / "f.png").exists()
