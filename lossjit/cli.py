@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import sys
+import traceback
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -100,8 +101,12 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
+        if _debugging():
+            traceback.print_exc()
         raise click.UsageError(str(exc)) from None
     except LossjitError as exc:
+        if _debugging():
+            traceback.print_exc()
         raise click.ClickException(str(exc)) from None
     except (EOFError, pickle.UnpicklingError) as exc:
         raise click.ClickException(
@@ -364,12 +369,25 @@ class LossGroup(click.Group):
         name = args[0] if args else ""
         if args and self.get_command(ctx, name) is None and not name.startswith("-"):
             raise click.UsageError(
-                f"unknown loss {name!r}; known losses: {', '.join(registry.names())}", ctx)
+                f"unknown loss {name!r}; "
+                f"{registry.suggest(name.strip().lower().replace('-', '_'))}", ctx)
         return super().resolve_command(ctx, args)
+
+
+def _debugging() -> bool:
+    """Whether tracebacks are shown: ``--debug`` or ``LOSSJIT_DEBUG=1``."""
+    return os.environ.get("LOSSJIT_DEBUG", "") not in ("", "0")
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        os.environ["LOSSJIT_DEBUG"] = "1"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lossjit", message="lossjit %(version)s")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="show the traceback of an error (also LOSSJIT_DEBUG=1)")
 def cli() -> None:
     """Loss functions and their exact gradients, as fused Numba kernels.
 
@@ -763,18 +781,63 @@ def cache_warm(losses: tuple[str, ...], dtypes: tuple[str, ...], no_parallel: bo
     _say(f"warmed {len(done)} losses into {path}")
 
 
+class Interrupted(BaseException):
+    """A signal that ends the run (SIGINT, SIGTERM, SIGHUP): unwinds it like an exception, so
+    every temporary file is removed, then exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _handle_signals() -> None:
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) in (signal.SIG_DFL,
+                                                                signal.default_int_handler):
+            signal.signal(number, _interrupt)
+
+
+def _remove_temporaries() -> None:
+    writers = sys.modules.get("lossjit.writers")
+    if writers is not None:
+        writers.remove_temporaries()
+
+
 def main() -> None:
-    """Entry point of the ``lossjit`` script: no traceback reaches the user."""
+    """Entry point of the ``lossjit`` script: no traceback reaches the user (unless
+    ``--debug``); an interrupted run leaves no temporary file and exits 128 + the signal."""
+    _handle_signals()
     try:
         cli.main(prog_name="lossjit", standalone_mode=True)
+    except Interrupted as stop:
+        _remove_temporaries()
+        import signal
+
+        _say(f"interrupted ({signal.Signals(stop.signum).name}); no output was written")
+        sys.exit(128 + stop.signum)
     except BrokenPipeError:
         # The reader of stdout went away (e.g. `| head -1`): exit quietly, as Unix tools do.
+        _remove_temporaries()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(141)
     except MemoryError:
+        _remove_temporaries()
+        if _debugging():
+            traceback.print_exc()
         _say("out of memory")
         sys.exit(1)
     except Exception as exc:  # an internal error: one line, never a traceback
-        _say(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0])
+        _remove_temporaries()
+        if _debugging():
+            traceback.print_exc()
+        _say(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+             + " (run with --debug for the traceback)")
         sys.exit(1)

@@ -37,7 +37,7 @@ from lossjit import registry
 from lossjit.errors import LossjitError, UsageError
 from lossjit.readers import Reader, Selected, Source, label_indices, parse_array_option
 from lossjit.registry import LossSpec, Param
-from lossjit.writers import check_destination, write_array
+from lossjit.writers import OutputSet, check_destination, write_array
 
 __all__ = ["Done", "Job", "option_flag", "output_flag", "run"]
 
@@ -324,10 +324,22 @@ def _separator(source: Source) -> str:
 
 
 def _input_paths(job: Job) -> list[str]:
-    """The files a job reads: never written."""
+    """The files a job reads, never written: each source's path, and the file standard input
+    is redirected from when a source is ``-`` (compared by device and inode)."""
+    import os
+
     sources = [job.predictions, job.targets, job.sample_weight,
                *(v for v in job.options.values() if isinstance(v, str))]
-    return [Source.parse(s).path for s in sources if isinstance(s, str) and s]
+    paths = []
+    for text in sources:
+        if isinstance(text, str) and text:
+            try:
+                paths.append(Source.parse(text).path)
+            except LossjitError:
+                continue
+    if "-" in paths and os.path.exists("/dev/stdin"):
+        paths.append("/dev/stdin")
+    return paths
 
 
 def check_outputs(job: Job, protect: list[str]) -> None:
@@ -344,16 +356,42 @@ def check_outputs(job: Job, protect: list[str]) -> None:
         if path == "-":
             continue
         check_destination(path, protect=protect, what=output_flag(key))
-        real = os.path.realpath(path)
-        if real in seen:
-            raise LossjitError(f"{output_flag(key)}: {path!r} is also {output_flag(seen[real])}"
-                               "; give each output its own path")
-        seen[real] = key
+        for other, earlier in seen.items():
+            if os.path.realpath(path) == os.path.realpath(other) or (
+                    os.path.exists(path) and os.path.exists(other)
+                    and os.path.samefile(path, other)):
+                raise LossjitError(f"{output_flag(key)}: {path!r} is also "
+                                   f"{output_flag(earlier)}; give each output its own path")
+        seen[path] = key
 
 
 def _columns(names: tuple[str, ...], array: np.ndarray) -> tuple[str, ...] | None:
     width = 1 if array.ndim <= 1 else array.shape[-1]
     return names if names and len(names) == width and array.ndim <= 2 else None
+
+
+def _write_outputs(job: Job, arrays: dict[str, Any], names: tuple[str, ...],
+                   stdout: BinaryIO | None, say: Callable[[str], None] | None) -> None:
+    """Write every output, or none: the files go to temporaries first, then the output on
+    stdout (if any), and only then are the files renamed into place."""
+    protect = _input_paths(job)
+    with OutputSet() as files:
+        for key, path in job.outputs.items():
+            array = np.asarray(arrays[key])
+            columns = _columns(names if key in ("grad", "hess") else (), array)
+            if path != "-":
+                files.add(path, array, columns=columns, key=key, protect=protect,
+                          what=output_flag(key))
+        for key, path in job.outputs.items():
+            if path == "-":
+                array = np.asarray(arrays[key])
+                columns = _columns(names if key in ("grad", "hess") else (), array)
+                write_array(path, array, columns=columns, key=key, what=output_flag(key),
+                            stdout=stdout, stream_format=job.stream_format)
+        files.commit()
+    if say is not None:
+        for key, path in job.outputs.items():
+            say(f"{output_words(key)} written to {'stdout' if path == '-' else path}")
 
 
 def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None,
@@ -400,14 +438,7 @@ def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None
     arrays = {"grad": grads.get("predictions"), "hess": hess, "loss": terms,
               **{f"{k}_grad": v for k, v in grads.items() if k != "predictions"}}
     with clock.step("write"):
-        for key, path in job.outputs.items():
-            array = np.asarray(arrays[key])
-            names = inputs.predictions.names if key in ("grad", "hess") else ()
-            write_array(path, array, columns=_columns(names, array), key=key,
-                        protect=_input_paths(job), what=output_flag(key),
-                        stdout=stdout, stream_format=job.stream_format)
-            if say is not None:
-                say(f"{output_words(key)} written to {'stdout' if path == '-' else path}")
+        _write_outputs(job, arrays, inputs.predictions.names, stdout, say)
     dtype = x.dtype if x.dtype in FLOATS else np.dtype(np.float64)
     return Done(spec, job, value, tuple(np.shape(x)), np.dtype(dtype).name, options,
                 dict(job.outputs), clock.seconds, _separator(inputs.predictions.source))

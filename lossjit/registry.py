@@ -90,10 +90,11 @@ class Param:
                 value = float(value)
         except (TypeError, ValueError):
             raise LossjitError(
-                f"{loss}: option {self.name} must be {_KIND_WORDS[self.kind]}, got {value!r}"
-            ) from None
+                f"{loss}: option {self.name} must be {_KIND_WORDS[self.kind]}, got "
+                f"{_plain(value)}") from None
         if self.check is not None and _is_scalar(value) and not self.check(value):
-            raise LossjitError(f"{loss}: option {self.name} must be {self.expect}, got {value!r}")
+            raise LossjitError(f"{loss}: option {self.name} must be {self.expect}, got "
+                               f"{_plain(value)}")
         return value
 
 
@@ -104,6 +105,14 @@ _KIND_WORDS = {
     "array": "an array",
     "float_or_array": "a number or an array",
 }
+
+
+def _plain(value: Any) -> str:
+    """A value for a message: NumPy scalars as plain numbers (``-1.0``, not
+    ``np.float64(-1.0)``)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    return repr(value)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -210,9 +219,24 @@ def resolve(name: str) -> LossSpec:
     """The spec of a loss, by its name or an alias (case and '-' vs '_' do not matter)."""
     key = str(name).strip().lower().replace("-", "_")
     if key not in _aliases:
-        known = ", ".join(names())
-        raise UnknownLossError(f"unknown loss {name!r}; known losses: {known}")
+        raise UnknownLossError(f"unknown loss {name!r}; {suggest(key)}")
     return _specs[_aliases[key]]
+
+
+def suggest(key: str) -> str:
+    """The closest names and aliases to an unknown one, as a hint.
+
+    >>> suggest("crossentropy")
+    "did you mean 'cross_entropy' or 'binary_cross_entropy'? (lossjit list shows every loss)"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(key, list(_aliases), n=3, cutoff=0.6)
+    if not close:
+        return "lossjit list shows every loss"
+    shown = [repr(c) for c in dict.fromkeys(close)]
+    listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+    return f"did you mean {listed}? (lossjit list shows every loss)"
 
 
 def names() -> list[str]:

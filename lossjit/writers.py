@@ -20,10 +20,15 @@ Text and Arrow hold at most two dimensions; larger arrays need ``.npy`` or ``.np
 The path ``-`` writes to stdout as CSV, TSV, space-separated text or ``.npy`` bytes
 (``STREAM_FORMATS``).
 
-A file is never written in place: the data goes to a temporary file (``.<name>.<random>.tmp``)
-in the destination's directory, is flushed to disk, gets the old file's permissions (a new
-file gets the umask's) and is renamed over the destination, so a failed or interrupted write
-leaves the destination as it was. A symlinked destination is written through (the link stays).
+A file is never written in place: the data goes to a temporary file
+(``.lossjit-<name>.<pid>.<random>.tmp``) in the destination's directory, is flushed to disk,
+gets the old file's permissions (a new file gets the umask's) and is renamed over the
+destination, so a failed or interrupted write leaves the destination as it was.
+:class:`OutputSet` renames several files only once all are complete. Temporaries of an
+interrupted process are removed by :func:`remove_temporaries` (the CLI's signal handling);
+those a killed process left are removed by a later write into the same directory, once they
+are older than an hour and their process is gone (:func:`remove_stale`). A symlinked
+destination is written through (the link stays).
 Inputs passed as ``protect`` are never overwritten, however their path is spelled.
 
 Every bad destination raises :class:`lossjit.errors.LossjitError` with one line naming the
@@ -63,6 +68,7 @@ import re
 import stat
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -74,8 +80,9 @@ import numpy as np
 from lossjit.errors import LossjitError, one_line, show
 from lossjit.formats import ARROW_FORMATS, COMPRESSIONS, compress, optional, split_name
 
-__all__ = ["STREAM_FORMATS", "WRITE_FORMATS", "check_destination", "default_grad_path",
-           "text_lines", "write_array"]
+__all__ = ["STREAM_FORMATS", "TEMP_PATTERN", "WRITE_FORMATS", "OutputSet", "check_destination",
+           "default_grad_path", "remove_stale", "remove_temporaries", "text_lines",
+           "write_array"]
 
 #: What ``-`` (stdout) can carry: text with one of three separators, or .npy bytes.
 STREAM_FORMATS = ("csv", "tsv", "txt", "npy")
@@ -353,31 +360,176 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _write_atomically(dest: _Destination, write: Callable[[BinaryIO], None], where: str) -> None:
+#: Temporary files lossjit writes: ``.lossjit-<name>.<pid>.<random>.tmp`` beside the destination.
+TEMP_PATTERN = re.compile(r"\.lossjit-.+\.(\d+)\.[A-Za-z0-9_]+\.tmp")
+
+#: A temporary file older than this whose process is gone is stale (seconds).
+STALE_AGE = 3600.0
+
+#: Every temporary file this process has open, removed if the process is interrupted.
+_LIVE: set[str] = set()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale(directory: str, *, now: float | None = None) -> list[str]:
+    """Remove the temporary files a killed lossjit process left in ``directory``: names that
+    match ``TEMP_PATTERN``, older than ``STALE_AGE``, whose process is gone. Nothing else is
+    touched. Returns the names removed.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> open(os.path.join(d, ".lossjit-g.npy.999999999.x1.tmp"), "w").close()
+    >>> open(os.path.join(d, ".g.npy.tmp"), "w").close()  # not lossjit's: kept
+    >>> remove_stale(d, now=time.time() + 2 * STALE_AGE)
+    ['.lossjit-g.npy.999999999.x1.tmp']
+    >>> sorted(os.listdir(d))
+    ['.g.npy.tmp']
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_PATTERN.fullmatch(entry.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < STALE_AGE:
+                continue
+            if _process_alive(int(match.group(1))):
+                continue
+            os.unlink(entry.path)
+            removed.append(entry.name)
+        except OSError:
+            continue
+    return removed
+
+
+@dataclass
+class _Pending:
+    """A temporary file, complete and on disk, waiting to be renamed over its destination."""
+
+    tmp: str
+    dest: _Destination
+    where: str
+
+
+def _write_temporary(dest: _Destination, write: Callable[[BinaryIO], None],
+                     where: str) -> _Pending:
+    """Write the whole file beside its destination, flush it to disk, give it its mode."""
     try:
         mode = stat.S_IMODE(os.stat(dest.target).st_mode)
     except OSError:
         mode = _umask_mode()
+    remove_stale(dest.directory)
     try:
         fd, tmp = tempfile.mkstemp(
-            dir=dest.directory, prefix=f".{os.path.basename(dest.target)}.", suffix=".tmp"
-        )
+            dir=dest.directory,
+            prefix=f".lossjit-{os.path.basename(dest.target)}.{os.getpid()}.",
+            suffix=".tmp")
     except OSError as exc:
         raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
+    _LIVE.add(tmp)
     try:
         with open(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, dest.target)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _discard(tmp)
         if isinstance(exc, OSError):
             raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
         raise
-    _fsync_directory(dest.directory)
+    return _Pending(tmp, dest, where)
+
+
+def _discard(tmp: str) -> None:
+    _LIVE.discard(tmp)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def remove_temporaries() -> None:
+    """Remove every temporary file this process is writing (for an interrupted run)."""
+    for tmp in list(_LIVE):
+        _discard(tmp)
+
+
+class OutputSet:
+    """Files written all together or not at all: :meth:`add` writes each to a temporary file
+    beside its destination; :meth:`commit` renames them all into place once all are complete;
+    leaving the ``with`` block by an exception (or an interruption) removes them instead.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with OutputSet() as outputs:
+    ...     outputs.add(os.path.join(d, "g.npy"), np.zeros(2))
+    ...     outputs.add(os.path.join(d, "h.csv"), np.ones(2), what="--hess-out")
+    ...     outputs.commit()
+    >>> sorted(os.listdir(d))
+    ['g.npy', 'h.csv']
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[_Pending] = []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pending in self._pending:
+            _discard(pending.tmp)
+        self._pending.clear()
+
+    def add(self, path: str, array: Any, *, columns: Sequence[str] | None = None,
+            key: str = "grad", protect: Iterable[str] = (), what: str = "--grad-out") -> None:
+        """Write ``array`` as ``write_array`` would, to a temporary file for now."""
+        array = np.asarray(array)
+        dest = _destination(os.fspath(path), protect, what)
+        where = _where(what, path)
+        _check_array(array, dest.ext, where)
+        self._pending.append(_write_temporary(dest, _file_writer(dest, array, columns, key),
+                                              where))
+
+    def commit(self) -> None:
+        """Rename every file into place (each rename is atomic), then make them durable."""
+        for pending in self._pending:
+            try:
+                os.replace(pending.tmp, pending.dest.target)
+            except OSError as exc:
+                raise LossjitError(f"{pending.where}: cannot write: {one_line(exc)}") from None
+            _LIVE.discard(pending.tmp)
+        for directory in {p.dest.directory for p in self._pending}:
+            _fsync_directory(directory)
+        self._pending.clear()
+
+
+def _file_writer(dest: _Destination, array: np.ndarray, columns: Sequence[str] | None,
+                 key: str) -> Callable[[BinaryIO], None]:
+    writer = _WRITERS[dest.ext]
+
+    def write(f: BinaryIO) -> None:
+        if not dest.compression:
+            writer(f, array, columns, key)
+            return
+        buffer = io.BytesIO()
+        writer(buffer, array, columns, key)
+        f.write(compress(buffer.getvalue(), dest.compression))
+
+    return write
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,20 +590,9 @@ def write_array(
         out.flush()
         return
 
-    dest = _destination(path, protect, what)
-    where = _where(what, path)
-    _check_array(array, dest.ext, where)
-    writer = _WRITERS[dest.ext]
-
-    def write(f: BinaryIO) -> None:
-        if not dest.compression:
-            writer(f, array, columns, key)
-            return
-        buffer = io.BytesIO()
-        writer(buffer, array, columns, key)
-        f.write(compress(buffer.getvalue(), dest.compression))
-
-    _write_atomically(dest, write, where)
+    with OutputSet() as outputs:
+        outputs.add(path, array, columns=columns, key=key, protect=protect, what=what)
+        outputs.commit()
 
 
 def default_grad_path(predictions_path: str, suffix: str = "grad") -> str:

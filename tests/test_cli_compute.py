@@ -656,9 +656,11 @@ def test_usage_error_exit_2_in_process(work: Path, case: str):
     assert snapshot(work) == before
 
 
-def test_unknown_loss_names_the_known_ones(work: Path):
+def test_unknown_loss_suggests_close_names_or_the_list(work: Path):
     result = invoke("compute", "nope", "data/preds.npy", "data/targets.npy")
-    assert "nope" in result.stderr and "cross_entropy" in result.stderr
+    assert "unknown loss 'nope'; lossjit list shows every loss" in result.stderr
+    result = invoke("compute", "cross-entrpy", "data/logits.npy", "data/labels.npy")
+    assert "did you mean 'cross_entropy'" in result.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -776,7 +776,7 @@ def test_temp_file_is_hidden_in_the_destination_directory(tmp_path, monkeypatch)
     ((src, dst),) = seen
     assert os.path.dirname(src) == str(tmp_path) and dst == str(tmp_path / "g.npy")
     name = os.path.basename(src)
-    assert name.startswith(".g.npy.") and name.endswith(".tmp")
+    assert name.startswith(f".lossjit-g.npy.{os.getpid()}.") and name.endswith(".tmp")
 
 
 @pytest.mark.parametrize("existing", [True, False])

@@ -1,0 +1,160 @@
+"""Outputs are never lost or left half-made: every path checked before computing, all outputs
+of a run or none, inputs (stdin redirections included) never overwritten, temporaries removed
+when a run is interrupted, stale ones of killed runs cleaned up; errors say what to do.
+Through the API (jobs, writers) and through the real executable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import launcher, one_line_error, run
+
+from lossjit import jobs, writers
+from lossjit.errors import LossjitError
+
+
+def lossjit(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return run([*launcher("script"), *args], cwd, **kwargs)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Path:
+    np.save(tmp_path / "p.npy", np.array([1.0, 2.0, 4.0]))
+    np.save(tmp_path / "t.npy", np.zeros(3))
+    return tmp_path
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_a_bad_later_output_fails_the_run_before_any_file_is_written(pair):
+    proc = lossjit("compute", "mse", "p.npy", "t.npy", "--grad-out", "g.npy", "--hess-out",
+                   "nodir/h.npy", cwd=pair)
+    assert proc.returncode == 1
+    message = one_line_error(proc.stderr.decode())
+    assert "--hess-out" in message and "nodir" in message
+    assert listing(pair) == ["p.npy", "t.npy"]
+
+
+def test_two_outputs_on_one_path_or_hard_link_are_refused(pair):
+    proc = lossjit("compute", "mse", "p.npy", "t.npy", "--grad-out", "x.npy", "--hess-out",
+                   "./x.npy", cwd=pair)
+    assert proc.returncode == 1 and "--hess-out" in proc.stderr.decode()
+    (pair / "a.npy").write_bytes(b"old")
+    os.link(pair / "a.npy", pair / "b.npy")
+    proc = lossjit("compute", "mse", "p.npy", "t.npy", "--grad-out", "a.npy", "--hess-out",
+                   "b.npy", cwd=pair)
+    assert proc.returncode == 1 and "also --grad-out" in proc.stderr.decode()
+    assert (pair / "a.npy").read_bytes() == b"old"
+
+
+def test_an_input_redirected_to_stdin_is_never_overwritten(pair):
+    before = (pair / "p.npy").read_bytes()
+    with open(pair / "p.npy", "rb") as stdin:
+        proc = subprocess.run([*launcher("script"), "compute", "mse", "-", "t.npy",
+                               "--grad-out", "p.npy"], cwd=pair, stdin=stdin,
+                              capture_output=True, timeout=120, env=dict(os.environ))
+    assert proc.returncode == 1
+    assert "refusing to overwrite input file" in one_line_error(proc.stderr.decode())
+    assert (pair / "p.npy").read_bytes() == before
+
+
+def test_a_run_writes_all_its_outputs_or_none(pair, monkeypatch):
+    calls = []
+    real = writers._write_temporary
+
+    def failing_second(dest, write, where):
+        calls.append(dest.target)
+        if len(calls) == 2:
+            raise LossjitError(f"{where}: cannot write: disk full")
+        return real(dest, write, where)
+
+    monkeypatch.setattr(writers, "_write_temporary", failing_second)
+    job = jobs.Job("mse", str(pair / "p.npy"), str(pair / "t.npy"),
+                   outputs={"grad": str(pair / "g.npy"), "hess": str(pair / "h.npy")})
+    with pytest.raises(LossjitError, match="disk full"):
+        jobs.run(job)
+    assert listing(pair) == ["p.npy", "t.npy"]  # neither output, and no temporary
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_by_a_later_run(pair):
+    dead = pair / ".lossjit-g.npy.999999999.abc123.tmp"  # no such process
+    young = pair / ".lossjit-g.npy.999999998.def456.tmp"
+    foreign = pair / ".g.npy.xyz.tmp"
+    for path in (dead, young, foreign):
+        path.write_bytes(b"partial")
+    old = time.time() - 2 * writers.STALE_AGE
+    os.utime(dead, (old, old))
+    os.utime(foreign, (old, old))
+    proc = lossjit("compute", "mse", "p.npy", "t.npy", "--grad-out", "g.npy", cwd=pair)
+    assert proc.returncode == 0, proc.stderr
+    assert not dead.exists()
+    assert young.exists() and foreign.exists()  # too young; not lossjit's
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
+                                         (signal.SIGHUP, 129)])
+def test_an_interrupted_write_leaves_no_temporary_and_exits_as_shells_expect(tmp_path, signum,
+                                                                             code):
+    n = 3_000_000  # a text gradient of this size takes seconds to write
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "p.npy", rng.standard_normal(n))
+    np.save(tmp_path / "t.npy", rng.standard_normal(n))
+    (tmp_path / "g.csv").write_text("the old gradient\n")
+    proc = subprocess.Popen([*launcher("script"), "compute", "mse", "p.npy", "t.npy",
+                             "--grad-out", "g.csv", "--hess-out", "h.npy"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if any(p.name.startswith(".lossjit-") for p in tmp_path.iterdir()):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+    assert listing(tmp_path) == ["g.csv", "p.npy", "t.npy"]
+    assert (tmp_path / "g.csv").read_text() == "the old gradient\n"
+
+
+def test_unknown_loss_suggests_the_closest(tmp_path):
+    proc = lossjit("compute", "hubber", "p.npy", "t.npy", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "did you mean 'huber'?" in proc.stderr.decode().splitlines()[-1]
+    with pytest.raises(LossjitError, match="did you mean 'cross_entropy'"):
+        jobs.run(jobs.Job("crossentropy", "p.npy", "t.npy"))
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    plain = lossjit("compute", "mse", "nope.npy", "t.npy", cwd=tmp_path)
+    assert "Traceback" not in plain.stderr.decode()
+    debug = lossjit("--debug", "compute", "mse", "nope.npy", "t.npy", cwd=tmp_path)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr.decode()
+    env = {**os.environ, "LOSSJIT_DEBUG": "1"}
+    proc = subprocess.run([*launcher("script"), "compute", "mse", "nope.npy", "t.npy"],
+                          cwd=tmp_path, capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr.decode()
+    assert proc.stderr.decode().splitlines()[-1].endswith("file not found; expected an "
+                                                          "existing file")
+
+
+def test_option_messages_show_plain_numbers():
+    import lossjit
+
+    with pytest.raises(LossjitError) as info:
+        lossjit.loss("huber", np.zeros(2), np.zeros(2), delta=np.float64(-1.0))
+    assert str(info.value).endswith("got -1.0"), info.value
+
+
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("POSIX signals and links", allow_module_level=True)
