@@ -96,7 +96,7 @@ def _records(text: str) -> Iterator[tuple[int, dict[str, Any] | LossjitError]]:
             if line.strip() and not line.lstrip().startswith("#")]
     if not body:
         return
-    if body[0][1].lstrip().startswith("{"):
+    if body[0][1].lstrip().startswith(("{", "[")):
         for n, line in body:
             try:
                 fields = json.loads(line)

@@ -92,6 +92,9 @@ class Param:
             raise LossjitError(
                 f"{loss}: option {self.name} must be {_KIND_WORDS[self.kind]}, got "
                 f"{_plain(value)}") from None
+        if self.kind == "int" and not -2**63 <= value < 2**63:
+            raise LossjitError(f"{loss}: option {self.name} must fit in 64 bits (a signed "
+                               f"integer), got {value}")
         if self.check is not None and _is_scalar(value) and not self.check(value):
             raise LossjitError(f"{loss}: option {self.name} must be {self.expect}, got "
                                f"{_plain(value)}")

@@ -1,7 +1,7 @@
-"""Outputs are never lost or left half-made: every path checked before computing, all outputs
-of a run or none, inputs (stdin redirections included) never overwritten, temporaries removed
-when a run is interrupted, stale ones of killed runs cleaned up; errors say what to do.
-Through the API (jobs, writers) and through the real executable."""
+"""Safety of the CLI: outputs never lost or left half-made (every path checked before
+computing, all outputs of a run or none), inputs (stdin redirections included) never
+overwritten, temporaries removed when a run is interrupted, stale ones of killed runs cleaned
+up; errors that say what to do. Through the API (jobs, writers) and the real executable."""
 
 from __future__ import annotations
 
@@ -158,3 +158,20 @@ def test_option_messages_show_plain_numbers():
 
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("POSIX signals and links", allow_module_level=True)
+
+
+def test_an_integer_option_beyond_64_bits_is_a_user_error(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "y.npy", np.zeros(2, dtype=np.int64))
+    proc = lossjit("compute", "cross_entropy", "x.npy", "y.npy", "--ignore-index", str(2**70),
+                   cwd=tmp_path)
+    assert proc.returncode == 1
+    assert one_line_error(proc.stderr.decode()).endswith(
+        f"option ignore_index must fit in 64 bits (a signed integer), got {2**70}")
+
+
+def test_a_job_list_of_json_arrays_is_an_error_record(tmp_path):
+    proc = lossjit("batch", cwd=tmp_path, input=b"[1]\n")
+    assert proc.returncode == 1
+    assert proc.stdout.decode().strip() == (
+        '{"job": 1, "line": 1, "ok": false, "error": "line 1: expected a JSON object, got list"}')
