@@ -8,8 +8,8 @@
   without a gradient, and whatever the cache holds.
 - **Only entry kernels are cached.** Helpers (``jit``) compile into each kernel that calls
   them, where they are always inlined: a helper loaded from the cache as machine code could not
-  be. Kernels (``specialise(..., cache=True)``) are cached on disk (``cache=True``), falling back
-  to no cache, with one warning, when no cache directory is writable.
+  be. Kernels (``specialise(..., cache=True)``) are cached on disk by lossjit's own cache
+  object (:mod:`lossjit.jitcache`), in lossjit's cache directory, never in the package.
 - **Templates.** ``specialise`` binds a kernel template to the helpers it calls and compiles
   it under its own name, serial or parallel: one template serves every loss of a family, and
   the serial twin of a parallel kernel is compiled from the very same source.
@@ -22,34 +22,23 @@ from __future__ import annotations
 
 import hashlib
 import types
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from numba import njit
 
-_cache_ok = True
+from lossjit import jitcache
 
 
 def _compile(fn: Callable[..., Any], *, parallel: bool = False, cache: bool = False,
              inline: bool = False) -> Any:
-    """Wrap ``fn`` in a Numba dispatcher with lossjit's options."""
-    global _cache_ok
+    """Wrap ``fn`` in a Numba dispatcher with lossjit's options; with ``cache``, cached by
+    lossjit's own cache object (Numba's ``cache=True`` would pick its own locations)."""
     options = dict(error_model="numpy", fastmath=False, parallel=parallel,
                    inline="always" if inline else "never")
-    if cache and _cache_ok:
-        try:
-            return njit(cache=True, **options)(fn)
-        except RuntimeError as exc:  # Numba: "cannot cache function ...: no locator available"
-            _cache_ok = False
-            warnings.warn(
-                f"lossjit: kernels will not be cached ({exc}); set NUMBA_CACHE_DIR to a "
-                "writable directory to keep compiled kernels between runs",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-    return njit(cache=False, **options)(fn)
+    dispatcher = njit(cache=False, **options)(fn)
+    return jitcache.attach(dispatcher) if cache else dispatcher
 
 
 def jit(fn: Callable[..., Any] | None = None, *, inline: bool = False) -> Any:
@@ -65,11 +54,13 @@ def jit(fn: Callable[..., Any] | None = None, *, inline: bool = False) -> Any:
 
 
 def _source_fingerprint() -> bytes:
-    """The kernel sources (this file and lossjit/kernels/*.py): any edit renames every cache
-    entry, so a changed helper can never be served stale from the cache."""
+    """The kernel sources (this file, the cache's format in jitcache.py and
+    lossjit/kernels/*.py): any edit renames every cache entry, so a changed helper can never be
+    served stale from the cache."""
     here = Path(__file__).resolve().parent
     digest = hashlib.sha1()
-    for path in [Path(__file__).resolve(), *sorted((here / "kernels").glob("*.py"))]:
+    for path in [Path(__file__).resolve(), here / "jitcache.py",
+                 *sorted((here / "kernels").glob("*.py"))]:
         try:
             digest.update(path.read_bytes())
         except OSError:

@@ -1,17 +1,26 @@
 """The compiled-kernel cache: where it is, clearing it, and warming it ahead of use.
 
-The logic behind ``lossjit cache path|clear|warm``.
+The logic behind ``lossjit cache path|clear|warm``, and the promises the cache keeps:
 
-- :func:`cache_dir` is the directory the CLI keeps compiled kernels in: ``NUMBA_CACHE_DIR`` when
-  it is set, else a per-user, per-version directory. :func:`use_cache_dir` points Numba at it;
-  it must run before Numba is imported, and only the CLI calls it (the library never changes
-  the environment of its importer).
+- **Where.** Compiled kernels live in ``NUMBA_CACHE_DIR`` when it is set, else in a
+  per-user, per-version directory (:func:`default_cache_dir`), for the library as for the CLI.
+  lossjit never writes into its own installed package.
+- **An unusable directory** (not writable, not creatable) does not stop lossjit: it warns once
+  (a :class:`CacheWarning`) and caches in a private per-user temporary directory instead
+  (:func:`fallback_cache_dir`), or, when that is unusable too, compiles without a cache.
+  :func:`cache_dir` names the directory actually used.
+- **A damaged entry** (truncated, empty or corrupt: every file carries a SHA-256 of its
+  contents, checked when it is loaded, once per kernel and process) is never loaded: it is
+  dropped and the kernel compiled again, with one warning. Files are written whole, to a
+  temporary name and then renamed, so concurrent processes never read a half-written entry.
+  The check guards against damage, not against someone who can write the cache directory.
 - :func:`clear` removes lossjit's compiled-kernel files and nothing else: a user's
   ``NUMBA_CACHE_DIR`` may hold other projects' caches.
 - :func:`warm` compiles (or loads) every loss's kernels, for float32 and float64, serial and
   parallel, through the same code path as the API, so that a later call compiles nothing.
 
-Importing this module does not import Numba; :func:`warm` does.
+The Numba side (the cache object of each kernel) is :mod:`lossjit.jitcache`. Importing this
+module does not import Numba; :func:`warm` does.
 """
 
 from __future__ import annotations
@@ -20,17 +29,25 @@ import json
 import os
 import queue
 import re
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lossjit.blocking import PARALLEL_MIN
+
+
+class CacheWarning(UserWarning):
+    """The compiled-kernel cache could not be used as asked (a directory that cannot be
+    written, a damaged entry); lossjit carried on, with a correct result."""
+
 
 # --- where ----------------------------------------------------------------------------------
 
@@ -44,19 +61,147 @@ def default_cache_dir() -> str:
     return os.path.join(user_cache_dir("lossjit"), __version__)
 
 
-def cache_dir() -> str:
-    """The directory the CLI keeps compiled kernels in: ``NUMBA_CACHE_DIR`` if it is set (and
-    not empty, as Numba reads it), else :func:`default_cache_dir`. Nothing is created."""
+def preferred_cache_dir() -> str:
+    """The directory asked for: ``NUMBA_CACHE_DIR`` if it is set (and not empty, as Numba
+    reads it), else :func:`default_cache_dir`. Read afresh at each call."""
     return os.environ.get("NUMBA_CACHE_DIR") or default_cache_dir()
 
 
+def _user() -> str:
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None:
+        return str(getuid())
+    import getpass
+
+    return getpass.getuser()
+
+
+def fallback_cache_dir() -> str:
+    """Where kernels are cached when :func:`preferred_cache_dir` cannot be used: a private
+    (mode 0700) directory of this user's under the temporary directory, per version."""
+    from lossjit._version import __version__
+
+    return os.path.join(tempfile.gettempdir(), f"lossjit-{_user()}", __version__)
+
+
+def cache_dir() -> str:
+    """The directory lossjit keeps compiled kernels in (what ``lossjit cache path`` prints).
+
+    :func:`preferred_cache_dir` when it can be used, else :func:`fallback_cache_dir`; when
+    neither can (nothing is cached then), the preferred one. Once this process has used the
+    cache, the directory it used; before that, what it would use, judged without creating
+    anything.
+    """
+    preferred = preferred_cache_dir()
+    if preferred in _resolved:
+        return _resolved[preferred] or preferred
+    if _looks_usable(preferred):
+        return preferred
+    fallback = fallback_cache_dir()
+    return fallback if _looks_usable(fallback) else preferred
+
+
 def use_cache_dir() -> str:
-    """Point Numba's cache at :func:`cache_dir`, unless the user chose a directory, and return
-    it. Numba reads ``NUMBA_CACHE_DIR`` once, when it is imported: call this before that.
-    Only the CLI calls it; the library itself never changes the environment."""
-    path = cache_dir()
+    """Set ``NUMBA_CACHE_DIR`` to :func:`preferred_cache_dir`, for Numba and for child
+    processes, and return it. lossjit's kernels find their directory without it; the CLI
+    calls it so that a user's own cached Numba functions go to the same place. The library
+    itself never changes the environment."""
+    path = preferred_cache_dir()
     os.environ["NUMBA_CACHE_DIR"] = path
     return path
+
+
+def _looks_usable(path: str) -> bool:
+    """Whether ``path`` is, or could be made, a writable directory (nothing is created)."""
+    probe = os.path.abspath(path)
+    while not os.path.lexists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return False
+        probe = parent
+    return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
+
+
+#: The directory each preferred directory resolved to in this process (None: no cache).
+_resolved: dict[str, str | None] = {}
+_resolving = threading.Lock()
+
+
+def resolve_cache_dir() -> str | None:
+    """The directory to cache kernels in, made ready (created, proven writable), or None for
+    no cache. Decided once per process for each preferred directory; the first time it
+    cannot be used, one :class:`CacheWarning` says so and what is used instead."""
+    preferred = preferred_cache_dir()
+    with _resolving:
+        if preferred not in _resolved:
+            _resolved[preferred] = _resolve(preferred)
+        return _resolved[preferred]
+
+
+def _resolve(preferred: str) -> str | None:
+    try:
+        _make_writable(preferred)
+        return preferred
+    except OSError as exc:
+        why = _why(exc)
+    fallback = fallback_cache_dir()
+    try:
+        _make_private(fallback)
+    except OSError as exc:
+        warn(f"cannot write compiled kernels to {preferred} ({why}) nor to {fallback} "
+              f"({_why(exc)}); kernels will not be cached")
+        return None
+    warn(f"cannot write compiled kernels to {preferred} ({why}); caching them in "
+          f"{fallback} instead")
+    return fallback
+
+
+def _make_writable(path: str) -> None:
+    """Create ``path`` if need be and prove it writable (OSError if not)."""
+    os.makedirs(path, exist_ok=True)
+    tempfile.TemporaryFile(dir=path).close()
+
+
+def _make_private(path: str) -> None:
+    """:func:`_make_writable` for the fallback, whose parent (``lossjit-<user>`` in the shared
+    temporary directory) must be a real directory of this user's that nobody else can write
+    to: cached kernels are code this process runs."""
+    top = os.path.dirname(path)
+    os.makedirs(top, mode=0o700, exist_ok=True)
+    if os.name != "nt":
+        info = os.lstat(top)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise PermissionError(f"{top} is not a directory of this user's")
+        if info.st_mode & 0o077:
+            os.chmod(top, 0o700)
+    _make_writable(path)
+
+
+def _why(exc: OSError) -> str:
+    """A short reason, e.g. ``Permission denied``."""
+    if isinstance(exc, FileExistsError):  # a file where a directory should be
+        return "not a directory"
+    if exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`CacheWarning`, attributed to the first caller outside lossjit and
+    Numba (the line of the user's code that led to the compilation)."""
+    warnings.warn(message, CacheWarning, stacklevel=_outside_stacklevel())
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame (from :func:`warn`'s caller) outside lossjit's
+    and Numba's packages."""
+    packages = (sys.modules.get(name) for name in ("lossjit", "numba"))
+    inside = tuple(os.path.dirname(p.__file__) + os.sep for p in packages
+                   if getattr(p, "__file__", None))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # --- clear ----------------------------------------------------------------------------------
@@ -115,7 +260,8 @@ def clear(path: str | os.PathLike[str] | None = None) -> tuple[int, int]:
     Returns (files removed, bytes freed). Only files named as lossjit's kernels are removed
     (see :func:`cache_files`); other projects' cache files and any other file stay, and so
     does the directory itself. A per-source sub-directory left empty is removed. A missing
-    directory is fine: ``(0, 0)``. This is also the cure for a damaged (truncated) cache file.
+    directory is fine: ``(0, 0)``. (A damaged entry needs no clearing: it is detected when
+    loaded and replaced.)
     """
     removed = freed = 0
     parents: set[Path] = set()
@@ -270,7 +416,7 @@ def warm(names: Sequence[str] | None = None, dtypes: Sequence[Any] = ("float32",
     another kernel (``from_logits``), with and without its array options; with ``parallel``,
     also on an input of at least ``lossjit.blocking.PARALLEL_MIN`` numbers, which runs the parallel
     twin. ``progress`` is called with each loss's :class:`Warmed` when it is done. Kernels go
-    where Numba caches them: with the CLI, :func:`cache_dir`.
+    to :func:`cache_dir`.
 
     Numba compiles on one core. With ``jobs`` > 1, the built-in losses are warmed in that many
     fresh worker processes (each loss's kernels are its own, so no two workers write the same

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -156,26 +155,6 @@ def test_register_refuses_taken_and_invalid_names():
         lossjit.register("Bad Name", pointwise=_log_cosh_pointwise)
     with pytest.raises(lossjit.LossjitError, match="exactly one"):
         lossjit.register("nothing_given")
-
-
-def test_cache_falls_back_when_no_cache_directory_is_writable(monkeypatch):
-    def refusing_njit(**options):
-        if options.get("cache"):
-            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
-        return njit(**options)
-
-    monkeypatch.setattr(_jit, "njit", refusing_njit)
-    monkeypatch.setattr(_jit, "_cache_ok", True)
-
-    def f(x):
-        return x + 1.0
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compiled = _jit._compile(f, cache=True)
-        again = _jit._compile(f, cache=True)
-    assert compiled(1.0) == 2.0 and again(2.0) == 3.0
-    assert len(caught) == 1 and "will not be cached" in str(caught[0].message)
 
 
 def test_specialisations_of_one_template_keep_separate_cache_names():
