@@ -28,6 +28,7 @@ import numpy as np
 
 from lossjit import api
 from lossjit.errors import LossjitError
+from lossjit.layouts import plain
 from lossjit.plan import make_plan
 
 
@@ -80,17 +81,30 @@ def _worst(what: str, values: np.ndarray, reference: np.ndarray, flat: np.ndarra
 def check_grad(name: str, predictions: Any, targets: Any = None, *,
                reduction: str = "mean", sample_weight: Any = None, samples: int | None = None,
                seed: int = 0, step: float = 1e-6, against: Any = None,
-               **params: Any) -> GradCheck:
+               nan_policy: str = "propagate", **params: Any) -> GradCheck:
     """Compare the gradient of loss ``name`` w.r.t. ``predictions`` with central finite
     differences (or, with ``against``, with that gradient), on every element or on
     ``samples`` of them drawn at random (``seed``); the Hessian's diagonal too where the loss
-    has one. Returns the worst element of each comparison (:class:`GradCheck`)."""
+    has one. Returns the worst element of each comparison (:class:`GradCheck`).
+
+    ``nan_policy`` is :func:`lossjit.value_and_grad`'s: with ``"omit"`` the terms that hold
+    NaN are left out of the loss (so their finite differences and gradient entries are 0)
+    and the others are checked; with ``"propagate"`` a NaN makes the check fail (its error is
+    NaN); ``"raise"`` refuses it.
+
+    >>> x = np.array([0.5, np.nan, 2.0])
+    >>> check_grad("mse", x, np.zeros(3), nan_policy="omit").ok(1e-6)
+    True
+    """
     x = np.array(predictions, dtype=np.float64)
-    options = dict(reduction=reduction, sample_weight=sample_weight, **params)
+    options = dict(reduction=reduction, sample_weight=sample_weight, nan_policy=nan_policy,
+                   **params)
     if not step > 0:
-        raise LossjitError(f"step: expected a number > 0, got {step!r}")
+        raise LossjitError(f"step: expected a number > 0, got {plain(step)}")
     if samples is not None and (int(samples) != samples or samples < 1):
-        raise LossjitError(f"samples: expected a whole number >= 1, got {samples!r}")
+        raise LossjitError(f"samples: expected a whole number >= 1, got {plain(samples)}")
+    # per-term losses (reduction "none") add up to the loss; omitted terms' are NaN
+    total = np.nansum if nan_policy == "omit" else np.sum
     grad = api.grad(name, x, targets, **options)
     count = x.size if samples is None else min(int(samples), x.size)
     flat = (np.arange(x.size) if count == x.size
@@ -104,7 +118,7 @@ def check_grad(name: str, predictions: Any, targets: Any = None, *,
                        x.shape)
         return GradCheck(**vars(worst))
 
-    plan = make_plan(name, hessian=True, reduction=reduction, **params)
+    plan = make_plan(name, hessian=True, reduction=reduction, nan_policy=nan_policy, **params)
     has_hessian = plan.spec.kernel_set(plan.lay_out(x, targets).variant).hessian
     hess = api.grad_hess(name, x, targets, **options)[1] if has_hessian else None
     numeric = np.empty(count)
@@ -114,8 +128,8 @@ def check_grad(name: str, predictions: Any, targets: Any = None, *,
         up, down = x.copy(), x.copy()
         up.flat[i] += h
         down.flat[i] -= h
-        numeric[k] = (float(np.sum(api.loss(name, up, targets, **options)))
-                      - float(np.sum(api.loss(name, down, targets, **options)))) / (2 * h)
+        numeric[k] = (float(total(api.loss(name, up, targets, **options)))
+                      - float(total(api.loss(name, down, targets, **options)))) / (2 * h)
         if numeric_hess is not None:
             numeric_hess[k] = (api.grad(name, up, targets, **options).flat[i]
                                - api.grad(name, down, targets, **options).flat[i]) / (2 * h)

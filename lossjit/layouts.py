@@ -92,16 +92,82 @@ class Example:
 # --- checks and conversions -------------------------------------------------------------------
 
 
+def plain(value: Any) -> str:
+    """A number for a message as Python writes it: ``-1.0``, not ``np.float64(-1.0)``; NaN as
+    ``NaN``.
+
+    >>> plain(np.float64(-1.0)), plain(np.uint64(2**64 - 1)), plain(float("nan")), plain(-np.inf)
+    ('-1.0', '18446744073709551615', 'NaN', '-inf')
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return repr(value)
+
+
+def position(index: int, shape: tuple[int, ...]) -> str:
+    """The flat (C-order) ``index`` of an array of ``shape`` as its position ``(i, j, ...)``.
+
+    >>> position(7, (4, 2)), position(2, (5,)), position(0, ())
+    ('(3, 1)', '(2,)', '()')
+    """
+    return _shape(tuple(int(i) for i in np.unravel_index(index, shape)) if shape else ())
+
+
+def first(mask: np.ndarray) -> int:
+    """The flat index of the first true element of ``mask`` (which has one)."""
+    return int(np.argmax(mask.reshape(-1)))
+
+
+def first_bad(values: np.ndarray, bad: np.ndarray) -> str:
+    """``"VALUE at position (i, ...)"`` of the first true element of ``bad`` in ``values``."""
+    index = first(bad)
+    return f"{plain(values.reshape(-1)[index])} at position {position(index, values.shape)}"
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    kinds = {"U": "str", "S": "bytes", "V": "void (structured)"}
+    return kinds.get(dtype.kind, dtype.name)
+
+
+def lossless(dtype: np.dtype) -> bool:
+    """Whether numbers of ``dtype`` become float64 without loss (NumPy's safe casting): bool,
+    integers of up to 64 bits, signed or not, float16/32/64 in either byte order. Not complex,
+    object, str, datetime, or a long double wider than float64.
+
+    >>> [lossless(np.dtype(d)) for d in ("?", "u8", ">i4", ">f8", "c16", "O", "U3", "M8[D]")]
+    [True, True, True, True, False, False, False, False]
+    """
+    return dtype in FLOATS or (dtype.kind in "biuf" and np.can_cast(dtype, np.float64, "safe"))
+
+
+#: What every array of numbers may be, said in messages.
+NUMBER_DTYPES = "bool, integer or float numbers that convert to float64 without loss"
+
+
+def numbers(value: Any, what: str, expected: str = "numbers") -> np.ndarray:
+    """``value`` as an array, refusing by name a dtype whose numbers do not convert to float64
+    without loss (:func:`lossless`); ``expected`` says what the argument holds."""
+    a = np.asarray(value)
+    if not lossless(a.dtype):
+        raise LossjitError(f"{what}: dtype {_dtype_name(a.dtype)} is not supported; expected "
+                           f"{expected} ({NUMBER_DTYPES})")
+    return a
+
+
 def floats(array: Any, what: str) -> np.ndarray:
-    """``array`` as a C-contiguous float32/float64 array; other numbers become float64."""
+    """``array`` as a C-contiguous float32/float64 array in the machine's byte order; other
+    numbers (:func:`lossless`) become float64 with a :class:`ConversionWarning`."""
     a = np.asarray(array)
     if a.dtype in FLOATS:
         return np.asarray(a, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
-    if a.dtype.kind in "biu" or a.dtype == np.float16:
-        warnings.warn(f"{what}: converted {a.dtype} to float64", ConversionWarning, stacklevel=5)
-        return np.asarray(a, dtype=np.float64, order="C")
-    raise LossjitError(f"{what}: dtype {a.dtype} is not supported; expected float or integer "
-                       "numbers")
+    a = numbers(a, what, "real numbers")
+    if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):  # a byte order: no conversion
+        return np.asarray(a, dtype=a.dtype.newbyteorder("="), order="C")
+    warnings.warn(f"{what}: converted {a.dtype.name} to float64", ConversionWarning,
+                  stacklevel=5)
+    return np.asarray(a, dtype=np.float64, order="C")
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -112,27 +178,18 @@ def _values_like(targets: Any, x: np.ndarray, what: str = "targets") -> np.ndarr
     """Targets holding one number per prediction, in the predictions' dtype."""
     if targets is None:
         raise LossjitError(f"{what}: missing; expected an array of shape {_shape(x.shape)}")
-    t = np.asarray(targets)
-    if t.dtype.kind not in "biuf":
-        raise LossjitError(f"{what}: dtype {t.dtype} is not supported; expected numbers")
+    t = numbers(targets, what)
     if t.shape != x.shape:
         raise LossjitError(f"{what}: shape {_shape(t.shape)} does not match predictions "
                            f"{_shape(x.shape)}")
     return np.asarray(t, dtype=x.dtype, order="C")
 
 
-def _numbers(value: Any, what: str) -> np.ndarray:
-    a = np.asarray(value)
-    if a.dtype.kind not in "biuf":
-        raise LossjitError(f"{what}: dtype {a.dtype} is not supported; expected numbers")
-    return a
-
-
 def _broadcast_weight(weight: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     """A weight array broadcast to ``shape``, as float64 (PyTorch's broadcasting rules)."""
     if weight is None:
         return NO_WEIGHTS
-    wt = _numbers(weight, what)
+    wt = numbers(weight, what)
     try:  # a copy: a broadcast view is read-only, which Numba would compile apart
         return np.array(np.broadcast_to(wt.astype(np.float64), shape), order="C")
     except ValueError:
@@ -144,9 +201,7 @@ def _class_vector(values: Any, classes: int, what: str) -> np.ndarray:
     """A per-class float64 vector of length ``classes`` (a scalar is repeated)."""
     if values is None:
         return NO_WEIGHTS
-    v = np.asarray(values, dtype=np.float64) if np.asarray(values).dtype.kind in "biuf" else None
-    if v is None:
-        raise LossjitError(f"{what}: expected numbers, got dtype {np.asarray(values).dtype}")
+    v = numbers(values, what).astype(np.float64)
     if v.ndim == 0:
         return np.full(classes, float(v))
     if v.shape != (classes,):
@@ -156,10 +211,10 @@ def _class_vector(values: Any, classes: int, what: str) -> np.ndarray:
 
 
 def check_signs(labels: np.ndarray, what: str = "targets") -> None:
-    """Labels must be 1 or -1."""
-    bad = (labels != 1) & (labels != -1)
+    """Labels must be 1 or -1 (or NaN, a missing label: ``nan_policy`` says what it does)."""
+    bad = (labels != 1) & (labels != -1) & ~np.isnan(labels)
     if bad.any():
-        raise LossjitError(f"{what}: labels must be 1 or -1, got {labels.flat[np.argmax(bad)]!r}")
+        raise LossjitError(f"{what}: labels must be 1 or -1, got {first_bad(labels, bad)}")
 
 
 # --- example values ---------------------------------------------------------------------------
@@ -182,7 +237,7 @@ class Domain:
         bad = self.outside(values)
         if bad.any():
             raise LossjitError(f"{what}: expected values {self.name}, got "
-                               f"{float(values.flat[np.argmax(bad)])!r}")
+                               f"{first_bad(values, bad)}")
 
 
 REAL = Domain("real", lambda rng, shape: rng.normal(size=shape))
@@ -293,9 +348,9 @@ def check_probabilities(x: np.ndarray, y: np.ndarray) -> None:
     """binary_cross_entropy: predictions must be probabilities."""
     outside = (x < 0) | (x > 1)
     if outside.any():
-        bad = float(x.flat[np.argmax(outside)])
         raise LossjitError(f"predictions: binary_cross_entropy expects probabilities in "
-                           f"[0, 1], got {bad!r}; use bce_with_logits for logits")
+                           f"[0, 1], got {first_bad(x, outside)}; use bce_with_logits for "
+                           "logits")
 
 
 def check_signs_of_targets(x: np.ndarray, y: np.ndarray) -> None:
@@ -320,7 +375,7 @@ class PositiveWeights(Layout):
         """(first axis of the rows, one row's pos_weight), or None for a single number."""
         if pos_weight is None:
             return None
-        pw = _numbers(pos_weight, "pos_weight").astype(np.float64)
+        pw = numbers(pos_weight, "pos_weight").astype(np.float64)
         if pw.ndim > len(shape):
             raise LossjitError(f"pos_weight: shape {_shape(pw.shape)} has more axes than the "
                                f"predictions {_shape(shape)}")
@@ -383,7 +438,7 @@ class Variance(Layout):
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
         x = floats(predictions, "predictions")
         y = _values_like(targets, x)
-        v = _numbers(options["var"], "var")
+        v = numbers(options["var"], "var")
         given = v.shape
         if v.ndim and v.shape != x.shape:
             if v.shape == x.shape[:-1]:
@@ -398,8 +453,7 @@ class Variance(Layout):
         v = v.astype(x.dtype, copy=False)
         negative = v < 0
         if negative.any():
-            raise LossjitError(f"var: variances must be >= 0, got "
-                               f"{v.flat[np.argmax(negative)]!r}")
+            raise LossjitError(f"var: variances must be >= 0, got {first_bad(v, negative)}")
         rows = np.empty((x.size, 2), dtype=x.dtype)
         rows[:, 0] = x.reshape(-1)
         rows[:, 1] = np.broadcast_to(v, x.shape).reshape(-1)
@@ -531,20 +585,11 @@ def class_rows(predictions: Any, targets: Any, ignore_index: int | None) -> Clas
                 f"targets: class indices of shape {_shape(t.shape)} do not match predictions "
                 f"{_shape(x.shape)}; expected shape {_shape(terms)} (the predictions' shape "
                 "without the class axis)")
+        lowest, highest = check_class_indices(t, classes, ignore_index)
         index = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
-        lowest, highest = (int(index.min()), int(index.max())) if index.size else (0, 0)
-        if lowest < 0 or highest >= classes:  # out of range, or ignore_index outside 0..C-1
-            valid = (index >= 0) & (index < classes)
-            if ignore_index is not None:
-                valid |= index == ignore_index
-            if not valid.all():
-                bad = int(index[np.argmin(valid)])
-                raise LossjitError(f"targets: class index {bad} is out of range; expected 0 "
-                                   f"to {classes - 1}" + (f" or ignore_index {ignore_index}"
-                                                          if ignore_index is not None else ""))
         return ClassRows(rows, terms, index, None, unpack,
                          ignored=ignore_index is not None and lowest <= ignore_index <= highest)
-    if t.dtype.kind == "f":
+    if lossless(t.dtype):  # probabilities (bool: 0/1)
         if t.shape != x.shape:
             raise LossjitError(
                 f"targets: probabilities of shape {_shape(t.shape)} do not match predictions "
@@ -552,8 +597,37 @@ def class_rows(predictions: Any, targets: Any, ignore_index: int | None) -> Clas
                 f"probabilities of shape {_shape(x.shape)}")
         soft = _class_rows_of(np.ascontiguousarray(t, dtype=x.dtype), n, classes, positions)
         return ClassRows(rows, terms, None, soft, unpack)
-    raise LossjitError(f"targets: dtype {t.dtype} is not supported; expected integer class "
-                       "indices or float probabilities")
+    raise LossjitError(f"targets: dtype {_dtype_name(t.dtype)} is not supported; expected "
+                       f"integer class indices or float probabilities ({NUMBER_DTYPES})")
+
+
+def check_class_indices(t: np.ndarray, classes: int, ignore_index: int | None
+                        ) -> tuple[int, int]:
+    """Class indices (any integer dtype, unsigned ones included) must lie in ``0..classes-1``
+    or equal ``ignore_index``; the first that does not is named with its position. Returns
+    the lowest and highest index (0, 0 for none).
+
+    >>> check_class_indices(np.array([[0, 1], [5, 2]], np.uint8), 3, -100)
+    Traceback (most recent call last):
+    ...
+    lossjit.errors.LossjitError: targets: class index 5 at position (1, 0) is out of range; \
+expected 0 to 2 or ignore_index -100
+    """
+    if not t.size:
+        return 0, 0
+    lowest, highest = int(t.min()), int(t.max())  # from t's own dtype: uint64 does not wrap
+    if lowest >= 0 and highest < classes:
+        return lowest, highest
+    valid = (t >= 0) & (t < classes)  # NumPy compares Python ints with any integer dtype
+    if ignore_index is not None:
+        valid |= t == ignore_index
+    if valid.all():
+        return lowest, highest
+    index = first(~valid)
+    allowed = f"0 to {classes - 1}" + (f" or ignore_index {ignore_index}"
+                                       if ignore_index is not None else "")
+    raise LossjitError(f"targets: class index {plain(t.reshape(-1)[index])} at position "
+                       f"{position(index, t.shape)} is out of range; expected {allowed}")
 
 
 @dataclass(frozen=True)
@@ -579,7 +653,7 @@ class ClassAxis(Layout):
             t = np.asarray(targets)
             if t.dtype.kind not in "iu":
                 raise LossjitError(f"targets: {self.index_only} takes integer class indices, "
-                                   f"got dtype {t.dtype}")
+                                   f"got dtype {_dtype_name(t.dtype)}")
         if self.max_ndim is not None and np.ndim(predictions) > self.max_ndim:
             raise LossjitError(f"predictions: shape {_shape(np.shape(predictions))} has too "
                                f"many axes; {self.index_only} takes (C,) or (N, C)")
@@ -708,10 +782,7 @@ def _pair_labels(targets: Any, batch: int, meaning: str) -> np.ndarray:
     """One label per pair, as a float64 (B,) vector; (B, 1) is accepted too."""
     if targets is None:
         raise LossjitError(f"targets: missing; expected {batch} pair labels ({meaning})")
-    t = np.asarray(targets)
-    if t.dtype.kind not in "biuf":
-        raise LossjitError(f"targets: dtype {t.dtype} is not supported; expected labels "
-                           f"({meaning})")
+    t = numbers(targets, "targets", f"labels ({meaning})")
     if t.shape not in ((batch,), (batch, 1)) and not (batch == 1 and t.size == 1):
         raise LossjitError(f"targets: shape {_shape(t.shape)} does not match {batch} pairs; "
                            f"expected ({batch},) or ({batch}, 1)")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lossjit import api, registry
-from lossjit.api import Empty, LossValue, Reduction
+from lossjit.api import Empty, LossValue, NanPolicy, Reduction
 
 
 class Loss:
@@ -32,21 +32,24 @@ class Loss:
     >>> huber = Loss("huber", delta=0.5)
     >>> huber.forward(np.array([2.0]), np.array([0.0]))
     0.875
+    >>> Loss("mse", nan_policy="omit").forward(np.array([2.0, np.nan]), np.zeros(2))
+    4.0
     """
 
     def __init__(self, name: str, *, reduction: Reduction = "mean", empty: Empty = "nan",
-                 **options: Any) -> None:
+                 nan_policy: NanPolicy = "propagate", **options: Any) -> None:
         self.spec = registry.resolve(name)
         self.spec.options(options)  # fail early on a bad option
-        api.check_settings(self.spec, reduction, empty)
+        api.check_settings(self.spec, reduction, empty, nan_policy)
         self.name = self.spec.name
         self.reduction: Reduction = reduction
         self.empty: Empty = empty
+        self.nan_policy: NanPolicy = nan_policy
         self.options = dict(options)
 
     def _keywords(self, sample_weight: Any) -> dict[str, Any]:
-        return dict(reduction=self.reduction, empty=self.empty, sample_weight=sample_weight,
-                    **self.options)
+        return dict(reduction=self.reduction, empty=self.empty, nan_policy=self.nan_policy,
+                    sample_weight=sample_weight, **self.options)
 
     def forward(self, predictions: Any, targets: Any = None, *,
                 sample_weight: Any = None) -> LossValue:
@@ -75,26 +78,31 @@ class Loss:
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return (f"{type(self).__name__}({self.name!r}, reduction={self.reduction!r}"
+        policy = "" if self.nan_policy == "propagate" else f", nan_policy={self.nan_policy!r}"
+        return (f"{type(self).__name__}({self.name!r}, reduction={self.reduction!r}{policy}"
                 + (f", {shown}" if shown else "") + ")")
 
 
 def get(name: str, *, reduction: Reduction = "mean", empty: Empty = "nan",
-        **options: Any) -> Loss:
-    """A :class:`Loss` object for ``name`` (any alias) with ``options`` bound.
+        nan_policy: NanPolicy = "propagate", **options: Any) -> Loss:
+    """A :class:`Loss` object for ``name`` (any alias) with ``options`` bound; ``nan_policy``
+    as in :func:`lossjit.value_and_grad`.
 
     >>> import numpy as np
     >>> get("mae").forward(np.array([1.0, -1.0]), np.array([0.0, 0.0]))
     1.0
+    >>> get("mae", nan_policy="omit").forward(np.array([1.0, np.nan]), np.array([0.0, 0.0]))
+    1.0
     """
-    return Loss(name, reduction=reduction, empty=empty, **options)
+    return Loss(name, reduction=reduction, empty=empty, nan_policy=nan_policy, **options)
 
 
 class MeanSquaredError(Loss):
     """The seed's MSE: mean of (x - y)^2, gradient 2 (x - y) / n."""
 
-    def __init__(self, *, reduction: Reduction = "mean") -> None:
-        super().__init__("mse", reduction=reduction)
+    def __init__(self, *, reduction: Reduction = "mean",
+                 nan_policy: NanPolicy = "propagate") -> None:
+        super().__init__("mse", reduction=reduction, nan_policy=nan_policy)
 
 
 class CrossEntropyLoss(Loss):
@@ -143,8 +151,10 @@ class ContrastiveLoss(Loss):
     """The seed's contrastive loss on pairs (B, 2, D) with labels (1 = similar):
     ``y d^2 + (1-y) max(0, margin - d)^2``, averaged over pairs."""
 
-    def __init__(self, margin: float = 1.0, *, reduction: Reduction = "mean") -> None:
-        super().__init__("contrastive", reduction=reduction, margin=margin)
+    def __init__(self, margin: float = 1.0, *, reduction: Reduction = "mean",
+                 nan_policy: NanPolicy = "propagate") -> None:
+        super().__init__("contrastive", reduction=reduction, nan_policy=nan_policy,
+                         margin=margin)
 
 
 class TripletLoss(Loss):

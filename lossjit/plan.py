@@ -18,6 +18,21 @@ and runs each piece, and gives the same loss, denominator and gradient to the bi
 for memory maps or Dask blocks is another way of handing pieces to the same plan: no kernel
 changes.
 
+**NaN and inf** (``nan_policy``, as in SciPy; decided per piece, on whole terms, so pieces give
+the whole call's bits):
+
+- ``"propagate"`` (the default): IEEE arithmetic. A term whose loss is NaN (a NaN input, or an
+  inf that makes one, such as ``inf - inf``) makes the loss NaN, and every gradient and Hessian
+  entry of that term NaN: the kernels' own result, completed by :func:`spread_nan`, which runs
+  only when a piece's loss is NaN, so finite inputs pay nothing.
+- ``"raise"``: a LossjitError names the argument (predictions, targets, sample_weight, or a
+  differentiable option such as ``var``) and the first NaN or infinite value and its position.
+- ``"omit"``: the terms with a NaN in their predictions, targets or sample weight
+  (:func:`omitted_terms`) are dropped: the mean's denominator counts them with weight 0, their
+  gradient and Hessian entries are 0, and the sum adds the other terms only
+  (:func:`drop_terms`); with ``reduction="none"`` their losses are NaN. A mean over no
+  remaining term follows ``empty``; ``batchmean`` still divides by the first axis.
+
 >>> import numpy as np
 >>> plan = make_plan("mse")
 >>> x, y = np.arange(20000.0) / 7, np.zeros(20000)
@@ -34,17 +49,20 @@ import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 
 from lossjit import registry
 from lossjit.blocking import block_count, block_rows
 from lossjit.errors import LossjitError
-from lossjit.layouts import KernelInputs
+from lossjit.layouts import KernelInputs, first_bad, numbers
 from lossjit.registry import LossSpec
 
 LossValue = float | np.ndarray
+NanPolicy = Literal["propagate", "raise", "omit"]
+#: The choices of ``nan_policy``, the default first.
+NAN_POLICIES: tuple[str, ...] = get_args(NanPolicy)
 
 
 class Result(NamedTuple):
@@ -56,14 +74,19 @@ class Result(NamedTuple):
     hess: np.ndarray | None
 
 
-def check_settings(spec: LossSpec, reduction: str, empty: str) -> None:
-    """Raise a clear LossjitError unless ``reduction`` and ``empty`` are valid for ``spec``."""
+def check_settings(spec: LossSpec, reduction: str, empty: str,
+                   nan_policy: str = "propagate") -> None:
+    """Raise a clear LossjitError unless ``reduction``, ``empty`` and ``nan_policy`` are valid
+    for ``spec``."""
     if reduction not in spec.reductions:
         raise LossjitError(f"reduction: expected one of {', '.join(spec.reductions)}; got "
                            f"{reduction!r}")
     if empty not in registry.EMPTY_CHOICES:
         raise LossjitError(f"empty: expected one of {', '.join(registry.EMPTY_CHOICES)}; got "
                            f"{empty!r}")
+    if nan_policy not in NAN_POLICIES:
+        raise LossjitError(f"nan_policy: expected one of {', '.join(NAN_POLICIES)}; got "
+                           f"{nan_policy!r}")
 
 
 @dataclass(slots=True)
@@ -78,6 +101,7 @@ class Plan:
     want_value: bool = True
     want_grad: bool = True
     hessian: bool = False
+    nan_policy: str = "propagate"
 
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any] | None = None
                 ) -> KernelInputs:
@@ -106,40 +130,60 @@ class Plan:
     def computes_grad(self) -> bool:
         return self.want_grad or self.hessian
 
+    def refuse_non_finite(self, predictions: Any, targets: Any, sample_weight: Any) -> None:
+        """``nan_policy="raise"``: name the first NaN or infinite number of the predictions,
+        the targets, the sample weights or a differentiable option (``var``), and where."""
+        arrays = [("predictions", predictions), ("targets", targets),
+                  ("sample_weight", sample_weight)]
+        arrays += [(p.name, self.options[p.name]) for p in self.spec.params if p.differentiable]
+        for what, value in arrays:
+            if value is None or (what == "targets" and self.spec.targets == "none"):
+                continue
+            a = np.asarray(value)
+            if a.dtype.kind != "f":  # integers are finite; other dtypes are refused elsewhere
+                continue
+            finite = np.isfinite(a)
+            if not finite.all():
+                raise LossjitError(f"{what}: {first_bad(a, ~finite)}; nan_policy='raise' "
+                                   "refuses NaN and infinite values (nan_policy='omit' drops "
+                                   "the terms that hold NaN, 'propagate' computes with them)")
+
 
 _plans: dict[tuple[Any, ...], Plan] = {}
 
 
 def make_plan(name: str, *, reduction: str = "mean", empty: str = "nan",
               wrt: Sequence[str] = ("predictions",), hessian: bool = False,
-              want_grad: bool = True, want_value: bool = True, **params: Any) -> Plan:
+              want_grad: bool = True, want_value: bool = True,
+              nan_policy: str = "propagate", **params: Any) -> Plan:
     """Resolve ``name`` and validate everything about the call that is not an array. Plans
     of calls whose options are plain numbers are kept, so a loop of calls validates once."""
     key = None
     if all(isinstance(v, (int, float, bool, str, type(None))) for v in params.values()):
         key = (registry.generation, name, reduction, empty, tuple(wrt), hessian, want_grad,
-               want_value, *sorted(params.items()))
+               want_value, nan_policy, *sorted(params.items()))
         plan = _plans.get(key)
         if plan is not None:
             return plan
     plan = _make_plan(name, reduction, empty, tuple(wrt), hessian, want_grad, want_value,
-                      params)
+                      nan_policy, params)
     if key is not None:
         _plans[key] = plan
     return plan
 
 
 def _make_plan(name: str, reduction: str, empty: str, wrt: tuple[str, ...], hessian: bool,
-               want_grad: bool, want_value: bool, params: dict[str, Any]) -> Plan:
+               want_grad: bool, want_value: bool, nan_policy: str,
+               params: dict[str, Any]) -> Plan:
     spec = registry.resolve(name)
-    check_settings(spec, reduction, empty)
+    check_settings(spec, reduction, empty, nan_policy)
     differentiable = ("predictions", *(p.name for p in spec.params if p.differentiable))
     for item in wrt:
         if item not in differentiable:
             raise LossjitError(f"wrt: {spec.name} has no gradient with respect to {item!r}; "
                                f"expected {' or '.join(map(repr, differentiable))}")
     return Plan(spec, spec.options(params), reduction, empty, wrt, want_value, want_grad,
-                hessian)
+                hessian, nan_policy)
 
 
 # --- exact sums -------------------------------------------------------------------------------
@@ -185,22 +229,69 @@ class ExactSum:
 # --- the steps of a run -----------------------------------------------------------------------
 
 
-def sample_weights(sample_weight: Any, inputs: KernelInputs) -> np.ndarray:
-    """``sample_weight`` broadcast to the terms' shape, laid out as the kernel's terms."""
-    sw = np.asarray(sample_weight)
-    if sw.dtype.kind not in "biuf":
-        raise LossjitError(f"sample_weight: dtype {sw.dtype} is not supported; expected numbers")
+def sample_weights(sample_weight: Any, inputs: KernelInputs, nan_policy: str = "propagate"
+                   ) -> np.ndarray:
+    """``sample_weight`` broadcast to the terms' shape, laid out as the kernel's terms. Each
+    weight is finite and >= 0; with ``nan_policy="omit"`` it may be NaN (its term is then
+    dropped by :func:`omitted_terms`)."""
+    sw = numbers(sample_weight, "sample_weight", "one weight per term").astype(np.float64)
+    bad = (sw < 0) | np.isinf(sw)
+    if nan_policy != "omit":
+        bad |= np.isnan(sw)
+    if bad.any():
+        raise LossjitError("sample_weight: weights must be finite and >= 0, got "
+                           f"{first_bad(sw, bad)}" + ("" if nan_policy == "omit" else
+                                                      " (nan_policy='omit' drops the terms of "
+                                                      "NaN weights)"))
     try:
-        sw = np.broadcast_to(sw.astype(np.float64), inputs.terms_shape)
+        sw = np.broadcast_to(sw, inputs.terms_shape)
     except ValueError:
         raise LossjitError(f"sample_weight: shape {sw.shape} does not match the loss terms' "
                            f"shape {inputs.terms_shape}; expected one weight per term") from None
-    bad = ~(np.isfinite(sw) & (sw >= 0))
-    if bad.any():
-        raise LossjitError(f"sample_weight: weights must be finite and >= 0, got "
-                           f"{sw.flat[np.argmax(bad)]!r}")
     assert inputs.terms_layout is not None
     return np.array(sw.reshape(inputs.terms_layout), order="C")
+
+
+def _by_term(array: np.ndarray, terms: tuple[int, ...]) -> np.ndarray | None:
+    """``array``, laid out as the kernel's ``x`` (the terms along its first axes), as
+    ``(*terms, numbers per term)``; None where it is not laid out so."""
+    if array.shape[:len(terms)] != terms:
+        return None
+    return array.reshape(*terms, math.prod(array.shape[len(terms):]))
+
+
+def omitted_terms(inputs: KernelInputs, sw: np.ndarray | None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``nan_policy="omit"``: (the terms to drop, as a bool array laid out as the terms, or
+    None when there is none; the sample weights with 0 for the dropped terms, the weights of
+    the mean's denominator). A term is dropped when any of its predictions (a class row, a
+    pair or triplet, a mean and its variance), its targets or its sample weight is NaN."""
+    terms = inputs.terms_layout
+    assert terms is not None
+    mask = None
+    for what, array in (("predictions", inputs.x), ("targets", inputs.y)):
+        if array.dtype.kind != "f" or not array.size or not np.isnan(array.sum()):
+            continue  # a sum without NaN: no NaN (inf - inf checks the numbers one by one)
+        view = _by_term(array, terms)
+        if view is None:
+            raise LossjitError(f"nan_policy: 'omit' cannot tell which terms hold the {what} of "
+                               "this layout; use 'propagate' or 'raise'")
+        found = np.isnan(view).any(axis=-1)
+        mask = found if mask is None else mask | found
+    if sw is not None:
+        weightless = np.isnan(sw)
+        if weightless.any():
+            mask = weightless if mask is None else mask | weightless
+    if mask is None or not mask.any():
+        return None, sw
+    return mask, np.where(mask, 0.0, 1.0 if sw is None else sw)
+
+
+def terms_per_block(inputs: KernelInputs) -> int:
+    """How many terms each of the kernel's blocks holds (the last may hold fewer)."""
+    rows = inputs.x.shape[0]
+    return block_rows(inputs.x.size // rows if rows else 1) * (inputs.terms // rows
+                                                                if rows else 1)
 
 
 def add_count(total: ExactSum, inputs: KernelInputs, sw: np.ndarray | None) -> None:
@@ -209,9 +300,7 @@ def add_count(total: ExactSum, inputs: KernelInputs, sw: np.ndarray | None) -> N
     if sw is None and inputs.shares is None:
         total.count += inputs.terms
         return
-    rows = inputs.x.shape[0]
-    per_block = block_rows(inputs.x.size // rows if rows else 1) * (inputs.terms // rows
-                                                                     if rows else 1)
+    per_block = terms_per_block(inputs)
     if sw is None:
         total.add(inputs.shares(), per_block)
     else:
@@ -296,9 +385,10 @@ class Outputs:
 
 
 def outputs_for(plan: Plan, inputs: KernelInputs, grad: np.ndarray | None,
-                hess: np.ndarray | None) -> Outputs:
+                hess: np.ndarray | None, per_term: bool = False) -> Outputs:
     """The kernel's outputs for ``inputs``, writing into ``grad`` and ``hess`` (the user's
-    arrays, or their piece) where they are given."""
+    arrays, or their piece) where they are given; the per-term losses for
+    ``reduction="none"`` or ``per_term``."""
     x = inputs.x
     assert inputs.terms_layout is not None
 
@@ -309,7 +399,8 @@ def outputs_for(plan: Plan, inputs: KernelInputs, grad: np.ndarray | None,
     else:
         grad_view = none if grad is None else scratch("grad", x.shape, x.dtype)
         hess_view = none if hess is None else scratch("hess", x.shape, x.dtype)
-    losses = (np.empty(inputs.terms_layout, dtype=x.dtype) if plan.reduction == "none"
+    losses = (np.empty(inputs.terms_layout, dtype=x.dtype)
+              if plan.reduction == "none" or per_term
               else nothing(len(inputs.terms_layout), x.dtype))
     return Outputs(grad, grad_view, hess, hess_view, losses)
 
@@ -367,22 +458,80 @@ def finish(plan: Plan, total: float, count: float, terms: np.ndarray | None,
 # --- runners ----------------------------------------------------------------------------------
 
 
+def spread_nan(kernel: Any, inputs: KernelInputs, weights: np.ndarray, outputs: Outputs,
+               scale: float) -> None:
+    """After a kernel call whose loss is NaN: every gradient and Hessian entry of a term whose
+    loss is NaN becomes NaN, where the kernel's formulas (which pick, clamp and mask) dropped
+    it: the term's gradient is undefined as a whole. This is ``nan_policy="propagate"``, and
+    what any policy does with a NaN that no input held (``inf - inf``). The per-term losses
+    come from the call (``reduction="none"``) or from a value-only call."""
+    if not (outputs.grad_view.size or outputs.hess_view.size):
+        return
+    losses = outputs.losses
+    if not losses.size:
+        x = inputs.x
+        none = nothing(x.ndim, x.dtype)
+        losses = np.empty(inputs.terms_layout, dtype=x.dtype)
+        call_kernel(kernel, inputs, weights, Outputs(None, none, None, none, losses),
+                    nothing(1, np.float64), scale)
+    undefined = np.isnan(losses)
+    if not undefined.any():
+        return
+    for view in (outputs.grad_view, outputs.hess_view):
+        by_term = _by_term(view, undefined.shape) if view.size else None
+        if by_term is not None:
+            by_term[undefined] = np.nan
+
+
+def drop_terms(plan: Plan, kernel: Any, inputs: KernelInputs, weights: np.ndarray,
+               outputs: Outputs, scale: float, omitted: np.ndarray, sums: list[float]) -> None:
+    """``nan_policy="omit"``, after the kernel call: the omitted terms' gradient and Hessian
+    entries become 0, and each block that holds one gets, in ``sums``, the lane sum
+    (:func:`~lossjit.kernels._blocks.block_sums`) of its other terms' losses; a whole call and
+    its pieces hold the same blocks, so they still give the same bits. With
+    ``reduction="none"`` the omitted terms' losses are NaN."""
+    from lossjit.kernels._blocks import block_sums
+
+    losses = outputs.losses.reshape(-1)
+    flat = omitted.reshape(-1)
+    losses[flat] = 0.0
+    if plan.reduction != "none" and sums:
+        per_block = terms_per_block(inputs)
+        fixed = block_sums(losses.astype(np.float64), per_block, np.empty(len(sums)))
+        for block in np.unique(np.flatnonzero(flat) // per_block).tolist():
+            sums[block] = float(fixed[block])
+    spread_nan(kernel, inputs, weights, outputs, scale)  # a NaN kept (inf - inf) spreads
+    for view in (outputs.grad_view, outputs.hess_view):
+        by_term = _by_term(view, omitted.shape) if view.size else None
+        if by_term is not None:
+            by_term[omitted] = 0.0
+    if plan.reduction == "none":
+        losses[flat] = np.nan
+
+
 def run_piece(plan: Plan, inputs: KernelInputs, sw: np.ndarray | None, scale: float,
-              grad: np.ndarray | None, hess: np.ndarray | None
-              ) -> tuple[list[float], Outputs]:
+              grad: np.ndarray | None, hess: np.ndarray | None,
+              omitted: np.ndarray | None = None) -> tuple[list[float], Outputs]:
     """Run one laid-out piece: its gradient and Hessian go into ``grad`` and ``hess`` (the
-    user's arrays, or their part), and its block sums come back for :func:`combine`."""
+    user's arrays, or their part), and its block sums come back for :func:`combine`. NaN
+    follows the plan's ``nan_policy``: ``omitted`` are the terms to drop
+    (:func:`omitted_terms`)."""
     kernels = plan.kernel_set(inputs)
-    outputs = outputs_for(plan, inputs, grad, hess)
+    outputs = outputs_for(plan, inputs, grad, hess, per_term=omitted is not None)
     x = inputs.x
     sums = block_sums_for(x)
+    kernel = kernels.pick(x.size)
+    weights = weights_for(inputs, sw)
     # one block: the kernel's own total is that block's sum (no buffer to read back)
-    total = call_kernel(kernels.pick(x.size), inputs, weights_for(inputs, sw), outputs,
+    total = call_kernel(kernel, inputs, weights, outputs,
                         sums if sums.size > 1 else nothing(1, np.float64), scale)
+    found = sums.tolist() if sums.size > 1 else ([total] if sums.size else [])
+    if omitted is not None:
+        drop_terms(plan, kernel, inputs, weights, outputs, scale, omitted, found)
+    elif total != total:  # NaN; free to test when finite
+        spread_nan(kernel, inputs, weights, outputs, scale)
     outputs.unpack(inputs)
-    if sums.size > 1:
-        return sums.tolist(), outputs
-    return ([total] if sums.size else []), outputs
+    return found, outputs
 
 
 def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any = None,
@@ -391,8 +540,14 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
     predictions = np.asarray(predictions)
     inputs = plan.lay_out(predictions, targets)
     plan.kernel_set(inputs)  # a missing Hessian is refused before anything is allocated
+    if plan.nan_policy == "raise":
+        plan.refuse_non_finite(predictions, targets, sample_weight)
     x = inputs.x
-    sw = None if sample_weight is None else sample_weights(sample_weight, inputs)
+    sw = (None if sample_weight is None else
+          sample_weights(sample_weight, inputs, plan.nan_policy))
+    omitted = None
+    if plan.nan_policy == "omit":
+        omitted, sw = omitted_terms(inputs, sw)
     count = ExactSum()
     if plan.reduction not in ("sum", "none"):
         add_count(count, inputs, sw)
@@ -409,7 +564,8 @@ def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any
         raise LossjitError("out: only a gradient can be written to out")
     if plan.hessian:
         hess = np.empty(predictions.shape, dtype=x.dtype)
-    sums, outputs = run_piece(plan, inputs, sw, 1.0 / divisor if divisor else 0.0, grad, hess)
+    sums, outputs = run_piece(plan, inputs, sw, 1.0 / divisor if divisor else 0.0, grad, hess,
+                              omitted)
 
     grads: dict[str, np.ndarray] = {}
     if grad is not None:
@@ -460,7 +616,10 @@ def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
         if hi < lo or (multiple and lo % multiple):
             raise LossjitError(f"bounds: {list(bounds)} must rise, each a multiple of "
                                f"{multiple}")
-    sw_whole = None if sample_weight is None else sample_weights(sample_weight, whole)
+    if plan.nan_policy == "raise":
+        plan.refuse_non_finite(predictions, targets, sample_weight)
+    sw_whole = (None if sample_weight is None else
+                sample_weights(sample_weight, whole, plan.nan_policy))
 
     # (span, laid-out piece, its sample weights); no bounds: the whole arrays as one piece
     pieces: list[tuple[slice | None, KernelInputs, np.ndarray | None]] = []
@@ -474,11 +633,15 @@ def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
             inputs = plan.lay_out(predictions[lo:hi],
                                   None if targets is None else np.asarray(targets)[lo:hi],
                                   _piece_options(plan, predictions.shape, lo, hi))
-            sw = None if sw_terms is None else sample_weights(sw_terms[lo:hi], inputs)
+            sw = (None if sw_terms is None else
+                  sample_weights(sw_terms[lo:hi], inputs, plan.nan_policy))
             pieces.append((slice(lo, hi), inputs, sw))
+    # the terms each piece omits (nan_policy="omit"), and its weights without them
+    omits = [omitted_terms(inputs, sw) if plan.nan_policy == "omit" else (None, sw)
+             for _, inputs, sw in pieces]
     count = ExactSum()
     if plan.reduction not in ("sum", "none"):
-        for _, inputs, sw in pieces:
+        for (_, inputs, _), (_, sw) in zip(pieces, omits, strict=True):
             add_count(count, inputs, sw)
     divisor = denominator(plan, count, predictions)
     scale = 1.0 / divisor if divisor else 0.0
@@ -488,9 +651,9 @@ def run_pieces(plan: Plan, predictions: Any, targets: Any = None, *,
     hess = np.empty(predictions.shape, dtype=dtype) if plan.hessian else None
     sums: list[float] = []
     terms: list[np.ndarray] = []
-    for span, inputs, sw in pieces:
+    for (span, inputs, _), (omitted, sw) in zip(pieces, omits, strict=True):
         piece_sums, outputs = run_piece(plan, inputs, sw, scale, _part(grad, span),
-                                        _part(hess, span))
+                                        _part(hess, span), omitted)
         sums.extend(piece_sums)
         if plan.reduction == "none":
             terms.append(outputs.losses.reshape(inputs.terms_shape))

@@ -378,7 +378,8 @@ def focal_probs_block(x, y, w, grad, hess, losses, scale, alpha, gamma, eps):
     """-sum_{t_c>0} alpha_c t_c (1-q)^gamma log q, q = clip(p_c, eps, 1), on probabilities.
 
     d/dp_c = -alpha_c t_c ((1-q)^gamma / q - gamma (1-q)^(gamma-1) log q) inside the clip,
-    0 outside it.
+    0 outside it. A NaN probability makes its row's loss NaN, at a class without target mass
+    too (as cross-entropy's does).
     """
     n, classes = x.shape
     parts = np.empty(classes)
@@ -392,7 +393,7 @@ def focal_probs_block(x, y, w, grad, hess, losses, scale, alpha, gamma, eps):
             q = _clip(p, eps)
             u = 1.0 - q
             slope = 0.0
-            parts[c] = 0.0
+            parts[c] = p - p  # 0, or NaN: a NaN anywhere in the row makes its loss NaN
             if at > 0.0:
                 logq = math.log(q)
                 parts[c] = -at * u ** gamma * logq
@@ -575,7 +576,7 @@ def hinge_embedding_pointwise(x, y, params):
     x = float(x)
     if y > 0:
         return x, 1.0, 0.0
-    gap = margin - x
+    gap = margin - x + 0.0 * float(y)  # + (-0.0), or NaN for a NaN label: it is kept
     if gap >= 0.0:
         return gap, -1.0, 0.0
     return (gap if gap != gap else 0.0), 0.0, 0.0

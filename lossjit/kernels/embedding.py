@@ -163,7 +163,7 @@ def cosine_embedding_block(x, y, w, grad, hess, losses, scale, margin):
         if y[r] > 0:
             value, direction = 1.0 - cos, -1.0
         else:
-            gap = cos - margin
+            gap = cos - margin + 0.0 * float(y[r])  # a NaN label is kept
             value = gap if (gap >= 0.0 or gap != gap) else 0.0
             direction = 1.0 if gap >= 0.0 else 0.0
         term_weight = w[r] if w.size else 1.0
