@@ -6,8 +6,8 @@ skipped. A job's fields:
 
 - ``loss`` and ``predictions`` (required), ``targets``: as on ``lossjit compute``'s command
   line, sources with selectors included (``results.csv:pred``);
-- ``reduction``, ``sample_weight``, ``empty``, ``header`` (true/false), ``classes``
-  (``"a,b,c"`` or a list);
+- ``reduction``, ``sample_weight``, ``empty``, ``nan_policy``, ``header`` (true/false),
+  ``classes`` (``"a,b,c"`` or a list);
 - outputs: ``grad_out``, ``hess_out``, ``loss_out``, ``<option>_grad_out``; a job writes only
   the outputs it names (``compute`` writes the gradient by default, a batch job does not);
 - the loss's own options by name (``"gamma": 1.5``, ``"weight": [1, 2, 3]`` or a file), at the
@@ -42,7 +42,7 @@ __all__ = ["parse_jobs", "run_jobs"]
 
 #: Job fields that are not the loss's own options.
 _FIELDS = ("loss", "predictions", "targets", "reduction", "sample_weight", "empty", "header",
-           "classes", "options")
+           "classes", "nan_policy", "options")
 
 
 def _flag(value: Any, name: str) -> bool | None:
@@ -86,6 +86,7 @@ def job_from(fields: dict[str, Any]) -> Job:
                reduction=fields.get("reduction", "mean"), options=options,
                sample_weight=fields.get("sample_weight"), empty=fields.get("empty", "nan"),
                outputs=outputs, header=_flag(fields.get("header"), "header"),
+               nan_policy=fields.get("nan_policy", "propagate"),
                classes=None if classes is None else tuple(map(str, classes)))
 
 

@@ -16,7 +16,6 @@ import contextlib
 import importlib
 import json
 import os
-import pickle
 import sys
 import traceback
 import warnings
@@ -97,7 +96,7 @@ def _warnings_on_stderr() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """A LossjitError (or a damaged kernel cache) as one line on stderr and exit 1."""
+    """A LossjitError as one line on stderr and exit 1 (a UsageError: exit 2)."""
     try:
         yield
     except UsageError as exc:
@@ -108,10 +107,6 @@ def _user_errors() -> Iterator[None]:
         if _debugging():
             traceback.print_exc()
         raise click.ClickException(str(exc)) from None
-    except (EOFError, pickle.UnpicklingError) as exc:
-        raise click.ClickException(
-            f"the compiled-kernel cache in {os.environ.get('NUMBA_CACHE_DIR')} is damaged "
-            f"({type(exc).__name__}); run `lossjit cache clear`") from None
 
 
 def _classes(text: str | None) -> tuple[str, ...] | None:
@@ -122,13 +117,14 @@ def _job(spec: LossSpec, predictions: str, targets: str | None, reduction: str,
          sample_weight: str | None, empty: str, header: bool | None, classes: str | None,
          given: dict[str, Any], outputs: dict[str, str] | None = None,
          stream_format: str = "csv") -> Any:
-    """The job the command line describes."""
+    """The job the command line describes (``given`` still holds --nan-policy)."""
     from lossjit.jobs import Job
 
     return Job(spec.name, predictions, targets, reduction=reduction,
                options={p.name: given.get(p.name) for p in spec.params},
                sample_weight=sample_weight, empty=empty, outputs=outputs or {}, header=header,
-               classes=_classes(classes), stream_format=stream_format)
+               classes=_classes(classes), stream_format=stream_format,
+               nan_policy=given.get("nan_policy", "propagate"))
 
 
 def _input_params(spec: LossSpec) -> list[click.Parameter]:
@@ -148,6 +144,10 @@ def _input_params(spec: LossSpec) -> list[click.Parameter]:
                      help="one weight per loss term; the mean becomes sum(w l) / sum(w)"),
         click.Option(["--empty"], type=click.Choice(registry.EMPTY_CHOICES), default="nan",
                      show_default=True, help="what a mean over zero terms gives"),
+        click.Option(["--nan-policy"], type=click.Choice(["propagate", "raise", "omit"]),
+                     default="propagate", show_default=True,
+                     help="NaN inputs: give NaN (and warn), an error, or leave their terms "
+                          "out"),
         click.Option(["--header/--no-header"], default=None,
                      help="text inputs: the first row is (is not) a header [default: only "
                           "when every field is a name]"),
@@ -325,7 +325,7 @@ def _check_command(spec: LossSpec) -> click.Command:
                 result = check_grad(spec.name, inputs.x, inputs.y, reduction=reduction,
                                     sample_weight=inputs.sample_weight, empty=empty,
                                     samples=samples, seed=seed, against=theirs,
-                                    **inputs.options)
+                                    nan_policy=job.nan_policy, **inputs.options)
         if as_json:
             for check in (result, result.hessian):
                 if check is not None:
@@ -728,11 +728,13 @@ def cache_path() -> None:
     Example:
       du -sh "$(lossjit cache path)"
     """
-    from lossjit.cache import cache_dir, usage
+    from lossjit.cache import cache_dir, preferred_cache_dir, usage
 
     path = cache_dir()
     files, size = usage(path)
     click.echo(path)
+    if path != preferred_cache_dir():
+        _say(f"warning: {preferred_cache_dir()} cannot be used; kernels go to {path}")
     _say(f"{files} kernel files, {size / 1e6:.1f} MB")
 
 
@@ -767,18 +769,16 @@ def cache_warm(losses: tuple[str, ...], dtypes: tuple[str, ...], no_parallel: bo
     Example:
       lossjit cache warm --jobs 2
     """
-    path = use_cache_dir()
-    from lossjit.cache import warm
+    use_cache_dir()
+    from lossjit.cache import cache_dir, warm
 
-    try:
+    with _user_errors(), _warnings_on_stderr():
         names = [registry.resolve(name).name for name in losses] or None
         done = warm(names, dtypes=dtypes or ("float32", "float64"), parallel=not no_parallel,
                     jobs=jobs or os.cpu_count() or 1,
                     progress=lambda w: _say(f"{w.name}: {w.compiled} compiled, {w.loaded} "
                                             f"loaded, {w.seconds:.1f} s"))
-    except LossjitError as exc:
-        raise click.ClickException(str(exc)) from None
-    _say(f"warmed {len(done)} losses into {path}")
+    _say(f"warmed {len(done)} losses into {cache_dir()}")
 
 
 class Interrupted(BaseException):

@@ -41,6 +41,9 @@ from lossjit.writers import OutputSet, check_destination, write_array
 
 __all__ = ["Done", "Job", "option_flag", "output_flag", "run"]
 
+#: The choices of ``nan_policy``.
+NAN_POLICIES = ("propagate", "raise", "omit")
+
 #: What each output key holds, in messages.
 _OUTPUT_WORDS = {"grad": "gradient", "hess": "Hessian diagonal", "loss": "per-term losses"}
 
@@ -79,6 +82,7 @@ class Job:
     header: bool | None = None
     classes: tuple[str, ...] | None = None
     stream_format: str = "csv"
+    nan_policy: str = "propagate"
 
 
 @dataclass
@@ -107,6 +111,7 @@ class Done:
             "params": {k: json_safe(v) for k, v in self.spec.options(self.options).items()},
             "sample_weight": self.job.sample_weight is not None,
             "empty": self.job.empty,
+            "nan_policy": self.job.nan_policy,
             "shape": list(self.shape),
             "dtype": self.dtype,
         }
@@ -312,6 +317,27 @@ def read_inputs(spec: LossSpec, job: Job, reader: Reader) -> Inputs:
     return Inputs(predictions, x, y, options, weights)
 
 
+def non_finite(inputs: Inputs) -> str | None:
+    """A one-line note on the non-finite numbers among a job's inputs (how many, and where
+    the first is), or None when every number is finite."""
+    count, first = 0, None
+    arrays = [("predictions", inputs.x), ("targets", inputs.y),
+              ("--sample-weight", inputs.sample_weight)]
+    for what, array in arrays:
+        if array is None or np.asarray(array).dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(np.asarray(array))
+        found = int(np.count_nonzero(bad))
+        if found and first is None:
+            position = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+            first = f"{what} at position {position}"
+        count += found
+    if not count:
+        return None
+    return (f"{count} non-finite input value{'s' if count > 1 else ''} (the first: {first}); "
+            "they propagate to the loss and the gradient (--nan-policy raise or omit)")
+
+
 def _separator(source: Source) -> str:
     """How the input separated its columns (the per-term losses are printed the same way)."""
     from lossjit.formats import split_name
@@ -405,6 +431,9 @@ def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None
     if job.reduction not in spec.reductions:
         raise LossjitError(f"reduction: {job.reduction!r} is not one of "
                            f"{', '.join(spec.reductions)}")
+    if job.nan_policy not in NAN_POLICIES:
+        raise LossjitError(f"nan_policy: {job.nan_policy!r} is not one of "
+                           f"{', '.join(NAN_POLICIES)}")
     if job.empty not in registry.EMPTY_CHOICES:
         raise LossjitError(f"empty: {job.empty!r} is not one of "
                            f"{', '.join(registry.EMPTY_CHOICES)}")
@@ -423,17 +452,22 @@ def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None
     with clock.step("read"):
         inputs = read_inputs(spec, job, reader)
     x, y, options, weights = inputs.x, inputs.y, inputs.options, inputs.sample_weight
+    if job.nan_policy == "propagate" and say is not None:
+        note = non_finite(inputs)
+        if note is not None:
+            say(f"warning: {note}")
 
     wrt = ("predictions", *(k.removesuffix("_grad") for k in job.outputs if k.endswith("_grad")))
     with clock.compute():
         value, grads, hess = api.compute(
             spec.name, x, y, reduction=job.reduction, want_grad="grad" in job.outputs
             or len(wrt) > 1, sample_weight=weights, empty=job.empty, wrt=wrt,
-            hessian="hess" in job.outputs, **options)
+            hessian="hess" in job.outputs, nan_policy=job.nan_policy, **options)
         terms = value
         if "loss" in job.outputs and job.reduction != "none":
             terms, _, _ = api.compute(spec.name, x, y, reduction="none", want_grad=False,
-                                      sample_weight=weights, empty=job.empty, **options)
+                                      sample_weight=weights, empty=job.empty,
+                                      nan_policy=job.nan_policy, **options)
 
     arrays = {"grad": grads.get("predictions"), "hess": hess, "loss": terms,
               **{f"{k}_grad": v for k, v in grads.items() if k != "predictions"}}

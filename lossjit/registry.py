@@ -45,7 +45,7 @@ EMPTY_CHOICES: tuple[str, ...] = get_args(Empty)
 PARAM_KINDS = ("float", "int", "bool", "array", "float_or_array")
 
 #: Keywords of every loss, which no loss option may take as its name.
-COMMON_OPTIONS = ("reduction", "sample_weight", "empty", "wrt", "out")
+COMMON_OPTIONS = ("reduction", "sample_weight", "empty", "nan_policy", "wrt", "out")
 
 
 @dataclass(frozen=True)

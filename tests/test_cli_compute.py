@@ -127,7 +127,8 @@ def test_focal_json(work: Path):
     record = json.loads(result.stdout)
     assert isinstance(record, dict)
     assert set(record) == {"loss", "name", "predictions", "targets", "reduction", "params",
-                           "sample_weight", "empty", "shape", "dtype", "grad", "read_seconds",
+                           "sample_weight", "empty", "nan_policy", "shape", "dtype", "grad",
+                           "read_seconds",
                            "compile_seconds", "compute_seconds", "write_seconds", "seconds"}
     assert record["predictions"] == "data/logits.npy"
     assert record["loss"] == lossjit.loss("focal", logits, labels, gamma=1.5)
@@ -765,7 +766,8 @@ def test_process_focal_json(work: Path, exe: list[str]):
     assert out.count("\n") == 1 and out.endswith("\n")
     record = json.loads(out)
     assert set(record) == {"loss", "name", "predictions", "targets", "reduction", "params",
-                           "sample_weight", "empty", "shape", "dtype", "grad", "read_seconds",
+                           "sample_weight", "empty", "nan_policy", "shape", "dtype", "grad",
+                           "read_seconds",
                            "compile_seconds", "compute_seconds", "write_seconds", "seconds"}
     assert record["predictions"] == "data/logits.npy"
     assert record["loss"] == lossjit.loss("focal", logits, labels, gamma=1.5)

@@ -175,3 +175,31 @@ def test_a_job_list_of_json_arrays_is_an_error_record(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout.decode().strip() == (
         '{"job": 1, "line": 1, "ok": false, "error": "line 1: expected a JSON object, got list"}')
+
+
+def test_nan_policy_in_the_cli(tmp_path):
+    p = np.array([1.0, np.nan, 3.0, 5.0])
+    t = np.array([0.0, 0.0, 1.0, 1.0])
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "t.npy", t)
+    proc = lossjit("compute", "mse", "p.npy", "t.npy", "--grad-out", "g.npy", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.decode().strip() == "nan"
+    warning = [line for line in proc.stderr.decode().splitlines() if "non-finite" in line]
+    assert warning == ["lossjit: warning: 1 non-finite input value (the first: predictions at "
+                       "position (1,)); they propagate to the loss and the gradient "
+                       "(--nan-policy raise or omit)"]
+    grad = np.load(tmp_path / "g.npy")
+    assert np.isnan(grad[1]) and np.isfinite(grad[[0, 2, 3]]).all()
+
+    proc = lossjit("compute", "mse", "p.npy", "t.npy", "--nan-policy", "raise", "--no-grad",
+                   cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "position (1,)" in one_line_error(proc.stderr.decode())
+
+    proc = lossjit("compute", "mse", "p.npy", "t.npy", "--nan-policy", "omit", "--grad-out",
+                   "g2.npy", cwd=tmp_path)
+    kept = ~np.isnan(p)
+    assert float(proc.stdout) == pytest.approx(np.mean((p[kept] - t[kept]) ** 2), rel=1e-12)
+    expected = np.where(kept, 2 * (p - t) / kept.sum(), 0.0)
+    np.testing.assert_allclose(np.load(tmp_path / "g2.npy"), expected, rtol=1e-12)
+    assert "non-finite" not in proc.stderr.decode()
