@@ -21,14 +21,16 @@ from __future__ import annotations
 import bz2
 import gzip
 import importlib
+import io
 import lzma
 import os
 from types import ModuleType
+from typing import BinaryIO
 
 from lossjit.errors import LossjitError
 
 __all__ = ["COMPRESSIONS", "compress", "compression_of", "decompress", "format_of",
-           "optional", "split_name"]
+           "open_decompressed", "optional", "split_name"]
 
 #: Compression by extension: its magic bytes and the module that reads and writes it.
 COMPRESSIONS: dict[str, bytes] = {
@@ -102,35 +104,87 @@ def _zstd(action: str) -> ModuleType:
     return optional("zstandard", f"{action} .zst (Zstandard) data")
 
 
-def _unzstd(data: bytes) -> bytes:
-    """Zstandard frames, one after another; a truncated frame is an error (EOFError), and
-    frames written without their size in the header decompress too."""
-    zstandard = _zstd("reading")
-    parts = []
-    while data:
-        frame = zstandard.ZstdDecompressor().decompressobj()
-        parts.append(frame.decompress(data))
-        if not frame.eof:
-            raise EOFError("compressed data ended before the end of the zstd frame")
-        data = frame.unused_data
-    return b"".join(parts)
+#: The first four bytes of a zstd frame, and of a skippable frame (its low four bits vary).
+_ZSTD_FRAME, _ZSTD_SKIPPABLE = 0xFD2FB528, 0x184D2A50
+
+
+def _check_zstd_frames(stream: BinaryIO) -> None:
+    """Walk the zstd frames of a seekable ``stream`` from where it is, without decompressing,
+    and come back: EOFError when the last one is cut short, ValueError for what is no frame.
+
+    zstandard's streaming reader ends quietly at a truncated frame; the block sizes tell it.
+    """
+    start = stream.tell()
+    end = stream.seek(0, os.SEEK_END)
+    pos = start
+
+    def take(size: int) -> int:
+        nonlocal pos
+        stream.seek(pos)
+        data = stream.read(size)
+        if len(data) < size:
+            raise EOFError("compressed data ended before the end of a zstd frame")
+        pos += size
+        return int.from_bytes(data, "little")
+
+    def skip(size: int) -> None:
+        nonlocal pos
+        pos += size
+        if pos > end:
+            raise EOFError("compressed data ended before the end of a zstd frame")
+
+    while pos < end:
+        magic = take(4)
+        if magic & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+            skip(take(4))
+            continue
+        if magic != _ZSTD_FRAME:
+            raise ValueError(f"no zstd frame at byte {pos - 4}")
+        descriptor = take(1)
+        single_segment = descriptor >> 5 & 1
+        content_size = (single_segment, 2, 4, 8)[descriptor >> 6]
+        skip(1 - single_segment + (0, 1, 2, 4)[descriptor & 3] + content_size)
+        last = 0
+        while not last:
+            block = take(3)
+            last, kind, size = block & 1, block >> 1 & 3, block >> 3
+            skip(1 if kind == 1 else size)  # an RLE block holds one byte, repeated
+        skip(4 * (descriptor >> 2 & 1))  # the checksum
+    stream.seek(start)
+
+
+def open_decompressed(stream: BinaryIO, ext: str) -> BinaryIO:
+    """A file object that reads what ``stream`` decompresses to, as ``ext`` (one of
+    ``COMPRESSIONS``) says: each ``read(n)`` decompresses no more than it returns, so a small
+    file that expands enormously costs only what is read of it. Concatenated streams
+    (members, frames) are read one after another.
+
+    ``stream`` must be seekable for ``.zst``. Reads raise OSError, EOFError (truncated data),
+    lzma.LZMAError, zlib.error, zstandard.ZstdError or ValueError for damaged data; the reader
+    names the file.
+
+    >>> open_decompressed(io.BytesIO(compress(b"1,2\\n" * 3, ".gz")), ".gz").read(8)
+    b'1,2\\n1,2\\n'
+    """
+    if ext == ".gz":
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    if ext == ".bz2":
+        return bz2.BZ2File(stream)
+    if ext == ".xz":
+        return lzma.LZMAFile(stream)
+    if ext == ".zst":
+        zstandard = _zstd("reading")
+        _check_zstd_frames(stream)
+        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True,
+                                                           closefd=False)
+    raise ValueError(f"unknown compression {ext!r}")
 
 
 def decompress(data: bytes, ext: str) -> bytes:
-    """The bytes inside ``data``, compressed as ``ext`` says (one of ``COMPRESSIONS``).
-
-    Raises OSError, EOFError, lzma.LZMAError, zstandard.ZstdError or ValueError for damaged
-    data; the reader names the file.
-    """
-    if ext == ".gz":
-        return gzip.decompress(data)
-    if ext == ".bz2":
-        return bz2.decompress(data)
-    if ext == ".xz":
-        return lzma.decompress(data)
-    if ext == ".zst":
-        return _unzstd(data)
-    raise ValueError(f"unknown compression {ext!r}")
+    """The bytes inside ``data``, compressed as ``ext`` says (one of ``COMPRESSIONS``), read
+    whole; errors as :func:`open_decompressed` raises them."""
+    with open_decompressed(io.BytesIO(data), ext) as stream:
+        return stream.read()
 
 
 def compress(data: bytes, ext: str) -> bytes:

@@ -59,8 +59,45 @@ Text
   picked by a selector (as targets to map to classes, say) but not read as part of a whole table.
 * Shape: a whole table of one column or one row is 1-D, otherwise 2-D (rows x columns).
 
+Empty inputs
+------------
+Empty data is data: an ``.npy``/``.npz`` array of a zero-size shape (``(0,)``, ``(0, 3)``), a
+text table of a header and no rows (each column an empty float64 array; the whole table of
+shape ``(0, columns)``) and a Parquet/Arrow table of no rows are read as they are, and what a
+loss makes of them is for ``--empty nan|zero|error`` to say. A file of no bytes at all, empty
+standard input, compressed data that holds nothing, and text of only blank lines and comments
+are errors: they are more likely cut short than meant.
+
+Limits
+------
+What a file declares about itself is not believed before its bytes bear it out, and nothing
+is allocated on its word alone:
+
+* An ``.npy`` array (a file, an ``.npz`` member, standard input, compressed or not) is read only
+  when the bytes after its header hold all the data the header declares (shape times item
+  size): where the size of those bytes is known (a file, standard input) that is checked before
+  the array is allocated; in compressed data and ``.npz`` members they are counted as they come,
+  never past what the header declares. An array larger than this machine's memory is refused
+  at once, as is a header longer than 65536 bytes. The header is parsed as a literal; object
+  (pickled) arrays are refused unread, so a pickle inside never runs.
+* Other compressed content (text, or an ``.npz`` or Parquet/Arrow file, inside ``.gz``, ``.bz2``,
+  ``.xz`` or ``.zst``) may decompress to at most the larger of 256 MiB and 100 times its
+  compressed size. It is decompressed once in pieces, keeping nothing, to count it before it is
+  parsed, so a decompression ("zip") bomb costs a moment, not the memory.
+* ``.npz`` members must be stored or deflated, as ``numpy.savez`` and ``numpy.savez_compressed``
+  write them; the sizes the zip's own headers give are not trusted, the ``.npy`` header inside is.
+* The environment variable ``LOSSJIT_MAX_INPUT_BYTES`` (bytes, or with a suffix: ``500M``,
+  ``8G``) replaces both limits: it is then the most any compressed content may decompress to and
+  the most data an ``.npy`` array may hold.
+
+Memory: text goes to np.loadtxt line by line, from the file (or the decompressing stream) as
+often as a pass needs it, so reading a regular or compressed CSV of numbers takes little more
+than the array it gives; standard input is held in memory, once. Text with missing values or
+text labels takes a pass or two more; the labels are Python strings.
+
 Every bad input raises :class:`lossjit.errors.LossjitError` with a one-line message that names
-the argument, the file (``stdin`` for standard input), what was found and what was expected.
+the argument, the file (``stdin`` for standard input), what was found and what was expected;
+so does running out of memory while reading.
 
 Examples
 --------
@@ -92,20 +129,23 @@ array([1. , 2. , 0.5])
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import csv
 import functools
 import io
 import lzma
+import math
 import os
 import re
 import stat
 import sys
-import tokenize
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -121,9 +161,18 @@ MARKERS = ("NA", "N/A", "null", "NULL", "None", "nan")
 PREDICTION_NAMES = ("predictions", "prediction", "preds", "pred", "y_pred", "logits", "scores",
                     "outputs")
 TARGET_NAMES = ("targets", "target", "y_true", "labels", "label", "y")
+#: The environment variable that replaces the limits on what an input may expand to.
+LIMIT_VARIABLE = "LOSSJIT_MAX_INPUT_BYTES"
+#: Without it: compressed content other than an .npy array may decompress to the larger of
+#: these many bytes and this many times its compressed size.
+MIN_DECOMPRESSED_LIMIT = 256 * 2**20
+DECOMPRESSION_RATIO = 100
+#: The longest .npy header read (numpy writes a few hundred bytes at most for numeric arrays).
+MAX_NPY_HEADER = 65536
 
 _NPY_MAGIC = b"\x93NUMPY"
 _BOM = "\ufeff".encode()
+_BUFFER = 1 << 20  # bytes read at a time, and the read buffer of every input stream
 _TEXT_EXTS = (".csv", ".tsv", ".txt")
 _BINARY_EXTS = (".npy", ".npz", *formats.ARROW_FORMATS)
 _KNOWN_EXTS = (*_TEXT_EXTS, *_BINARY_EXTS, ".zip")
@@ -143,13 +192,19 @@ _NUM_RE = re.compile(
     r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE
 )
 _INDEX_RE = re.compile(r"[0-9]+")
+_BYTES_RE = re.compile(r"([0-9]+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _EXPECTED_NUMBER = "expected a number such as 3, -2.5, 1e-3, nan or inf"
 _EXPECTED_DTYPE = "expected float or integer numbers"
 _EXPECTED_FILE = "expected .npy, .npz, Parquet/Arrow or UTF-8 text (CSV, TSV, numbers)"
-# What np.load raises for a damaged .npy/.npz (a bad header, truncated data, a broken zip).
-_LOAD_ERRORS = (ValueError, EOFError, OSError, KeyError, zipfile.BadZipFile, zlib.error,
-                NotImplementedError, RuntimeError, SyntaxError, TypeError, tokenize.TokenError)
+# What a damaged zip raises, reading its directory or a member (zipfile, zlib).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError,
+               IndexError, NotImplementedError, RuntimeError, OverflowError, zlib.error,
+               lzma.LZMAError)
+# What a damaged compressed stream raises (gzip, bz2, lzma, zlib; zstandard's error is added).
 _DECOMPRESS_ERRORS = (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error)
+# What pyarrow raises, besides its own ArrowException, for a damaged file.
+_ARROW_ERRORS = (OSError, ValueError, EOFError, TypeError, KeyError, IndexError,
+                 NotImplementedError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,6 +222,27 @@ def _count(n: int, noun: str = "value") -> str:
 def _listing(names: Sequence[str], limit: int = 20) -> str:
     shown = ", ".join(show(name, 40)[1:-1] if name else "''" for name in names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _size(n: int) -> str:
+    """A number of bytes, and in KiB, MiB or GiB when it is that large."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n} bytes ({n / scale:.4g} {unit})"
+    return _count(n, "byte")
+
+
+def _such_as(labels: np.ndarray) -> str:
+    """" such as 'cat'": the first of some text labels, for a message (none when empty)."""
+    return f" such as {show(labels.flat[0], 40)}" if labels.size else ""
+
+
+def _value(value: object) -> str:
+    """A value for a message: a number as plain Python prints it (``-1.0``, never
+    ``np.float64(-1.0)``), text quoted."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return show(value) if isinstance(value, str) else show(value)[1:-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,24 +331,46 @@ class _Array:
 
 
 class _Archive:
-    """An .npz archive: arrays by key, each loaded (and checked) when first asked for."""
+    """An .npz archive: arrays by key, each read (and checked) when first asked for."""
 
-    def __init__(self, archive: Any, label: str) -> None:
-        self.archive = archive
-        self.keys = tuple(archive.files)
+    def __init__(self, source: _Bytes, label: str, where: str) -> None:
+        self.source = source
         self.label = label
+        with self._open(where) as archive:
+            self.infos = tuple(archive.infolist())
+        self.keys = tuple(info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                          for info in self.infos)
         self.loaded: dict[int, np.ndarray] = {}
+
+    @contextlib.contextmanager
+    def _open(self, where: str, member: str = "") -> Iterator[zipfile.ZipFile]:
+        """The zip, what a broken one raises (reading it or ``member``) a LossjitError."""
+        try:
+            with self.source.raw(where) as stream, zipfile.ZipFile(stream) as archive:
+                yield archive
+        except LossjitError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise LossjitError(f"{where}: not a valid .npz archive (truncated?): "
+                               f"{member + ': ' if member else ''}{one_line(exc)}") from None
 
     def names(self) -> tuple[str, ...]:
         return self.keys
 
     def member(self, index: int, what: str) -> np.ndarray:
         if index not in self.loaded:
-            try:
-                array = self.archive[self.keys[index]]
-            except _LOAD_ERRORS as exc:
-                raise _load_error(exc, what, self.label, ".npz archive") from None
-            self.loaded[index] = _check_loaded(array, what, self.label)
+            where = _where(what, self.label)
+            info, name = self.infos[index], f"member {show(self.keys[index])}"
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                # bzip2 and lzma members would expand unchecked in zipfile, and numpy never
+                # writes them
+                raise LossjitError(
+                    f"{where}: {name} is compressed with zip method {info.compress_type}; "
+                    "expected a stored or deflated member, as numpy.savez and "
+                    "numpy.savez_compressed write them"
+                )
+            with self._open(where, name) as archive, archive.open(info) as stream:
+                self.loaded[index] = _read_npy(stream, where, None, name)
         return self.loaded[index]
 
     def whole(self, what: str, label: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -326,9 +424,8 @@ class _Table:
                 numeric = [i for i, a in enumerate(arrays) if a.dtype.kind != "U"]
                 hint = f", e.g. {label}:{self._token(numeric[0])}" if numeric else ""
                 raise LossjitError(
-                    f"{_where(what, label)}: column {self._name(index)} holds text labels such "
-                    f"as {show(array[0], 40)}, not numbers; pick numeric columns with a "
-                    f"selector{hint}"
+                    f"{_where(what, label)}: column {self._name(index)} holds text labels"
+                    f"{_such_as(array)}, not numbers; pick numeric columns with a selector{hint}"
                 )
         array = self.block if self.block is not None else np.column_stack(arrays)
         if 1 in array.shape:
@@ -438,7 +535,7 @@ def _select(content: _Content, items: list[_Item], what: str,
     arrays = [space.get(index) for index in picked]
     names = tuple(space.names[i] for i in picked) if space.names is not None else ()
     if len(items) == 1 and not items[0].ranged:
-        return np.ascontiguousarray(arrays[0]), names
+        return np.asarray(arrays[0], order="C"), names  # a 0-d .npz member stays 0-d
     return _stack(arrays, names or tuple(map(str, picked)), what, label), names
 
 
@@ -469,7 +566,7 @@ def _stack(arrays: list[np.ndarray], names: Sequence[str], what: str, label: str
 
 
 class Reader:
-    """Reads each file, and standard input, at most once; then hands out arrays from it.
+    """Parses each file, and reads standard input, at most once; then hands out arrays from it.
 
     ``header`` forces (True) or forbids (False) a header line in text; None applies the header
     rule. ``stdin`` replaces ``sys.stdin.buffer`` for the path ``"-"``.
@@ -486,11 +583,12 @@ class Reader:
         if not isinstance(source, Source):
             source = Source.parse(source)
         content = self._content(source.path, what)
-        if source.selector is None:
-            array, names = content.whole(what, source.path)
-        else:
-            items = _Item.parse(source.selector, what, source.path)
-            array, names = _select(content, items, what, source.path)
+        with _enough_memory(what, source.path):
+            if source.selector is None:
+                array, names = content.whole(what, source.path)
+            else:
+                items = _Item.parse(source.selector, what, source.path)
+                array, names = _select(content, items, what, source.path)
         return Selected(array, names, source)
 
     def names(self, path: str, *, what: str = "input") -> tuple[str, ...]:
@@ -517,7 +615,8 @@ class Reader:
             chosen.append(found[0])
         pairs = []
         for name in chosen:
-            array, names_ = _select(content, [_Item(name)], what, path)
+            with _enough_memory(what, path):
+                array, names_ = _select(content, [_Item(name)], what, path)
             pairs.append(Selected(array, names_, Source(path, name)))
         return pairs[0], pairs[1]
 
@@ -526,11 +625,13 @@ class Reader:
     def _content(self, path: str, what: str) -> _Content:
         path = os.fspath(path)
         if path not in self._contents:
-            if path == "-":
-                content = _from_bytes(self._stdin_bytes(what), "", "", what, path, self._header)
-                self._stdin_data = None  # parsed: the bytes are no longer needed
-            else:
-                content = _read_file(path, what, self._header)
+            with _enough_memory(what, path):
+                if path == "-":
+                    source = _Bytes(data=self._stdin_bytes(what))
+                    content = _content_of(source, "", "", what, path, self._header)
+                    self._stdin_data = None  # parsed: the bytes are no longer needed here
+                else:
+                    content = _read_file(path, what, self._header)
             self._contents[path] = content
         return self._contents[path]
 
@@ -549,7 +650,7 @@ class Reader:
             )
         try:
             data = stream.read()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a closed stream
             raise LossjitError(f"{what}: stdin: cannot read: {one_line(exc)}") from None
         if isinstance(data, str):  # a text stream was passed; accept it
             data = data.encode("utf-8")
@@ -560,171 +661,390 @@ class Reader:
 
 
 # --------------------------------------------------------------------------------------------
-# reading bytes and telling formats apart
+# an input's bytes: read again as often as its format needs, decompressed in bounded pieces
+
+
+@contextlib.contextmanager
+def _enough_memory(what: str, path: str) -> Iterator[None]:
+    """A MemoryError while reading ``path`` as a LossjitError naming it."""
+    try:
+        yield
+    except MemoryError:
+        raise LossjitError(
+            f"{_where(what, path)}: not enough memory to read it (MemoryError)"
+        ) from None
+
+
+def _cannot_read(where: str, exc: Exception) -> LossjitError:
+    return LossjitError(f"{where}: cannot read file: {one_line(exc)}")
+
+
+def _damaged(where: str, tool: str, exc: Exception) -> LossjitError:
+    return LossjitError(f"{where}: damaged {tool} data (truncated?): {one_line(exc)}")
+
+
+def _needs(module: str, purpose: str, where: str) -> ModuleType:
+    """An optional package, or a LossjitError naming the input and the extra to install."""
+    try:
+        return formats.optional(module, purpose)
+    except LossjitError as exc:
+        raise LossjitError(f"{where}: {exc}") from None
+
+
+def _decompress_errors() -> tuple[type[Exception], ...]:
+    zstandard = sys.modules.get("zstandard")
+    return (*_DECOMPRESS_ERRORS, *((zstandard.ZstdError,) if zstandard is not None else ()))
+
+
+def _limit_variable(where: str) -> int | None:
+    """The bytes ``LOSSJIT_MAX_INPUT_BYTES`` sets (a number, or with K, M, G or T), or None."""
+    text = os.environ.get(LIMIT_VARIABLE, "").strip()
+    if not text:
+        return None
+    match = _BYTES_RE.fullmatch(text)
+    if match is None:
+        raise LossjitError(
+            f"{where}: {LIMIT_VARIABLE}={show(text)} is not a number of bytes; expected e.g. "
+            "500000000, 500M or 8G"
+        )
+    return int(match[1]) * 1024 ** ("", "k", "m", "g", "t").index(match[2].lower())
+
+
+def _decompressed_limit(compressed: int, where: str) -> tuple[int, str]:
+    """The most bytes compressed content other than an .npy array may decompress to, and why."""
+    limit = _limit_variable(where)
+    if limit is not None:
+        return limit, f"the limit {LIMIT_VARIABLE} sets"
+    limit = max(MIN_DECOMPRESSED_LIMIT, DECOMPRESSION_RATIO * compressed)
+    return limit, (f"the limit for {_size(compressed)} of compressed data: the larger of "
+                   f"{_size(MIN_DECOMPRESSED_LIMIT)} and {DECOMPRESSION_RATIO} times that")
+
+
+@functools.lru_cache(maxsize=1)
+def _memory() -> int | None:
+    """This machine's memory in bytes, when the system says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _array_limit(where: str) -> tuple[int | None, str]:
+    """The most data an .npy array may hold, and what sets it."""
+    limit = _limit_variable(where)
+    if limit is not None:
+        return limit, f"{_size(limit)}, the limit {LIMIT_VARIABLE} sets"
+    memory = _memory()
+    return memory, f"{_size(memory or 0)}, this machine's memory"
+
+
+class _Guarded(io.RawIOBase):
+    """``stream``, read through: its failures become LossjitErrors naming the input (a file
+    that cannot be read or, given ``tool``, damaged compressed data), and reading more than
+    ``limit`` bytes is refused (``why``: what sets the limit)."""
+
+    def __init__(self, stream: BinaryIO, where: str, tool: str = "",
+                 limit: int | None = None, why: str = "") -> None:
+        super().__init__()
+        self._stream, self._where, self._tool = stream, where, tool
+        self._limit, self._why, self._count = limit, why, 0
+
+    def _failure(self, exc: Exception) -> LossjitError:
+        return _damaged(self._where, self._tool, exc) if self._tool else \
+            _cannot_read(self._where, exc)
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        return _decompress_errors() if self._tool else (OSError, ValueError)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return not self._tool and self._stream.seekable()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return self._stream.seek(offset, whence)
+        except self._errors() as exc:
+            raise self._failure(exc) from None
+
+    def tell(self) -> int:
+        return self.seek(0, os.SEEK_CUR)
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            count = self._stream.readinto(buffer) or 0
+        except LossjitError:
+            raise
+        except self._errors() as exc:
+            raise self._failure(exc) from None
+        self._count += count
+        if self._limit is not None and self._count > self._limit:
+            raise LossjitError(
+                f"{self._where}: the {self._tool} data decompresses to more than "
+                f"{_size(self._limit)} ({self._why}), which looks like a decompression bomb; "
+                f"if it is genuine, raise the limit with {LIMIT_VARIABLE}, e.g. "
+                f"{LIMIT_VARIABLE}=16G"
+            )
+        return count
+
+
+class _Bytes:
+    """An input's bytes, read from the start as often as its format needs: a regular file
+    (``path``), opened again each time, or bytes held in memory (``data``); with
+    ``compression``, what those decompress to."""
+
+    def __init__(self, *, path: str | None = None, data: bytes | None = None,
+                 compression: str = "", size: int = 0) -> None:
+        self.path, self.data, self.compression = path, data, compression
+        self.size = len(data) if data is not None else size  # of the bytes as stored
+
+    def raw(self, where: str, buffering: int = -1) -> BinaryIO:
+        """The bytes as stored, seekable: the file opened, or the data in memory."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        try:
+            return open(self.path, "rb", buffering=buffering)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise _cannot_read(where, exc) from None
+
+    @contextlib.contextmanager
+    def open(self, where: str, *, bounded: bool = True,
+             buffer: int = _BUFFER) -> Iterator[io.BufferedReader]:
+        """A buffered stream of the bytes, decompressed; failures raise LossjitErrors, as does
+        decompressing more than :func:`_decompressed_limit` allows when ``bounded``."""
+        with contextlib.ExitStack() as stack:
+            stream: Any = _Guarded(stack.enter_context(self.raw(where, 0)), where)
+            if self.compression:
+                tool = _COMPRESSORS[self.compression]
+                if self.compression == ".zst":
+                    _needs("zstandard", "reading .zst (Zstandard) data", where)
+                try:
+                    inner = formats.open_decompressed(stream, self.compression)
+                except LossjitError:
+                    raise
+                except _decompress_errors() as exc:  # a zstd frame cut short
+                    raise _damaged(where, tool, exc) from None
+                limit, why = _decompressed_limit(self.size, where) if bounded else (None, "")
+                stream = _Guarded(stack.enter_context(inner), where, tool, limit, why)
+            yield io.BufferedReader(stream, buffer)
+
+    def decompressed(self, compression: str) -> _Bytes:
+        return _Bytes(path=self.path, data=self.data, compression=compression, size=self.size)
+
+    def head(self, where: str) -> bytes:
+        """The first bytes, enough to tell the format."""
+        with self.open(where, bounded=False, buffer=8) as stream:
+            return stream.read(8)
+
+    def counted(self, where: str) -> None:
+        """Decompress it all once, keeping nothing, so that a bomb is refused before the
+        content is parsed (text is read in pieces; zip and pyarrow need the bytes whole)."""
+        with self.open(where) as stream:
+            while stream.read(_BUFFER):
+                pass
+
+    def in_memory(self, where: str) -> _Bytes:
+        """The (decompressed) bytes, held in memory."""
+        with self.open(where) as stream:
+            return _Bytes(data=stream.read())
 
 
 def _read_file(path: str, what: str, header: bool | None) -> _Content:
-    """Read a file whole, once; a regular, uncompressed .npy file is loaded straight from disk."""
+    """What the file holds. A regular file is read from disk, as often as its format needs;
+    anything else (a pipe, a device) is read whole once and never seeked."""
     where = _where(what, path)
     if path == "":
         raise LossjitError(f"{what}: empty path; expected a file path or - for stdin")
     try:
-        mode = os.stat(path).st_mode
+        status = os.stat(path)
     except FileNotFoundError:
         raise LossjitError(f"{where}: file not found; expected an existing file") from None
     except OSError as exc:
-        raise LossjitError(f"{where}: cannot read file: {exc.strerror or one_line(exc)}") from None
+        raise _cannot_read(where, exc) from None
     except ValueError as exc:  # an embedded NUL byte, for one
         raise LossjitError(f"{where}: not a valid path: {one_line(exc)}") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(status.st_mode):
         raise LossjitError(f"{where}: is a directory; expected a file")
-    ext, compression = formats.split_name(path)
-    try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(mode):  # a pipe or a device: read it whole once, never seek
-                data = f.read()
-            elif f.read(len(_NPY_MAGIC)) == _NPY_MAGIC and not compression:
-                f.seek(0)
-                return _Array(_load_npy(f, what, path))
-            else:
-                f.seek(0)
-                data = f.read()
-    except OSError as exc:
-        raise LossjitError(f"{where}: cannot read file: {exc.strerror or one_line(exc)}") from None
-    if not data:
+    source = _Bytes(path=path, size=status.st_size)
+    if not stat.S_ISREG(status.st_mode) or status.st_size == 0:  # /proc files claim no size
+        try:
+            with open(path, "rb") as f:
+                source = _Bytes(data=f.read())
+        except OSError as exc:
+            raise _cannot_read(where, exc) from None
+    if source.size == 0:
         raise LossjitError(f"{where}: file is empty; {_EXPECTED_FILE}")
-    return _from_bytes(data, ext, compression, what, path, header)
+    ext, compression = formats.split_name(path)
+    return _content_of(source, ext, compression, what, path, header)
 
 
-def _from_bytes(data: bytes, ext: str, compression: str, what: str, label: str,
+def _content_of(source: _Bytes, ext: str, compression: str, what: str, label: str,
                 header: bool | None) -> _Content:
-    """Parse a file's bytes: decompress, then tell the format by magic bytes, then by ``ext``."""
-    data = _decompressed(data, compression, what, label)
-    fmt = formats.format_of(data[:8])
-    if fmt == ".npy":
-        return _Array(_load_npy(io.BytesIO(data), what, label))
-    if fmt == ".npz":
-        return _load_npz(data, what, label)
-    if fmt:
-        return _arrow_table(data, fmt, what, label)
-    if ext in _NOT_FORMAT:
-        raise LossjitError(f"{_where(what, label)}: not {_NOT_FORMAT[ext]}")
-    return _parse_text(data, {".csv": ",", ".tsv": "\t"}.get(ext), header, what, label)
-
-
-def _decompressed(data: bytes, compression: str, what: str, label: str) -> bytes:
-    """``data`` uncompressed when its magic bytes say so; an extension without them is an error."""
+    """What the bytes hold: decompressed when their magic bytes say so, then told apart by
+    their first bytes, then by ``ext``."""
     where = _where(what, label)
-    found = formats.compression_of(data[:8])
-    if not found:
-        if compression:
-            tool = _COMPRESSORS[compression]
-            raise LossjitError(
-                f"{where}: not {compression} data (no {tool} header); expected a file "
-                f"compressed with {tool}"
-            )
-        return data
-    try:
-        out = formats.decompress(data, found)
-    except LossjitError as exc:  # zstandard is not installed
-        raise LossjitError(f"{where}: {exc}") from None
-    except (*_DECOMPRESS_ERRORS, *_zstd_errors()) as exc:
+    found = formats.compression_of(source.head(where))
+    if compression and not found:
+        tool = _COMPRESSORS[compression]
         raise LossjitError(
-            f"{where}: damaged {_COMPRESSORS[found]} data (truncated?): {one_line(exc)}"
-        ) from None
-    if not out:
+            f"{where}: not {compression} data (no {tool} header); expected a file compressed "
+            f"with {tool}"
+        )
+    if found:
+        source = source.decompressed(found)
+    head = source.head(where)
+    if not head:
         raise LossjitError(f"{where}: no data after {_COMPRESSORS[found]} decompression; "
                            f"{_EXPECTED_FILE}")
-    return out
-
-
-def _zstd_errors() -> tuple[type[Exception], ...]:
-    zstandard = sys.modules.get("zstandard")
-    return (zstandard.ZstdError,) if zstandard is not None else ()
+    fmt = formats.format_of(head)
+    if fmt == ".npy":  # bounded by its header instead
+        with source.open(where, bounded=False) as stream:
+            return _Array(_read_npy(stream, where, None if found else source.size))
+    if not fmt and ext in _NOT_FORMAT:
+        raise LossjitError(f"{where}: not {_NOT_FORMAT[ext]}")
+    if found:
+        source.counted(where)
+        source = source.in_memory(where) if fmt else source
+    if fmt == ".npz":
+        return _Archive(source, label, where)
+    if fmt:
+        return _arrow_table(source, fmt, what, label)
+    return _parse_text(source, {".csv": ",", ".tsv": "\t"}.get(ext), header, what, label)
 
 
 # --------------------------------------------------------------------------------------------
 # .npy and .npz
 
 
-def _check_loaded(array: np.ndarray, what: str, path: str) -> np.ndarray:
-    kind = array.dtype.kind
-    if kind == "c":
+def _check_dtype(dtype: np.dtype, where: str) -> None:
+    if dtype.hasobject:
         raise LossjitError(
-            f"{_where(what, path)}: complex dtype {array.dtype} is not supported; {_EXPECTED_DTYPE}"
-        )
-    if kind not in "biuf":
-        raise LossjitError(
-            f"{_where(what, path)}: dtype {array.dtype} is not numeric; {_EXPECTED_DTYPE}"
-        )
-    if array.size == 0:
-        raise LossjitError(
-            f"{_where(what, path)}: array is empty (shape {array.shape}); "
-            "expected at least one value"
-        )
-    return array
-
-
-def _load_error(exc: Exception, what: str, path: str, kind: str) -> LossjitError:
-    message = one_line(exc)
-    if "pickle" in message.lower():
-        return LossjitError(
-            f"{_where(what, path)}: holds an object (pickled) array, which lossjit does not load; "
+            f"{where}: holds an object (pickled) array, which lossjit does not load; "
             f"{_EXPECTED_DTYPE}"
         )
-    return LossjitError(f"{_where(what, path)}: not a valid {kind} (truncated?): {message}")
+    if dtype.kind == "c":
+        raise LossjitError(
+            f"{where}: complex dtype {dtype} is not supported; {_EXPECTED_DTYPE}"
+        )
+    if dtype.kind not in "biuf" or dtype.shape:
+        raise LossjitError(f"{where}: dtype {dtype} is not numeric; {_EXPECTED_DTYPE}")
 
 
-def _load_npy(f: BinaryIO, what: str, path: str) -> np.ndarray:
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    return data if len(data) == size else b""
+
+
+def _npy_header(stream: BinaryIO, bad: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, header bytes)`` from an .npy header; ``bad`` starts the
+    message of what is wrong. The header is parsed as a literal, never run or unpickled."""
+    prefix = _read_exact(stream, 8)
+    if not prefix.startswith(_NPY_MAGIC):
+        raise LossjitError(f"{bad}no .npy header")
+    major, minor = prefix[6], prefix[7]
+    if major not in (1, 2, 3):
+        raise LossjitError(f"{bad}.npy format version {major}.{minor}; expected 1.0, 2.0 or 3.0")
+    width = 2 if major == 1 else 4
+    size = _read_exact(stream, width)
+    length = int.from_bytes(size, "little")
+    if length > MAX_NPY_HEADER:
+        raise LossjitError(f"{bad}the header claims {_size(length)}, more than the "
+                           f"{_size(MAX_NPY_HEADER)} lossjit reads")
+    text = _read_exact(stream, length)
+    if not size or len(text) != length:
+        raise LossjitError(f"{bad}the header is cut short")
     try:
-        array = np.load(f, allow_pickle=False)
-    except _LOAD_ERRORS as exc:
-        raise _load_error(exc, what, path, ".npy file") from None
-    return _check_loaded(array, what, path)
-
-
-def _load_npz(data: bytes, what: str, path: str) -> _Archive:
+        fields = ast.literal_eval(text.decode("latin1" if major < 3 else "utf-8"))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise LossjitError(f"{bad}the header is not a Python literal: {one_line(exc)}") from None
+    if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
+        raise LossjitError(f"{bad}the header is not a dict of descr, fortran_order and shape")
+    shape, fortran = fields["shape"], fields["fortran_order"]
+    if not isinstance(shape, tuple) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise LossjitError(f"{bad}shape {show(shape)} is not a tuple of sizes")
+    if not isinstance(fortran, bool):
+        raise LossjitError(f"{bad}fortran_order {show(fortran)} is not True or False")
     try:
-        return _Archive(np.load(io.BytesIO(data), allow_pickle=False), path)
-    except _LOAD_ERRORS as exc:
-        raise _load_error(exc, what, path, ".npz archive") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dtype = np.lib.format.descr_to_dtype(fields["descr"])
+    except Exception as exc:  # numpy's dtype parser raises all sorts for odd literals
+        raise LossjitError(
+            f"{bad}descr {show(fields['descr'])} is not a dtype: {one_line(exc)}"
+        ) from None
+    return shape, fortran, dtype, 8 + width + length
+
+
+def _read_npy(stream: BinaryIO, where: str, available: int | None, member: str = "") -> np.ndarray:
+    """An .npy array from ``stream``: of ``available`` bytes when known (a file, bytes in
+    memory), else (decompressed data, an .npz ``member``) what it holds. The data the header
+    declares is checked against the bytes before an array is allocated; unpickling never."""
+    kind = f".npz archive (truncated?): {member}: " if member else ".npy file (truncated?): "
+    bad = f"{where}: not a valid {kind}"
+    if member and stream.peek(len(_NPY_MAGIC))[: len(_NPY_MAGIC)] != _NPY_MAGIC:
+        raise LossjitError(f"{where}: {member} is not an .npy array (no .npy header); expected "
+                           "an archive written by numpy.savez")
+    shape, fortran, dtype, header = _npy_header(stream, bad)
+    _check_dtype(dtype, f"{where}: {member}" if member else where)
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    declared = f"its header declares shape {shape} of {dtype}, {_size(nbytes)}"
+    if available is not None and nbytes > available - header:
+        raise LossjitError(f"{bad}{declared}, but {_size(max(available - header, 0))} follow "
+                           "the header")
+    limit, why = _array_limit(where)
+    if limit is not None and nbytes > limit:
+        raise LossjitError(f"{where}: {member + ': ' if member else ''}{declared}, more than "
+                           f"{why}; refused before reading it")
+    if available is not None:  # all there: read it straight into the array
+        array = np.empty(count, dtype)
+        buffer, got = memoryview(array.view(np.uint8)), 0
+        while got < nbytes and (n := stream.readinto(buffer[got:])):
+            got += n
+    else:  # counted as it comes, never past what the header declares
+        data = bytearray()
+        while len(data) < nbytes and (chunk := stream.read(min(nbytes - len(data), _BUFFER))):
+            data += chunk
+        got = len(data)
+    if got < nbytes:
+        raise LossjitError(f"{bad}{declared}, but {_size(got)} follow the header")
+    if available is None:
+        array = np.frombuffer(data, dtype)  # writable: the bytearray is its memory
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 # --------------------------------------------------------------------------------------------
 # Parquet and Arrow
 
 
-def _arrow_table(data: bytes, fmt: str, what: str, label: str) -> _Table:
+def _arrow_table(source: _Bytes, fmt: str, what: str, label: str) -> _Table:
     where = _where(what, label)
     kinds = {".parquet": "Parquet file", ".arrows": "Arrow IPC stream"}
     kind = kinds.get(fmt, "Arrow/Feather file")
+    pa = _needs("pyarrow", f"reading a {kind}", where)
+    module = {".parquet": "pyarrow.parquet", ".arrows": "pyarrow.ipc"}.get(fmt, "pyarrow.feather")
+    reader = _needs(module, f"reading a {kind}", where)
     try:
-        pa = formats.optional("pyarrow", f"reading a {kind}")
-        if fmt == ".parquet":
-            table = formats.optional("pyarrow.parquet", "reading Parquet").read_table(
-                pa.BufferReader(data))
-        elif fmt == ".arrows":
-            table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
-        else:
-            table = formats.optional("pyarrow.feather", "reading Feather").read_table(
-                pa.BufferReader(data))
+        with (pa.OSFile(source.path) if source.data is None else
+              pa.BufferReader(source.data)) as file:
+            table = (reader.open_stream(file).read_all() if fmt == ".arrows" else
+                     reader.read_table(file))
+        table.validate(full=True)  # damaged offsets or indices would crash pyarrow's compute
         names = tuple(map(str, table.column_names))
-    except LossjitError as exc:
-        raise LossjitError(f"{where}: {exc}") from None
-    except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
+    except (pa.ArrowException, *_ARROW_ERRORS) as exc:
         raise LossjitError(f"{where}: not a valid {kind} (truncated?): {one_line(exc)}") from None
-    if table.num_columns == 0 or table.num_rows == 0:
-        raise LossjitError(
-            f"{where}: the table is empty ({_count(table.num_rows, 'row')}, "
-            f"{_count(table.num_columns, 'column')}); expected at least one value"
-        )
+    if table.num_columns == 0:
+        raise LossjitError(f"{where}: the table has no columns; expected at least one")
 
     def load(index: int, what: str) -> np.ndarray:
         try:
             return _arrow_column(pa, table.column(index), names[index], what, label)
         except LossjitError:
             raise
-        except (pa.ArrowException, OSError, ValueError) as exc:
+        except (pa.ArrowException, *_ARROW_ERRORS) as exc:
             raise LossjitError(f"{_where(what, label)}: not a valid {kind} (truncated?): "
                                f"{one_line(exc)}") from None
 
@@ -740,10 +1060,11 @@ def _arrow_column(pa: Any, column: Any, name: str, what: str, label: str) -> np.
     if types.is_integer(kind) or types.is_floating(kind) or types.is_boolean(kind) \
             or types.is_decimal(kind):
         if column.null_count or types.is_decimal(kind):
-            column = column.cast(pa.float64())
+            column = column.cast(pa.float64(), safe=False)  # big integers round
         return column.to_numpy()
     if types.is_string(kind) or types.is_large_string(kind) or types.is_string_view(kind):
-        texts = formats.optional("pyarrow.compute", "reading Arrow").fill_null(column, "")
+        compute = _needs("pyarrow.compute", "reading Arrow", _where(what, label))
+        texts = compute.fill_null(column, "")
         return np.asarray(texts.to_numpy(zero_copy_only=False), dtype=str)
     raise LossjitError(
         f"{_where(what, label)}: column {show(name)} has Arrow type {kind}; expected numbers "
@@ -752,7 +1073,8 @@ def _arrow_column(pa: Any, column: Any, name: str, what: str, label: str) -> np.
 
 
 # --------------------------------------------------------------------------------------------
-# text: lossjit finds the layout (delimiter, header, column kinds); np.loadtxt reads the numbers
+# text: lossjit finds the layout (delimiter, header, column kinds); np.loadtxt reads the numbers,
+# line by line from the file (or the decompressing stream), once per pass
 
 
 @dataclass(frozen=True)
@@ -762,6 +1084,60 @@ class _Layout:
     kinds: tuple[str, ...]  # per field of a line: "int", "float", "label" or "skip"
     first: int  # 1-based number of the first data line
     width: int  # fields on the first data line
+    rows: bool = True  # False: a header and no rows
+
+
+_Patterns = tuple[tuple[re.Pattern[bytes], bytes], ...]
+
+
+class _Text:
+    """A text input, read again for each pass: its bytes after any byte-order mark, and its
+    lines, with the substitutions ``fill`` holds made (missing values as ``nan``)."""
+
+    def __init__(self, source: _Bytes, where: str, fill: _Patterns = ()) -> None:
+        self.source, self.where, self.fill = source, where, fill
+
+    def filled(self, delimiter: str | None, *, markers: bool = True) -> _Text:
+        """Missing values as ``nan`` and blank lines empty (only blank lines: ``markers=False``)."""
+        patterns = _missing_patterns(delimiter)
+        return _Text(self.source, self.where, patterns if markers else patterns[:1])
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[io.BufferedReader]:
+        with self.source.open(self.where) as stream:
+            if stream.peek(len(_BOM))[: len(_BOM)] == _BOM:  # decoding utf-8-sig is slower
+                stream.read(len(_BOM))
+            yield stream
+
+    @contextlib.contextmanager
+    def lines(self) -> Iterator[Iterable[bytes]]:
+        """The lines for np.loadtxt (each with its ``\\n``)."""
+        with self.open() as stream:
+            yield _filled_lines(stream, self.fill) if self.fill else stream
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """``stream`` in pieces of about ``_BUFFER`` bytes, each of whole lines."""
+    parts: list[bytes] = []
+    while block := stream.read(_BUFFER):
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            parts.append(block)
+            continue
+        parts.append(block[:cut])
+        yield b"".join(parts)
+        parts = [block[cut:]]
+    if any(parts):
+        yield b"".join(parts)
+
+
+def _filled_lines(stream: BinaryIO, patterns: _Patterns) -> Iterator[bytes]:
+    for chunk in _chunks(stream):
+        # the patterns that look for a line's start find it after a "\n": give the first one
+        chunk = b"\n" + chunk
+        for pattern, replacement in patterns:
+            chunk = pattern.sub(replacement, chunk)
+        yield from io.BytesIO(chunk[1:])
 
 
 def _is_number(field: str) -> bool:
@@ -785,67 +1161,62 @@ def _sniff(line: str) -> str | None:
 def _split(line: str, delimiter: str | None) -> list[str]:
     if delimiter is None:
         return line.split()
-    if '"' in line:
-        fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
-    else:
+    try:
+        fields = (next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [""])
+                  if '"' in line else line.split(delimiter))
+    except csv.Error:  # a carriage return inside the line, for one
         fields = line.split(delimiter)
     return [field.strip() for field in fields]
 
 
-def _lines(data: bytes, where: str, delimiter: str | None = None) -> Iterator[tuple[int, str]]:
+def _lines(text: _Text, where: str, delimiter: str | None = None) -> Iterator[tuple[int, str]]:
     """``(line number, text before any #)`` of each line that holds more than spaces."""
     blank = " \t\r\n\f\v"
     blank = blank.replace(delimiter, "") if delimiter else blank
-    start, number = 0, 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        number += 1
-        try:
-            line = data[start:end].decode("utf-8")
-        except UnicodeDecodeError:
-            raise LossjitError(
-                f"{where}: neither a binary array file nor UTF-8 text (line {number} is not "
-                f"UTF-8); {_EXPECTED_FILE}"
-            ) from None
-        start = end + 1
-        line = line.partition("#")[0].rstrip("\r")
-        if line.strip(blank):
-            yield number, line
+    with text.open() as stream:
+        for number, raw in enumerate(stream, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise LossjitError(
+                    f"{where}: neither a binary array file nor UTF-8 text (line {number} is not "
+                    f"UTF-8); {_EXPECTED_FILE}"
+                ) from None
+            line = line.removesuffix("\n").partition("#")[0].rstrip("\r")
+            if line.strip(blank):
+                yield number, line
 
 
-def _layout(data: bytes, delimiter: str | None, header: bool | None, where: str) -> _Layout:
-    lines = _lines(data, where)
-    first = next(lines, None)
-    if first is None:
-        raise LossjitError(
-            f"{where}: no numbers found (only blank lines or comments); expected at least one value"
-        )
-    number, line = first
-    delimiter = delimiter or _sniff(line)
-    fields = _split(line, delimiter)
-    names = None
-    if _is_header(fields) if header is None else header:
-        names = tuple(fields)
-        data_line = next(lines, None)
-        if data_line is None:
-            how = "is the header" if header else "looks like a header"
+def _layout(text: _Text, delimiter: str | None, header: bool | None, where: str) -> _Layout:
+    with contextlib.closing(_lines(text, where)) as lines:
+        first = next(lines, None)
+        if first is None:
             raise LossjitError(
-                f"{where}: line {number} {how} and no numbers follow; expected at least one row "
-                "of numbers"
+                f"{where}: no numbers found (only blank lines or comments); expected at least "
+                "one value"
             )
-        if len(_split(data_line[1], delimiter)) != len(names):
-            raise _ragged(where, data_line[0], len(_split(data_line[1], delimiter)),
-                          f"the header (line {number})", len(names), delimiter)
-        number, line = data_line
-        fields = _split(line, delimiter)
+        number, line = first
+        delimiter = delimiter or _sniff(line)
+        fields: list[str] | None = _split(line, delimiter)
+        names = None
+        if _is_header(fields) if header is None else header:
+            names, header_line = tuple(fields), number
+            data_line = next(lines, None)
+            if data_line is None:
+                fields = None
+            else:
+                number, fields = data_line[0], _split(data_line[1], delimiter)
+                if len(fields) != len(names):
+                    raise _ragged(where, number, len(fields), f"the header (line {header_line})",
+                                  len(names), delimiter)
+    last = fields if fields is not None else list(names or ())
     kinds = ["label" if _is_name(f) else "int" if _INT_RE.fullmatch(f) else "float"
-             for f in fields]
-    if (delimiter is not None and len(fields) > 1 and fields[-1] == ""
-            and (names is None or names[-1] == "") and _ends_with(data, delimiter)):
+             for f in fields] if fields is not None else ["float"] * len(last)
+    if (delimiter is not None and len(last) > 1 and last[-1] == ""
+            and (names is None or names[-1] == "") and _ends_with(text, delimiter)):
         kinds[-1] = "skip"
         names = names[:-1] if names is not None else None
-    return _Layout(delimiter, names, tuple(kinds), number, len(fields))
+    return _Layout(delimiter, names, tuple(kinds), number, len(last), fields is not None)
 
 
 def _pad(delimiter: str | None) -> bytes:
@@ -853,13 +1224,17 @@ def _pad(delimiter: str | None) -> bytes:
     return b" \t".replace((delimiter or "").encode(), b"")
 
 
-def _ends_with(data: bytes, delimiter: str) -> bool:
+def _ends_with(text: _Text, delimiter: str) -> bool:
     """Whether every line (comments aside) ends with ``delimiter``."""
-    if b"#" in data:
-        data = re.sub(rb"#[^\r\n]*", b"", data)
     d = re.escape(delimiter.encode())
-    pattern = rb"[^" + d + rb"\s][" + _pad(delimiter) + rb"]*\r?$"
-    return re.search(pattern, data, re.MULTILINE) is None
+    pattern = re.compile(rb"[^" + d + rb"\s][" + _pad(delimiter) + rb"]*\r?$", re.MULTILINE)
+    with text.open() as stream:
+        for chunk in _chunks(stream):
+            if b"#" in chunk:
+                chunk = re.sub(rb"#[^\r\n]*", b"", chunk)
+            if pattern.search(chunk):
+                return False
+    return True
 
 
 def _ragged(where: str, number: int, count: int, other: str, expected: int,
@@ -872,8 +1247,9 @@ def _ragged(where: str, number: int, count: int, other: str, expected: int,
 
 
 @functools.lru_cache(maxsize=8)
-def _missing_patterns(delimiter: str | None) -> tuple[tuple[re.Pattern[bytes], bytes], ...]:
-    """Byte-level substitutions that turn missing values into ``nan`` for np.loadtxt.
+def _missing_patterns(delimiter: str | None) -> _Patterns:
+    """Byte-level substitutions that turn missing values into ``nan`` for np.loadtxt, the
+    first of them blank lines into empty ones; applied to whole lines after a ``\\n``.
 
     Each pattern starts with a literal, so the regex engine scans for it at C speed.
     """
@@ -894,30 +1270,16 @@ def _missing_patterns(delimiter: str | None) -> tuple[tuple[re.Pattern[bytes], b
     return tuple(patterns)
 
 
-def _fill_missing(data: bytes, delimiter: str | None, *, markers: bool = True) -> bytes:
-    """Missing values as ``nan`` and blank lines empty (only blank lines: ``markers=False``)."""
-    patterns = _missing_patterns(delimiter)[: None if markers else 1]
-    for pattern, replacement in patterns:
-        data = pattern.sub(replacement, data)
-    # the patterns that look for a line's start find it after a "\n": the first line has none
-    end = data.find(b"\n")
-    end = len(data) if end < 0 else end
-    first = fixed = b"\n" + data[:end]
-    for pattern, replacement in patterns:
-        fixed = pattern.sub(replacement, fixed)
-    return data if fixed == first else fixed[1:] + data[end:]
-
-
-def _loadtxt(data: bytes, layout: _Layout, kinds: Sequence[str],
+def _loadtxt(text: _Text, layout: _Layout, kinds: Sequence[str],
              usecols: Sequence[int] | None = None) -> list[np.ndarray] | np.ndarray:
     """The columns (or, for columns of one kind, the 2-D array) np.loadtxt reads."""
     dtypes = {"int": "i8", "float": "f8", "label": "O", "skip": "U1"}
     plain = usecols is None and len(set(kinds)) == 1 and kinds[0] in ("int", "float")
     dtype: Any = dtypes[kinds[0]] if plain else [(f"c{i}", dtypes[k]) for i, k in enumerate(kinds)]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), text.lines() as lines:
         warnings.simplefilter("ignore")  # "input contained no data": an error below
         array = np.loadtxt(
-            io.BytesIO(data), dtype=dtype, delimiter=layout.delimiter, comments="#",
+            lines, dtype=dtype, delimiter=layout.delimiter, comments="#",
             skiprows=layout.first - 1, usecols=usecols, ndmin=2 if plain else 1,
             encoding="utf-8", quotechar='"' if layout.delimiter else None,
         )
@@ -926,37 +1288,42 @@ def _loadtxt(data: bytes, layout: _Layout, kinds: Sequence[str],
     return array if plain else [array[f"c{i}"] for i in range(len(kinds))]
 
 
-def _parse_text(data: bytes, delimiter: str | None, header: bool | None, what: str,
+def _parse_text(source: _Bytes, delimiter: str | None, header: bool | None, what: str,
                 label: str) -> _Table:
     """A text table, its numbers read by np.loadtxt; Python only looks at lines on a failure."""
     where = _where(what, label)
-    data = data[len(_BOM):] if data.startswith(_BOM) else data  # decoding utf-8-sig is slower
-    layout = _layout(data, delimiter, header, where)
+    text = _Text(source, where)
+    layout = _layout(text, delimiter, header, where)
     kinds = list(layout.kinds)
-    text, cleaned, guessed = data, False, [i for i, k in enumerate(kinds) if k == "int"]
+    if not layout.rows:  # a header alone: its columns hold no values
+        count = len(kinds) - kinds.count("skip")
+        return _Table(layout.names, count, lambda i, what: np.empty(0), np.empty((0, count)))
+    current, cleaned, guessed = text, False, [i for i, k in enumerate(kinds) if k == "int"]
     while True:
         try:
-            parsed = _loadtxt(text, layout, kinds)
+            parsed = _loadtxt(current, layout, kinds)
             break
+        except LossjitError:  # the file, or its compression, failed
+            raise
         except UnicodeDecodeError:
-            for _ in _lines(data, where):  # raises the error that names the line
+            for _ in _lines(text, where):  # raises the error that names the line
                 pass
             raise LossjitError(f"{where}: not UTF-8 text; {_EXPECTED_FILE}") from None
         except ValueError as exc:
             if "int" in kinds:  # an int column holds something else: read them all as floats
                 kinds = ["float" if k == "int" else k for k in kinds]
             elif not cleaned:
-                text, cleaned = _fill_missing(data, layout.delimiter), True
+                current, cleaned = text.filled(layout.delimiter), True
             else:
-                raise _locate(data, layout, exc, where) from None
+                raise _locate(text, layout, exc, where) from None
     block = parsed if isinstance(parsed, np.ndarray) else None
     columns = list(parsed.T) if block is not None else parsed
     demoted = [i for i in guessed if kinds[i] == "float"]
-    if demoted and _restore_ints(text, layout, columns, demoted):
+    if demoted and _restore_ints(current, layout, columns, demoted):
         block = None
     labels = [i for i, k in enumerate(kinds) if k == "label"]
     if cleaned and labels:  # labels as written, not with their NA turned into nan
-        raw = _fill_missing(data, layout.delimiter, markers=False)
+        raw = text.filled(layout.delimiter, markers=False)
         for i, column in zip(labels, _loadtxt(raw, layout, ["label"] * len(labels), labels),
                              strict=True):
             columns[i] = column
@@ -968,7 +1335,7 @@ def _parse_text(data: bytes, delimiter: str | None, header: bool | None, what: s
     return _Table(layout.names, len(kept), lambda i, what: kept[i], block)
 
 
-def _restore_ints(text: bytes, layout: _Layout, columns: list[np.ndarray],
+def _restore_ints(text: _Text, layout: _Layout, columns: list[np.ndarray],
                   demoted: list[int]) -> bool:
     """Read again as int64 the whole-valued columns of integers that were read as floats."""
     whole = [i for i in demoted
@@ -979,6 +1346,8 @@ def _restore_ints(text: bytes, layout: _Layout, columns: list[np.ndarray],
             continue
         try:
             ints = _loadtxt(text, layout, ["int"] * len(attempt), attempt)
+        except LossjitError:
+            raise
         except ValueError:  # "2.0", or beyond int64: these stay float64
             continue
         for i, column in zip(attempt, ints, strict=True):
@@ -986,10 +1355,10 @@ def _restore_ints(text: bytes, layout: _Layout, columns: list[np.ndarray],
     return any(columns[i].dtype.kind == "i" for i in whole)
 
 
-def _locate(data: bytes, layout: _Layout, exc: ValueError, where: str) -> LossjitError:
+def _locate(text: _Text, layout: _Layout, exc: ValueError, where: str) -> LossjitError:
     """The line and column of what np.loadtxt could not read, for the message."""
     delimiter = layout.delimiter
-    for number, line in _lines(data, where, delimiter):
+    for number, line in _lines(text, where, delimiter):
         if number < layout.first:
             continue
         fields = _split(line, delimiter)
@@ -1031,8 +1400,8 @@ def parse_array_option(value: str, *, what: str, reader: Reader | None = None) -
         selected = (reader or Reader()).read(source, what=what)
         if selected.array.dtype.kind == "U":
             raise LossjitError(
-                f"{_where(what, source.path)}: holds text labels such as "
-                f"{show(selected.array.flat[0], 40)}; expected numbers"
+                f"{_where(what, source.path)}: holds text labels{_such_as(selected.array)}; "
+                "expected numbers"
             )
         return selected.array
     tokens = [token.strip() for token in value.split(",")]
@@ -1077,7 +1446,7 @@ def label_indices(labels: np.ndarray, classes: Sequence[str], *, what: str) -> n
     if (mapped < 0).any():
         position = int(np.flatnonzero(indices < 0)[0])
         raise LossjitError(
-            f"{what}: unknown label {show(labels.ravel()[position])} at position {position} "
+            f"{what}: unknown label {_value(labels.ravel()[position])} at position {position} "
             f"(0-based); expected one of the classes {_listing(names) or '(none given)'}"
         )
     return indices.reshape(labels.shape)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import json
 import lzma
 import os
+import struct
 import subprocess
 import sys
 import threading
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -220,7 +224,6 @@ def test_npy_content_with_other_extension_is_still_read(tmp_path):
         (np.array([1 + 2j]), ["complex", "float or integer"]),
         (np.zeros(2, dtype=[("a", "f8"), ("b", "i4")]), ["not numeric"]),
         (np.array(["2020-01-01"], dtype="datetime64[D]"), ["datetime64", "not numeric"]),
-        (np.zeros((0, 3)), ["empty", "(0, 3)"]),
     ],
 )
 @pytest.mark.parametrize("ext", [".npy", ".npz"])
@@ -330,8 +333,9 @@ def test_header_forced_on_and_off(tmp_path):
     path = write_text(tmp_path / "n.csv", "a,b\n3,4\n")
     np.testing.assert_array_equal(read(f"{path}:0", header=False), ["a", "3"])
     np.testing.assert_array_equal(read(path), [3, 4])
-    check(read_error(write_text(tmp_path / "one.csv", "1,2\n"), header=True), "predictions",
-          tmp_path / "one.csv", "line 1 is the header", "no numbers follow")
+    # a forced header and nothing else: two columns of no values
+    only = Reader(header=True).read(write_text(tmp_path / "one.csv", "1,2\n"), what="x")
+    assert bits_equal(only.array, np.empty((0, 2))) and only.names == ("1", "2")
 
 
 @pytest.mark.parametrize(
@@ -542,6 +546,9 @@ def test_label_indices():
     assert "'bird'" in message and "position 3" in message and "cat, dog" in message
     message = error(label_indices, np.array(["x", "y", "z"]), ["a"], what="--labels")
     assert "'x'" in message and "position 0" in message
+    # numbers read as plain numbers, never as np.float64(-1.0)
+    message = error(label_indices, np.array([2.0, -1.0]), ["2.0"], what="targets")
+    assert "unknown label -1.0 at position 1" in message and "np." not in message, message
 
 
 def test_label_indices_from_a_file(tmp_path):
@@ -566,7 +573,6 @@ def test_label_indices_from_a_file(tmp_path):
         ("bad.csv", "a,b\n1,2,3\n", ["line 2", "3 values", "header (line 1) has 2"]),
         ("empty.csv", "", ["empty"]),
         ("blank.txt", "\n  \n# nothing\n", ["no numbers"]),
-        ("header.csv", "pred,target\n", ["header", "line 1"]),
     ],
 )
 def test_text_errors(tmp_path, name, content, phrases):
@@ -983,9 +989,13 @@ def test_arrow_whole_table_and_unsupported_types(tmp_path, pa):
     assert bits_equal(read(f"{path}:a"), np.array([1.0, 2.0]))  # the other column is no bother
     check(read_error(f"{path}:when"), "predictions", path, "'when'", "timestamp",
           "expected numbers or text labels")
-    empty = pa.table({"a": pa.array([], pa.float64())})
+    empty = pa.table({"a": pa.array([], pa.float64()), "s": pa.array([], pa.string())})
     path = write_bytes(tmp_path / "e.parquet", arrow_bytes(empty, ".parquet"))
-    check(read_error(path), "predictions", path, "empty", "0 rows")
+    assert bits_equal(read(f"{path}:a"), np.empty(0))  # no rows: data, as from text
+    assert read(f"{path}:s").shape == (0,)
+    check(read_error(path), "predictions", path, "column 's'", "text labels")
+    path = write_bytes(tmp_path / "none.parquet", arrow_bytes(pa.table({}), ".parquet"))
+    check(read_error(path), "predictions", path, "no columns")
 
 
 @pytest.mark.parametrize("fmt", [".parquet", ".feather", ".arrows"])
@@ -995,6 +1005,16 @@ def test_damaged_arrow_files(tmp_path, pa, fmt):
     check(read_error(path, what="targets"), "targets", path, "not a valid", "truncated")
     message = error(Reader(stdin=io.BytesIO(data[: len(data) // 2])).read, "-", what="targets")
     assert message.startswith("targets: stdin: not a valid")
+
+
+def test_arrow_data_that_would_crash_pyarrow_is_refused(pa):
+    """pyarrow does not check an IPC file's offsets as it reads them; used, bad ones crash."""
+    data = arrow_bytes(pa.table({"s": pa.array(["ab", "cd", "ef"])}), ".arrows")
+    offsets = np.array([0, 2, 4, 6], "<i4").tobytes()
+    assert data.count(offsets) == 1
+    bad = data.replace(offsets, np.array([0, -(2**28), 4, 6], "<i4").tobytes())
+    message = error(Reader(stdin=io.BytesIO(bad)).read, "-:s", what="targets")
+    check(message, "targets", "stdin", "not a valid Arrow IPC stream", "offset")
 
 
 def test_missing_pyarrow_names_the_extra(tmp_path, monkeypatch, pa):
@@ -1107,6 +1127,302 @@ def test_parse_array_option_errors(value, phrases):
     assert "file path or comma-separated numbers" in message
     for phrase in phrases:
         assert phrase in message, (phrase, message)
+
+
+# ----------------------------------------------------------------------------------------------
+# empty inputs are data; no bytes at all is an error
+
+
+@pytest.mark.parametrize("fmt", ["", ".gz", ".zst"])
+def test_zero_size_arrays_are_read(tmp_path, fmt):
+    path = write_bytes(tmp_path / f"e.npy{fmt}", compress(npy_bytes(np.zeros((0, 3))), fmt)
+                       if fmt else npy_bytes(np.zeros((0, 3))))
+    assert bits_equal(read(path), np.zeros((0, 3)))
+    assert bits_equal(read(f"{path}:1"), np.zeros(0))
+    path = write_bytes(tmp_path / "e.npz", npz_bytes(x=np.zeros(0, np.int32), y=np.ones((2, 0))))
+    assert bits_equal(read(f"{path}:x"), np.zeros(0, np.int32))
+    assert bits_equal(read(f"{path}:y"), np.ones((2, 0)))
+    assert bits_equal(read_stdin(npy_bytes(np.zeros(0, np.float32))), np.zeros(0, np.float32))
+
+
+@pytest.mark.parametrize(
+    "name, text, names, shape",
+    [
+        ("h.csv", "pred,label\n", ("pred", "label"), (0, 2)),
+        ("h.csv", "# a comment\n\npred\n\n", ("pred",), (0,)),
+        ("h.tsv", "a\tb\tc\n", ("a", "b", "c"), (0, 3)),
+        ("h.txt", "a b\n", ("a", "b"), (0, 2)),
+        ("h.csv", "a,b,\n", ("a", "b"), (0, 2)),  # the trailing delimiter rule holds
+        ("h.csv.gz", "\ufeffa,b\r\n", ("a", "b"), (0, 2)),
+    ],
+)
+def test_header_without_rows_gives_empty_columns(tmp_path, name, text, names, shape):
+    data = text.encode()
+    data = compress(data, ".gz") if name.endswith(".gz") else data
+    path = write_bytes(tmp_path / name, data)
+    selected = Reader().read(path, what="x")
+    assert bits_equal(selected.array, np.zeros(shape)) and selected.names == names
+    for index, name_ in enumerate(names):
+        assert bits_equal(read(f"{path}:{name_}"), np.zeros(0))
+        assert bits_equal(read(f"{path}:{index}"), np.zeros(0))
+    if len(names) > 1:
+        assert bits_equal(read(f"{path}:0..1"), np.zeros((0, 2)))
+    assert bits_equal(read_stdin(data, names[0]), np.zeros(0))
+
+
+def test_no_bytes_at_all_is_still_an_error(tmp_path):
+    path = write_bytes(tmp_path / "zero.npy", b"")
+    check(read_error(path), "predictions", path, "file is empty")
+    check(error(Reader(stdin=io.BytesIO(b"")).read, "-", what="targets"), "targets", "stdin",
+          "no data")
+    path = write_bytes(tmp_path / "e.csv.xz", compress(b"", ".xz"))
+    check(read_error(path), "predictions", path, "no data after xz")
+    path = write_text(tmp_path / "blank.csv", "\n# only a comment\n")
+    check(read_error(path), "predictions", path, "no numbers found")
+
+
+def test_empty_inputs_reach_the_cli_empty_option(tmp_path, monkeypatch):
+    """--empty decides what a mean over no terms is, now that the reader hands it empty data."""
+    from cli_helpers import invoke
+
+    monkeypatch.chdir(tmp_path)
+    write_text(tmp_path / "run.csv", "pred,target\n")
+    np.save(tmp_path / "x.npy", np.zeros(0))
+    np.save(tmp_path / "y.npy", np.zeros(0, np.float32))
+    for sources in (["run.csv:pred", "run.csv:target"], ["x.npy", "y.npy"]):
+        command = ["compute", "mse", *sources, "--empty"]
+        result = invoke(*command, "nan")
+        assert result.stdout.strip() == "nan", result.stderr
+        assert invoke(*command, "zero").stdout.strip() == "0.0"
+        result = invoke(*command, "error")
+        assert result.exit_code == 1 and "zero terms" in result.stderr, result.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# limits: headers that lie, decompression bombs, memory
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    """An .npy version 1.0 header that declares ``shape`` of ``descr``, whatever follows it."""
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    text += " " * (-(len(text) + 11) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+
+
+def zip_of(name: str, payload: bytes, *, method: int, size: int, crc: int = 0) -> bytes:
+    """A zip of one member whose headers say what the arguments say (``size``: the
+    uncompressed size, ``method``: 0 stored, 8 deflated), whatever ``payload`` holds."""
+    raw = name.encode()
+    local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, method, 0, 0, crc, len(payload),
+                        size, len(raw), 0) + raw
+    central = struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, method, 0, 0, crc,
+                          len(payload), size, len(raw), 0, 0, 0, 0, 0, 0) + raw
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 1, 1, len(central),
+                      len(local) + len(payload), 0)
+    return local + payload + central + end
+
+
+def deflated(prefix: bytes, zero_gib: int = 0) -> bytes:
+    """Raw deflate data of ``prefix`` then ``zero_gib`` GiB of zero bytes (about 1 MiB for each
+    GiB, made in a moment: after a full flush, each 16 MiB of zeros compresses the same)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = compressor.compress(prefix) + compressor.flush(zlib.Z_FULL_FLUSH)
+    piece = compressor.compress(bytes(16 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return head + piece * (64 * zero_gib) + compressor.flush()
+
+
+def gzip_of_zero_lines(gib: int) -> bytes:
+    """``gib`` GiB of the CSV line "0,0" in gzip members of 16 MiB each (about 16 KiB each)."""
+    return gzip.compress(b"0,0\n" * (4 << 20), mtime=0) * (64 * gib)
+
+
+PEAK_SCRIPT = """
+import json, resource, sys
+from lossjit.errors import LossjitError
+from lossjit.readers import Reader
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin"
+                                                                  else 1024)
+base, messages = peak(), []
+for source in sys.argv[1:]:
+    try:
+        array = Reader(stdin=sys.stdin.buffer).read(source, what="x").array
+        messages.append(f"array {array.shape} {array.dtype} {float(array.sum())}")
+    except LossjitError as exc:
+        messages.append(str(exc))
+print(json.dumps({"messages": messages, "grown": peak() - base}))
+"""
+
+
+def peak_memory(*sources: str, stdin: Path | None = None,
+                env: dict[str, str] | None = None) -> tuple[list[str], int]:
+    """What reading each source says (an array's shape, dtype and sum, or the error) in a
+    fresh interpreter, and how far its peak memory grew beyond the interpreter with lossjit
+    imported."""
+    pytest.importorskip("resource")
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    with open(stdin or os.devnull, "rb") as f:
+        result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, *sources], stdin=f,
+                                capture_output=True, text=True, env=full_env, check=False,
+                                timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    return report["messages"], report["grown"]
+
+
+MiB = 2**20
+
+
+def test_npy_header_declaring_more_than_its_bytes_is_refused_before_allocating(tmp_path):
+    lie = npy_header((10**8,)) + bytes(80)  # 800 MB declared, 80 bytes there
+    sources = {
+        "file": write_bytes(tmp_path / "lie.npy", lie),
+        "gzip": write_bytes(tmp_path / "lie.npy.gz", compress(lie, ".gz")),
+        "npz": write_bytes(tmp_path / "lie.npz", zip_of("x.npy", lie, method=0, size=len(lie),
+                                                        crc=zlib.crc32(lie))),
+    }
+    tracemalloc.start()
+    try:
+        messages = [read_error(sources["file"]), read_error(sources["gzip"]),
+                    read_error(f"{sources['npz']}:x"),
+                    error(Reader(stdin=io.BytesIO(lie)).read, "-", what="predictions")]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB, peak  # the 800 MB were never allocated
+    for message, where in zip(messages, [*sources.values(), "stdin"], strict=True):
+        check(message, "predictions", where, "(100000000,)", "float64", "800000000 bytes",
+              "80 bytes follow the header")
+    assert "member 'x'" in messages[2]
+
+
+def test_npy_header_declaring_more_than_memory_is_refused(tmp_path):
+    huge = npy_header((2**47,))  # 1 PiB of float64, in compressed data: no size to check
+    message = error(Reader(stdin=io.BytesIO(compress(huge + bytes(1000), ".xz"))).read, "-",
+                    what="x")
+    check(message, "x", "stdin", f"({2**47},)", "this machine's memory", "before reading")
+
+
+@pytest.mark.parametrize("header", [
+    b"\x93NUMPY\x01\x00\xff\xff",  # a header longer than any numpy writes, cut short
+    b"\x93NUMPY\x09\x00\x10\x00" + b" " * 16,  # an unknown version
+    npy_header((3,), "|O")[:-1] + b"\n",  # object: pickled data, never loaded
+    npy_header((3,), "('<f8', (2,))"),  # a subarray dtype
+    b"\x93NUMPY\x01\x00\x10\x00{'shape': (1,)}\n",  # keys missing
+    b"\x93NUMPY\x01\x00\x30\x00" + b"{'descr': '<f8', 'fortran_order': 0, 'shape': (-1,)}"[:48],
+    b"\x93NUMPY\x01\x00\x20\x00__import__('os').system('x')   \n",  # code is not a literal
+])
+def test_bad_npy_headers(tmp_path, header):
+    data = header + bytes(64)
+    check(error(Reader(stdin=io.BytesIO(data)).read, "-", what="x"), "x", "stdin")
+    path = write_bytes(tmp_path / "h.npy.bz2", compress(data, ".bz2"))
+    check(read_error(path), "predictions", path)
+
+
+def test_zip_headers_that_lie_are_not_trusted(tmp_path):
+    member = npy_bytes(np.arange(5.0))
+    crc = zlib.crc32(member)
+    # the zip claims 2 GiB: the .npy header inside says how much to read, and that is right
+    path = write_bytes(tmp_path / "big.npz", zip_of("x.npy", deflated(member), method=8,
+                                                    size=2**31, crc=crc))
+    assert bits_equal(read(f"{path}:x"), np.arange(5.0))
+    # the zip claims 10 bytes: the member is cut short there
+    path = write_bytes(tmp_path / "small.npz", zip_of("x.npy", deflated(member), method=8,
+                                                      size=10, crc=crc))
+    check(read_error(f"{path}:x"), "predictions", path, "not a valid .npz", "member 'x'")
+    # bzip2 and lzma members would expand unchecked; numpy never writes them
+    path = write_bytes(tmp_path / "bz.npz", zip_of("x.npy", bz2.compress(member), method=12,
+                                                   size=len(member), crc=crc))
+    check(read_error(f"{path}:x"), "predictions", path, "zip method 12", "numpy.savez")
+
+
+def test_zip_bombs_take_little_memory(tmp_path):
+    # each member a deflated .npy header and then 1 GiB of zeros, in about 1 MiB
+    def bomb(name: str, shape: tuple[int, ...]) -> str:
+        data = deflated(npy_header(shape), zero_gib=1)
+        return write_bytes(tmp_path / name, zip_of("x.npy", data, method=8, size=2**32 - 1))
+
+    past_memory = bomb("huge.npz", (2**47,))  # declares 1 PiB
+    gib = bomb("gib.npz", (2**27,))  # declares the 1 GiB it holds
+    one = bomb("one.npz", (1,))  # declares 8 bytes: the rest is never read
+    messages, grown = peak_memory(f"{past_memory}:x", f"{one}:x")
+    assert "this machine's memory" in messages[0], messages
+    assert messages[1] == "array (1,) float64 0.0", messages
+    messages_, grown_ = peak_memory(f"{gib}:x", env={"LOSSJIT_MAX_INPUT_BYTES": "64M"})
+    assert "64 MiB), the limit LOSSJIT_MAX_INPUT_BYTES sets" in messages_[0], messages_
+    assert max(grown, grown_) < 48 * MiB, (grown, grown_)
+
+
+def test_gzip_bomb_is_refused_without_exhausting_memory(tmp_path):
+    path = write_bytes(tmp_path / "bomb.csv.gz", gzip_of_zero_lines(1))  # 1 GiB in 1 MiB
+    assert os.path.getsize(path) < 2 * MiB
+    messages, grown = peak_memory(path, "-", stdin=Path(path))
+    for message, where in zip(messages, [path, "stdin"], strict=True):
+        check(message, "x", where, "gzip data decompresses to more than 268435456 bytes",
+              "the larger of 268435456 bytes (256 MiB) and 100 times", "LOSSJIT_MAX_INPUT_BYTES")
+    assert grown < 48 * MiB, grown  # it was counted in pieces, never held
+    # an .npy inside: bounded by its header, which declares 1 GiB but the stream holds 8 MiB
+    data = compress(npy_header((2**27,)) + bytes(8 * MiB), ".gz")
+    path = write_bytes(tmp_path / "short.npy.gz", data)
+    messages, grown = peak_memory(path)
+    check(messages[0], "x", path, "declares shape (134217728,) of float64",
+          "but 8388608 bytes (8 MiB) follow the header")
+    assert grown < 48 * MiB, grown
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_decompression_limit_variable(tmp_path, monkeypatch, compression):
+    monkeypatch.setenv("LOSSJIT_MAX_INPUT_BYTES", "1M")
+    small = compress(b"a,b\n" + b"1,2\n" * 1000, compression)
+    path = write_bytes(tmp_path / f"ok.csv{compression}", small)
+    assert read(f"{path}:b").shape == (1000,)
+    for fmt, inner in [(".csv", b"0,0\n" * MiB), (".npz", npz_bytes(x=np.zeros(MiB // 4))),
+                       (".npy", npy_bytes(np.zeros(MiB // 4)))]:
+        path = write_bytes(tmp_path / f"big{fmt}{compression}", compress(inner, compression))
+        message = read_error(f"{path}:x" if fmt == ".npz" else path)
+        limit = "1048576 bytes (1 MiB)"
+        check(message, "predictions", path, f"more than {limit}", "LOSSJIT_MAX_INPUT_BYTES sets")
+    monkeypatch.setenv("LOSSJIT_MAX_INPUT_BYTES", "lots")
+    check(read_error(path), "predictions", path, "LOSSJIT_MAX_INPUT_BYTES='lots'",
+          "not a number of bytes")
+
+
+def test_text_memory_stays_near_the_array(tmp_path):
+    """A regular CSV goes to np.loadtxt straight from the file: no copy of the text, no Python
+    object per number."""
+    block = "".join(f"{i * 0.37:.17g},{-i / 3:.17g},{i},{i * 1e-300:.17g},{i + 0.5}\n"
+                    for i in range(1000))
+    path = tmp_path / "big.csv"
+    with open(path, "w") as f:
+        f.write("a,b,c,d,e\n")
+        for _ in range(200):
+            f.write(block)
+    assert path.stat().st_size > 10 * MiB
+    messages, grown = peak_memory(str(path))
+    assert messages == [f"array (200000, 5) float64 {float(read(str(path)).sum())}"]
+    array_bytes = 200_000 * 5 * 8
+    assert grown < 2 * array_bytes, (grown, array_bytes)
+
+
+def test_every_read_failure_is_a_lossjit_error(tmp_path, monkeypatch):
+    path = write_text(tmp_path / "x.csv", "a\n1\n")
+    real_open = open
+
+    class Failing(io.FileIO):
+        def readinto(self, buffer):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(readers, "open", lambda p, mode="r", *a, **k: Failing(p, "r")
+                        if str(p) == path else real_open(p, mode, *a, **k), raising=False)
+    check(read_error(path), "predictions", path, "cannot read file", "Input/output error")
+    monkeypatch.undo()
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(readers.np, "loadtxt", no_memory)
+    check(read_error(path), "predictions", path, "not enough memory")
+
 
 
 # ----------------------------------------------------------------------------------------------
