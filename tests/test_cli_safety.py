@@ -203,3 +203,29 @@ def test_nan_policy_in_the_cli(tmp_path):
     expected = np.where(kept, 2 * (p - t) / kept.sum(), 0.0)
     np.testing.assert_allclose(np.load(tmp_path / "g2.npy"), expected, rtol=1e-12)
     assert "non-finite" not in proc.stderr.decode()
+
+
+class _Payload:
+    """Unpickling it would create the file ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_payload_in_an_option_file_or_on_stdin_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = np.array([_Payload(str(marker)), 1], dtype=object)
+    np.save(tmp_path / "evil.npy", payload, allow_pickle=True)
+    np.save(tmp_path / "x.npy", np.zeros((2, 2)))
+    np.save(tmp_path / "y.npy", np.zeros(2, dtype=np.int64))
+    for args, stdin in ((["--weight", "evil.npy"], None), (["--sample-weight", "evil.npy"], None),
+                        ([], (tmp_path / "evil.npy").read_bytes())):
+        targets = "-" if stdin is not None else "y.npy"
+        proc = lossjit("compute", "cross_entropy", "x.npy", targets, *args, "--no-grad",
+                       cwd=tmp_path, input=stdin)
+        assert proc.returncode == 1
+        assert "pickle" in one_line_error(proc.stderr.decode())
+        assert not marker.exists()
