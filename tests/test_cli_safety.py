@@ -229,3 +229,25 @@ def test_a_pickle_payload_in_an_option_file_or_on_stdin_never_runs(tmp_path):
         assert proc.returncode == 1
         assert "pickle" in one_line_error(proc.stderr.decode())
         assert not marker.exists()
+
+
+def test_big_endian_and_unsigned_inputs_through_the_executable(tmp_path):
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((6, 4))
+    labels = np.array([0, 3, 1, 2, 2, 1], dtype=np.uint8)
+    np.save(tmp_path / "x.npy", logits.astype(">f8"))
+    np.save(tmp_path / "y.npy", labels)
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    proc = lossjit("compute", "cross_entropy", "x.npy", "y.npy", "--no-grad", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) == pytest.approx(-np.mean(logp[np.arange(6), labels]), rel=1e-12)
+    labels[4] = 200
+    np.save(tmp_path / "y.npy", labels)
+    proc = lossjit("compute", "cross_entropy", "x.npy", "y.npy", "--no-grad", cwd=tmp_path)
+    assert proc.returncode == 1
+    message = one_line_error(proc.stderr.decode())
+    assert "class index 200 at position (4,)" in message and "0 to 3" in message
+    np.save(tmp_path / "c.npy", logits.astype(np.complex128))
+    proc = lossjit("compute", "cross_entropy", "c.npy", "y.npy", "--no-grad", cwd=tmp_path)
+    assert proc.returncode == 1 and "complex" in one_line_error(proc.stderr.decode())
