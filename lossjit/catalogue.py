@@ -1,10 +1,11 @@
 """The catalogue of built-in losses: one declaration each, as data.
 
 Each :class:`~lossjit.registry.LossSpec` holds its layout object (how its inputs are checked,
-laid out, exemplified and cut) and its kernel set, loaded on first use from its kernel module
-(``kernels=lambda: ...``: listing and describing losses never import Numba). Adding a loss
-means its pointwise (or block) function in a kernel module, its entry here, its NumPy oracle
-in ``tests/naive.py`` and its benchmark reference; everything else reads this.
+laid out, exemplified and cut: ``layout=lambda: ...``, built on first use) and its kernel set,
+loaded on first use from its own kernel module (``kernels=lambda: ...``): listing and
+describing losses import neither NumPy nor Numba, and a call imports one kernel module.
+Adding a loss means its pointwise (or block) function in a kernel module, its entry here, its
+NumPy oracle in ``tests/naive.py`` and its benchmark reference; everything else reads this.
 
 >>> [spec.name for spec in BUILTIN][:3]
 ['mse', 'l1', 'huber']
@@ -13,33 +14,23 @@ in ``tests/naive.py`` and its benchmark reference; everything else reads this.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from lossjit import kernels as k
-from lossjit.layouts import (
-    BINARY,
-    COUNTS,
-    DISTANCES,
-    LOG_PROBS,
-    NONNEGATIVE,
-    POSITIVE_ONLY,
-    SIGNS,
-    UNIT,
-    ClassAxis,
-    Elementwise,
-    LastAxisClasses,
-    PositiveWeights,
-    RankPairs,
-    Stacked,
-    Variance,
-    bind_cross_entropy,
-    bind_focal,
-    bind_multi_margin,
-    bind_nll,
-    bind_poly1,
-    check_probabilities,
-    check_signs_of_targets,
-)
 from lossjit.registry import REDUCTIONS, LossSpec, Param
+
+
+class _Layouts:
+    """:mod:`lossjit.layouts`, imported when a loss's layout is first built (each ``layout=``
+    below is a function that builds it): declaring and listing the losses imports no NumPy."""
+
+    def __getattr__(self, name: str) -> Any:
+        from lossjit import layouts
+
+        return getattr(layouts, name)
+
+
+L = _Layouts()
 
 
 def _positive(v: float) -> bool:
@@ -70,7 +61,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         name="mse", aliases=("mean_squared_error",), family="regression",
         formula="(x - y)^2", gradient="2 (x - y)",
         inputs="predictions and targets of the same shape", params=(),
-        layout=Elementwise(),
+        layout=lambda: L.Elementwise(),
         kernels=lambda: k.regression.mse, hessian="2",
         reference="PyTorch mse_loss; seed MeanSquaredError",
     ),
@@ -78,7 +69,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         name="l1", aliases=("mae",), family="regression",
         formula="|x - y|", gradient="sign(x - y), 0 at x = y",
         inputs="predictions and targets of the same shape", params=(),
-        layout=Elementwise(),
+        layout=lambda: L.Elementwise(),
         kernels=lambda: k.regression.l1, hessian="0",
         reference="PyTorch l1_loss",
     ),
@@ -88,7 +79,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         gradient="e, or delta sign(e)",
         inputs="predictions and targets of the same shape",
         params=(Param("delta", "float", 1.0, "where the loss turns linear", "> 0", _positive),),
-        layout=Elementwise(("delta",)),
+        layout=lambda: L.Elementwise(("delta",)),
         kernels=lambda: k.regression.huber, hessian="1 if |e| < delta else 0",
         reference="PyTorch huber_loss",
     ),
@@ -99,7 +90,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="predictions and targets of the same shape",
         params=(Param("beta", "float", 1.0, "where the loss turns linear (0: plain l1)",
                       ">= 0", _non_negative),),
-        layout=Elementwise(("beta",)),
+        layout=lambda: L.Elementwise(("beta",)),
         kernels=lambda: k.regression.smooth_l1, hessian="1 / beta if |e| < beta else 0",
         reference="PyTorch smooth_l1_loss",
     ),
@@ -108,7 +99,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         formula="log(cosh(e)), e = x - y, evaluated without overflow",
         gradient="tanh(e)", hessian="1 - tanh(e)^2",
         inputs="predictions and targets of the same shape", params=(),
-        layout=Elementwise(),
+        layout=lambda: L.Elementwise(),
         kernels=lambda: k.regression.log_cosh,
         reference="optax log_cosh",
     ),
@@ -119,7 +110,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="predictions and targets of the same shape",
         params=(Param("delta", "float", 1.0, "scale where the loss turns linear", "> 0",
                       _positive),),
-        layout=Elementwise(("delta",)),
+        layout=lambda: L.Elementwise(("delta",)),
         kernels=lambda: k.regression.pseudo_huber,
         reference="Charbonnier et al. 1994; Hartley and Zisserman (pseudo-Huber)",
     ),
@@ -130,7 +121,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="predictions and targets of the same shape",
         params=(Param("quantile", "float", 0.5, "the quantile q to estimate", "in (0, 1)",
                       lambda v: 0.0 < v < 1.0),),
-        layout=Elementwise(("quantile",)),
+        layout=lambda: L.Elementwise(("quantile",)),
         kernels=lambda: k.regression.quantile,
         reference="scikit-learn mean_pinball_loss; Koenker and Bassett 1978",
     ),
@@ -147,7 +138,7 @@ BUILTIN: tuple[LossSpec, ...] = (
             Param("eps", "float", 1e-8, "added to rates before the log", ">= 0",
                   _non_negative),
         ),
-        layout=Elementwise(("log_input", "full", "eps"), targets=COUNTS),
+        layout=lambda: L.Elementwise(("log_input", "full", "eps"), targets=L.COUNTS),
         kernels=lambda: k.regression.poisson_nll,
         reference="PyTorch poisson_nll_loss",
     ),
@@ -166,7 +157,7 @@ BUILTIN: tuple[LossSpec, ...] = (
             Param("eps", "float", 1e-6, "variances are clamped to >= eps", ">= 0",
                   _non_negative),
         ),
-        layout=Variance(),
+        layout=lambda: L.Variance(),
         kernels=lambda: k.regression.gaussian_nll,
         reference="PyTorch gaussian_nll_loss",
         notes="The gradient w.r.t. var is PyTorch's: taken at the clamped variance and passed "
@@ -180,7 +171,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="log-means and targets >= 0 of the same shape",
         params=(Param("power", "float", 1.5, "the Tweedie power p", "in (1, 2)",
                       lambda v: 1.0 < v < 2.0),),
-        layout=Elementwise(("power",), targets=NONNEGATIVE),
+        layout=lambda: L.Elementwise(("power",), targets=L.NONNEGATIVE),
         kernels=lambda: k.regression.tweedie,
         reference="scikit-learn HalfTweedieLoss (up to its constant); LightGBM and XGBoost "
                   "tweedie",
@@ -192,7 +183,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         formula="x + y exp(-x), x = log of the mean",
         gradient="1 - y exp(-x)", hessian="y exp(-x)",
         inputs="log-means and targets > 0 of the same shape", params=(),
-        layout=Elementwise(targets=POSITIVE_ONLY),
+        layout=lambda: L.Elementwise(targets=L.POSITIVE_ONLY),
         kernels=lambda: k.regression.gamma_nll,
         reference="scikit-learn HalfGammaLoss (up to its constant); XGBoost reg:gamma",
         notes="The log link: predictions are log-means; the constant log(y) + 1 of the "
@@ -210,7 +201,7 @@ BUILTIN: tuple[LossSpec, ...] = (
                   "in [0, 1]", _unit),
             _FROM_LOGITS, _EPS_CLIP,
         ),
-        layout=ClassAxis(bind_cross_entropy, probabilities=True),
+        layout=lambda: L.ClassAxis(L.bind_cross_entropy, probabilities=True),
         kernels=lambda: {
             "index": k.classification.cross_entropy_index,
             "soft": k.classification.cross_entropy_soft,
@@ -229,7 +220,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="log-probabilities (C,), (N, C) or (N, C, d1..dk); class-index targets of the "
                "shape without C",
         params=(_WEIGHT, _IGNORE),
-        layout=ClassAxis(bind_nll, index_only="nll", log_probabilities=True),
+        layout=lambda: L.ClassAxis(L.bind_nll, index_only="nll", log_probabilities=True),
         kernels=lambda: k.classification.nll,
         reference="PyTorch nll_loss",
         notes="The mean divides by the summed weight of the non-ignored targets.",
@@ -244,7 +235,7 @@ BUILTIN: tuple[LossSpec, ...] = (
             Param("epsilon", "float", 1.0, "weight of the polynomial term", "finite", _finite),
             _IGNORE,
         ),
-        layout=ClassAxis(bind_poly1),
+        layout=lambda: L.ClassAxis(L.bind_poly1),
         kernels=lambda: {
             "index": k.classification.poly1_index,
             "soft": k.classification.poly1_soft,
@@ -259,8 +250,8 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="probabilities in [0, 1] and targets of the same shape",
         params=(Param("weight", "array", None, "weights broadcast against the predictions",
                   broadcasts=True),),
-        layout=Elementwise(predictions=UNIT, targets=UNIT, weight="weight",
-                           check=check_probabilities),
+        layout=lambda: L.Elementwise(predictions=L.UNIT, targets=L.UNIT, weight="weight",
+                           check=L.check_probabilities),
         kernels=lambda: k.classification.binary_cross_entropy,
         hessian="w (x^2 - 2 x y + y) / (x (1 - x))^2",
         reference="PyTorch binary_cross_entropy",
@@ -276,7 +267,7 @@ BUILTIN: tuple[LossSpec, ...] = (
             Param("pos_weight", "array", None, "weight of positives, broadcast against the "
                   "targets (per class: (C,); per channel of (N, C, H, W): (C, 1, 1))"),
         ),
-        layout=PositiveWeights(),
+        layout=lambda: L.PositiveWeights(),
         kernels=lambda: {
             "elementwise": k.classification.bce_with_logits,
             "columns": k.classification.bce_with_logits_columns,
@@ -295,7 +286,7 @@ BUILTIN: tuple[LossSpec, ...] = (
             Param("alpha", "float_or_array", None, "class weight: one number or one per class"),
             _IGNORE, _FROM_LOGITS, _EPS_CLIP,
         ),
-        layout=ClassAxis(bind_focal, probabilities=True),
+        layout=lambda: L.ClassAxis(L.bind_focal, probabilities=True),
         kernels=lambda: {
             "index": k.classification.focal_index,
             "soft": k.classification.focal_soft,
@@ -315,7 +306,7 @@ BUILTIN: tuple[LossSpec, ...] = (
                   "<= 1", lambda v: v <= 1),
             Param("gamma", "float", 2.0, "focusing exponent", ">= 0", _non_negative),
         ),
-        layout=Elementwise(("alpha", "gamma"), targets=BINARY),
+        layout=lambda: L.Elementwise(("alpha", "gamma"), targets=L.BINARY),
         kernels=lambda: k.classification.sigmoid_focal, hessian="exact, in the same stable form",
         reference="torchvision sigmoid_focal_loss (whose default reduction is none)",
     ),
@@ -325,7 +316,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         gradient="-y, or -exp(y)", hessian="0",
         inputs="log-probabilities and targets of the same shape",
         params=(Param("log_target", "bool", False, "targets are log-probabilities"),),
-        layout=Elementwise(("log_target",), predictions=LOG_PROBS, targets=UNIT),
+        layout=lambda: L.Elementwise(("log_target",), predictions=L.LOG_PROBS, targets=L.UNIT),
         kernels=lambda: k.classification.kl_div,
         reference="PyTorch kl_div",
         reductions=(*REDUCTIONS, "batchmean"),
@@ -338,8 +329,8 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="predictions and labels 1 or -1 of the same shape",
         params=(Param("margin", "float", 1.0, "where the loss of y = -1 stops", "finite",
                       _finite),),
-        layout=Elementwise(("margin",), predictions=DISTANCES, targets=SIGNS,
-                           check=check_signs_of_targets),
+        layout=lambda: L.Elementwise(("margin",), predictions=L.DISTANCES, targets=L.SIGNS,
+                           check=L.check_signs_of_targets),
         kernels=lambda: k.classification.hinge_embedding,
         reference="PyTorch hinge_embedding_loss",
     ),
@@ -354,7 +345,7 @@ BUILTIN: tuple[LossSpec, ...] = (
                   "finite", _finite),
             _WEIGHT,
         ),
-        layout=ClassAxis(bind_multi_margin, index_only="multi_margin", max_ndim=2),
+        layout=lambda: L.ClassAxis(L.bind_multi_margin, index_only="multi_margin", max_ndim=2),
         kernels=lambda: k.classification.multi_margin,
         reference="PyTorch multi_margin_loss",
         notes="The mean divides by the number of rows; weights do not enter it.",
@@ -364,7 +355,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         formula="log(1 + exp(-y x)), evaluated without overflow",
         gradient="-y sigmoid(-y x)", hessian="y^2 sigmoid(y x) sigmoid(-y x)",
         inputs="predictions and labels (normally 1 or -1) of the same shape", params=(),
-        layout=Elementwise(targets=SIGNS),
+        layout=lambda: L.Elementwise(targets=L.SIGNS),
         kernels=lambda: k.classification.soft_margin,
         reference="PyTorch soft_margin_loss",
     ),
@@ -374,7 +365,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         gradient="w_c (sigmoid(x_c) - y_c) / C",
         inputs="logits (..., C), labels on the last axis; targets 0/1 of the same shape",
         params=(Param("weight", "array", None, "per-class weights, shape (C,)"),),
-        layout=LastAxisClasses(),
+        layout=lambda: L.LastAxisClasses(),
         kernels=lambda: k.classification.multilabel_soft_margin,
         reference="PyTorch multilabel_soft_margin_loss",
     ),
@@ -385,7 +376,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="pairs (B, 2, D) and labels (B,) or (B, 1), 1 = similar",
         params=(Param("margin", "float", 1.0, "distance dissimilar pairs are pushed to",
                       ">= 0", _non_negative),),
-        layout=Stacked(2, "pairs", ("margin",), BINARY, "1 = similar, 0 = dissimilar"),
+        layout=lambda: L.Stacked(2, "pairs", ("margin",), L.BINARY, "1 = similar, 0 = dissimilar"),
         kernels=lambda: k.embedding.contrastive,
         reference="Hadsell et al. 2006; seed ContrastiveLoss",
     ),
@@ -402,7 +393,7 @@ BUILTIN: tuple[LossSpec, ...] = (
                   _finite),
             Param("swap", "bool", False, "use min(d(a, n), d(p, n)) as the negative distance"),
         ),
-        layout=Stacked(3, "triplets", ("margin", "p", "eps", "swap")),
+        layout=lambda: L.Stacked(3, "triplets", ("margin", "p", "eps", "swap")),
         kernels=lambda: k.embedding.triplet, targets="none",
         reference="PyTorch triplet_margin_loss; seed TripletLoss",
     ),
@@ -413,7 +404,8 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="pairs (B, 2, D) and labels 1 or -1, (B,) or (B, 1)",
         params=(Param("margin", "float", 0.0, "cosine above which dissimilar pairs count",
                       "finite", _finite),),
-        layout=Stacked(2, "pairs", ("margin",), SIGNS, "1 = similar, -1 = dissimilar", signs=True),
+        layout=lambda: L.Stacked(2, "pairs", ("margin",), L.SIGNS, "1 = similar, -1 = dissimilar",
+                                 signs=True),
         kernels=lambda: k.embedding.cosine_embedding,
         reference="PyTorch cosine_embedding_loss",
     ),
@@ -424,7 +416,7 @@ BUILTIN: tuple[LossSpec, ...] = (
         inputs="rank pairs (B, 2) = (x1, x2) and labels 1 or -1, (B,) or (B, 1)",
         params=(Param("margin", "float", 0.0, "required gap between the pair", "finite",
                       _finite),),
-        layout=RankPairs(),
+        layout=lambda: L.RankPairs(),
         kernels=lambda: k.embedding.margin_ranking,
         reference="PyTorch margin_ranking_loss",
     ),

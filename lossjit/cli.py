@@ -19,7 +19,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -188,7 +188,21 @@ _STDIN_SELECTOR = "\x01stdin"
 
 class OneJob(click.Command):
     """A command that runs one job: stdin selectors (``-:pred``) are arguments, and extra
-    arguments point to ``lossjit batch``."""
+    arguments point to ``lossjit batch``. Its ``help`` is written when it is shown
+    (``help_text``): the examples name the loss's layout, which imports NumPy, so listing the
+    commands (``lossjit compute --help``) stays quick."""
+
+    def __init__(self, *args: Any, help_text: Callable[[], str], **kwargs: Any) -> None:
+        self._help_text = help_text
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def help(self) -> str:
+        return self._help_text()
+
+    @help.setter
+    def help(self, value: str | None) -> None:  # Click's __init__ sets it: help_text rules
+        pass
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = [_STDIN_SELECTOR + a[1:] if a.startswith("-:") else a for a in args]
@@ -258,9 +272,9 @@ def _loss_command(spec: LossSpec) -> click.Command:
 
     return OneJob(
         spec.name, params=params, callback=callback,
-        help=_inputs_help(spec) + " The loss goes to stdout, the gradient to a file."
-             f"\n\n\b\nExamples:\n  {_example(spec, 'compute')}\n"
-             "  lossjit compute mse results.csv:pred results.csv:label --grad-out - > g.csv",
+        help_text=lambda: _inputs_help(spec) + " The loss goes to stdout, the gradient to a "
+        f"file.\n\n\b\nExamples:\n  {_example(spec, 'compute')}\n"
+        "  lossjit compute mse results.csv:pred results.csv:label --grad-out - > g.csv",
         short_help=spec.formula,
     )
 
@@ -341,10 +355,10 @@ def _check_command(spec: LossSpec) -> click.Command:
 
     return OneJob(
         spec.name, params=params, callback=callback,
-        help=_inputs_help(spec) + " Prints the worst error of the gradient (and the Hessian's "
-             "diagonal) against central finite differences, or against --against FILE; exits "
-             f"1 above --tol.\n\n\b\nExamples:\n  {_example(spec, 'check')} --samples 100\n"
-             f"  {_example(spec, 'check')} --against my_grad.npy",
+        help_text=lambda: _inputs_help(spec) + " Prints the worst error of the gradient (and "
+        "the Hessian's diagonal) against central finite differences, or against --against "
+        f"FILE; exits 1 above --tol.\n\n\b\nExamples:\n  {_example(spec, 'check')} --samples "
+        f"100\n  {_example(spec, 'check')} --against my_grad.npy",
         short_help=spec.formula,
     )
 

@@ -312,7 +312,7 @@ class KernelCache(_Cache):
         files = self._where() if self._enabled else None
         if files is None:
             return None
-        target_context.refresh()
+        _runtime_ready(target_context)
         key = self._index_key(sig, target_context.codegen())
         try:
             found = files.load(key)
@@ -340,6 +340,22 @@ class KernelCache(_Cache):
             _warn_once("unsaved", f"cannot save compiled kernels to {files.directory} "
                                   f"({exc.strerror or exc}); they will be compiled again by "
                                   "the next process")
+
+
+def _runtime_ready(target_context: Any) -> None:
+    """Make ready what a kernel loaded from the cache needs of Numba's CPU target: its runtime
+    (NRT: allocation, reference counts), which the loaded machine code calls.
+
+    Numba's own cache calls ``target_context.refresh()`` here, which loads every lowering
+    registry Numba has (NumPy, linear algebra, which imports SciPy's BLAS when SciPy is
+    installed, random generators, typed containers, ...): about half a second, and needed only
+    to compile. Compiling refreshes the context itself (every Numba pipeline does), so a
+    kernel compiled later in the process finds everything as before; a parallel kernel's
+    threading layer is started by the loaded entry's own ``reload_init``.
+    """
+    from numba.core.runtime import rtsys
+
+    rtsys.initialize(target_context)
 
 
 def _cachable(cres: Any) -> bool:

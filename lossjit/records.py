@@ -23,8 +23,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 __all__ = ["FORMATS", "csv_text", "render"]
 
 #: The formats of ``--format``.
@@ -47,6 +45,8 @@ def csv_text(rows: Iterable[dict[str, Any]]) -> str:
 
 def _terms(value: Any) -> Iterable[tuple[list[int], float]]:
     """Each per-term loss with its index."""
+    import numpy as np
+
     terms = np.asarray(value)
     for index in np.ndindex(terms.shape):
         yield [int(i) for i in index], float(terms[index])
@@ -54,6 +54,8 @@ def _terms(value: Any) -> Iterable[tuple[list[int], float]]:
 
 def render(done: Any, fmt: str) -> str:
     """The record of ``done`` (a :class:`lossjit.jobs.Done`) in ``fmt``, ending in a newline."""
+    import numpy as np
+
     from lossjit.jobs import json_safe
     from lossjit.writers import text_lines
 

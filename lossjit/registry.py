@@ -4,8 +4,8 @@ A :class:`LossSpec` is one loss, declared once: its name, aliases, options, form
 layout object (:mod:`lossjit.layouts`) and its kernel set (:mod:`lossjit.kernels`). The API,
 the CLI (its options and ``lossjit list``/``info``), the README's table of losses, cache
 warm-up, the benchmark and the parametrised tests all read the specs. The built-in losses are
-data beside this module, in :mod:`lossjit.catalogue`. Nothing here imports Numba: listing
-losses stays quick.
+data beside this module, in :mod:`lossjit.catalogue`. Nothing here imports Numba or NumPy:
+listing losses stays quick.
 
 >>> from lossjit.registry import resolve
 >>> spec = resolve("mae")
@@ -124,11 +124,41 @@ def _is_scalar(value: Any) -> bool:
     )
 
 
+class _OnFirstUse:
+    """A field of a frozen dataclass given either its value or a function of no arguments that
+    builds it, called when the field is first read (and the value kept): the catalogue gives
+    its layouts so, so that declaring the losses imports neither the layouts nor NumPy."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.slot = name, f"_{name}_given"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:  # asked by @dataclass for a default: there is none
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.slot]
+        if isinstance(value, _Later):
+            value = value.build()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if callable(value) and not hasattr(value, "lay_out"):  # a builder, not a layout
+            value = _Later(value)
+        obj.__dict__[self.slot] = value
+
+
+@dataclass(frozen=True)
+class _Later:
+    build: Callable[[], Any]
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """Everything lossjit knows about one loss.
 
-    - ``layout``: the layout object that checks, lays out, exemplifies and cuts its inputs;
+    - ``layout``: the layout object that checks, lays out, exemplifies and cuts its inputs
+      (or a function of no arguments that returns it, called on first use: the catalogue's
+      way, so that listing losses imports no NumPy);
     - ``kernels``: returns its :class:`~lossjit.kernels._blocks.KernelSet`, or a dict of them
       by the variant the layout chooses (called on first use: it imports the kernel module);
     - ``inputs``: what ``predictions`` and ``targets`` look like, in words;
@@ -144,7 +174,7 @@ class LossSpec:
     formula: str
     inputs: str
     params: tuple[Param, ...]
-    layout: Layout
+    layout: Layout = _OnFirstUse()  # type: ignore[assignment]
     kernels: Callable[[], KernelSet | dict[str, KernelSet]]
     aliases: tuple[str, ...] = ()
     targets: str = "required"

@@ -132,6 +132,7 @@ try:
 except SystemExit:
     pass
 print()
+print("numpy" in sys.modules)
 print("numba" in sys.modules)
 """
 
@@ -142,7 +143,10 @@ print("numba" in sys.modules)
 def test_describing_does_not_import_numba(tmp_path: Path, args: list[str]):
     proc = run([sys.executable, "-c", NO_NUMBA.format(args=args)], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().splitlines()[-1] == "False", proc.stdout
+    *_, numpy, numba = proc.stdout.decode().splitlines()
+    assert numba == "False", proc.stdout
+    if args != ["compute", "focal", "--help"]:  # a loss's own help builds its layout
+        assert numpy == "False", proc.stdout
 
 
 def test_list_does_not_import_numba_importtime(tmp_path: Path):
