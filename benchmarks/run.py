@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 import lossjit_bench as bench  # noqa: E402
 from lossjit_bench import peers as bench_peers  # noqa: E402
+from lossjit_bench.roofline import add_roofline  # noqa: E402
 
 SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
 CLASS_SHAPES = ((1024, 10), (65536, 10), (8192, 1000), (1_000_000, 10))
@@ -57,7 +58,24 @@ EVERY_SIZE = ("mse", "l1", "huber", "smooth_l1", "binary_cross_entropy", "bce_wi
               "sigmoid_focal", "cross_entropy", "focal", "contrastive", "triplet")
 FEW_SIZES = (1_000_000,)
 FEW_CLASS_SHAPES = ((65536, 10),)
+#: The --quick run (before a commit that touches a kernel; under 2 minutes): every kernel
+#: family, each case in float32 and float64, at 1e5-1e6 numbers: plain arithmetic (mse),
+#: the logistic (bce_with_logits), float64 exp/log1p (log_cosh), logs in the data's precision
+#: (binary_cross_entropy), the variance layout (gaussian_nll), the class axis (cross_entropy,
+#: focal with many classes, nll), multi-label, pairs, triplets and rank pairs.
+QUICK_CASES = (
+    ("mse", 1_000_000), ("bce_with_logits", 1_000_000), ("log_cosh", 100_000),
+    ("binary_cross_entropy", 100_000), ("gaussian_nll", 100_000),
+    ("cross_entropy", (65536, 10)), ("focal", (8192, 100)), ("nll", (65536, 10)),
+    ("multilabel_soft_margin", 100_000), ("contrastive", 100_000),
+    ("cosine_embedding", 100_000), ("triplet", 100_000), ("margin_ranking", 100_000),
+)
 PARTS = ("cases", "small", "memory", "cli", "determinism", "accuracy")
+#: Element-wise cases of at least this many numbers get the roofline columns (below, the
+#: arrays sit in the caches and the triad is not their bound).
+ROOFLINE_MIN = 1_000_000
+#: The issue's target: lossjit with out= at 1e7 within this share of its roofline.
+ROOFLINE_TARGET = 0.7
 #: A case during which other processes used more CPU than this (in cores) is "disturbed".
 QUIET_LOAD = 0.2
 
@@ -77,8 +95,22 @@ NOTES = {
              "quantile and poly1 are composed from torch ops (sigmoid_focal is torchvision's "
              "code); kl_div is kl_div(reduction='sum') / numel, as its 'mean' warns each call.",
     "jax": "jax.jit(jax.value_and_grad(f)), CPU, jax_enable_x64, block_until_ready; arrays "
-           "put on the device once (gaussian_nll's var is an argument of f). Losses written "
-           "in jax.numpy as optax writes them (optax itself is not used).",
+           "put on the device once (gaussian_nll's var is an argument of f). optax's own loss "
+           "where it has one (softmax_cross_entropy_with_integer_labels, "
+           "sigmoid_binary_cross_entropy, sigmoid_focal_loss, huber_loss, log_cosh, "
+           "poly_loss_cross_entropy, kl_divergence, triplet_margin_loss, squared_error), and "
+           "the jax.numpy forms users write (take_along_axis(log_softmax), one-hot dot, ...): "
+           "every form is checked against lossjit and timed briefly, the fastest that agrees "
+           "is kept (case 'forms': the kept one and every form's time).",
+    "checks": "before timing, every peer's value and gradient are compared with lossjit's "
+              "(value: rel 1e-3 float32, 1e-7 float64; gradient: within 1e-3 / 1e-7 of the "
+              "largest entry, all but 0.1% of the entries); a peer that disagrees is excluded "
+              "and listed in the case's 'disagreed', not timed.",
+    "roofline": "element-wise cases >= 1e6: memory_s = bytes (as GB/s) / the 2-thread triad; "
+                "compute_s = sum of exp/log/log1p/logistic/div/sqrt calls per element "
+                "(lossjit_bench.roofline.WORK) x n x seconds per call measured in a parallel "
+                "Numba loop of lossjit.kernels.vecmath's function over the same n (less the "
+                "empty loop); fraction = max(memory_s, compute_s) / lossjit's out= time.",
     "sizes": "losses outside EVERY_SIZE (those added after the first release) run at 1e6 "
              "elements, class-index ones at (65536, 10), in the default run; options are the "
              "defaults, gaussian_nll's var an array of the predictions' shape.",
@@ -138,14 +170,10 @@ def plan(quick: bool, losses: list[str] | None) -> list[tuple[str, Any, str]]:
     losses outside EVERY_SIZE at fewer sizes; losses named in ``losses`` get every size."""
     wanted = [bench.canonical(name) for name in losses] if losses else list(FAMILY_ORDER)
     if quick:
-        cases: list[tuple[str, Any, str]] = [
-            ("mse", 1_000, "float32"), ("mse", 100_000, "float32"), ("mse", 100_000, "float64"),
-            ("cross_entropy", (1024, 10), "float32"), ("triplet", 100_000, "float32"),
-        ]
+        chosen = [(name, size) for name, size in QUICK_CASES if name in wanted]
         if losses:
-            cases = [c for c in cases if c[0] in wanted] or [(w, 100_000, "float32")
-                                                             for w in wanted]
-        return cases
+            chosen = chosen or [(w, 100_000) for w in wanted]
+        return [(name, size, dtype) for name, size in chosen for dtype in DTYPES]
     cases = []
     for name in FAMILY_ORDER:
         if name not in wanted:
@@ -204,9 +232,16 @@ def run_cases(args: argparse.Namespace, triad_start: float) -> list[dict[str, An
                             "error": f"{type(exc).__name__}: {exc}"})
             continue
         bench.add_bandwidth(case, near or triad_start, "before the case" if near else "run start")
+        if args.roofline and case["elements"] >= ROOFLINE_MIN:
+            try:
+                add_roofline(case, near or triad_start)
+            except Exception as exc:  # the roofline must not lose the case
+                case["roofline_error"] = f"{type(exc).__name__}: {exc}"
         case["waited_for_quiet_s"] = waited
         results.append(case)
         say(bench.table_row(case))
+        for peer, why in case.get("disagreed", {}).items():
+            say(f"  ! {peer} excluded: {why}")
         gc.collect()
     bench.release_triad_arrays()
     skipped = {peer: why for case in results for peer, why in case.get("skipped", {}).items()
@@ -547,6 +582,14 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         add("element-wise 1e7 with out=: >= 75% of the 2-thread triad", not low,
             f"min {100 * min(fracs)[0]:.0f}% ({min(fracs)[1]}), max {100 * max(fracs)[0]:.0f}%",
             low)
+        roofs = [(c["roofline"]["fraction"], _case_label(c)) for c in big
+                 if (c.get("roofline") or {}).get("fraction") is not None]
+        if roofs:
+            low = [f"{label}: {100 * f:.0f}%" for f, label in roofs if f < ROOFLINE_TARGET]
+            add(f"element-wise 1e7 with out=: >= {100 * ROOFLINE_TARGET:.0f}% of the roofline "
+                "(max of memory and transcendental time)", not low,
+                f"min {100 * min(roofs)[0]:.0f}% ({min(roofs)[1]}), "
+                f"max {100 * max(roofs)[0]:.0f}%", low)
         torch_ratios = [(bench.speedup(c, "torch", "lossjit"), _case_label(c)) for c in big
                         if bench.speedup(c, "torch", "lossjit") is not None]
         if torch_ratios:
@@ -656,12 +699,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=0, metavar="N",
                         help="time a disturbed case (other processes used > 0.2 of a core) up "
                         "to N more times, after waiting for a quiet moment; keep the quietest")
+    parser.add_argument("--no-roofline", dest="roofline", action="store_false",
+                        help="leave out the roofline columns (they measure vecmath's speed: "
+                        "a few seconds of compiling; --quick leaves them out)")
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.quick:
+        args.roofline = False
     if args.memory_child:
         impl, rows, cols, dtype = args.memory_child
         memory_child(impl, int(rows), int(cols), dtype)

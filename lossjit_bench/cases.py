@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from lossjit_bench.inputs import Inputs, make_inputs
-from lossjit_bench.peers import PEER_FACTORIES, PEERS, Skip, numpy_peer
+from lossjit_bench.peers import PEER_FACTORIES, PEERS, Disagree, Skip, check_peer, numpy_peer
 from lossjit_bench.timing import ForeignLoad, median, time_many
 
 
@@ -41,6 +41,12 @@ def run_case(loss: str, shape: int | Sequence[int], dtype: Any = np.float64, *,
     ``lossjit_value`` and ``numpy_value`` (value only, when ``value_only``), ``numpy``,
     ``torch``, ``jax`` and ``sklearn`` (those in ``peers`` that are installed and have the
     loss). ``"foreign_load"`` is the CPU other processes used meanwhile, in cores.
+
+    Before anything is timed, each peer's value and gradient are compared with lossjit's
+    (:func:`lossjit_bench.peers.check_peer`); a peer that disagrees is left out of the
+    timings and listed under ``"disagreed"`` (and ``"skipped"``) with what differed. Where a
+    peer has several idiomatic forms, the fastest that agrees is timed: ``"forms"`` gives, per
+    peer, the one kept and every agreeing form's brief median (``{"kept", "times"}``).
     """
     inputs = make_inputs(loss, shape, dtype, seed=seed, params=params)
     calls = lossjit_calls(inputs)
@@ -50,18 +56,36 @@ def run_case(loss: str, shape: int | Sequence[int], dtype: Any = np.float64, *,
     if value_only:
         fns["lossjit_value"] = calls["lossjit_value"]
     skipped: dict[str, str] = {}
+    disagreed: dict[str, str] = {}
+    forms: dict[str, dict[str, Any]] = {}
+    expected = calls["lossjit"]()
     for peer in peers:
-        if peer == "numpy":
-            fns["numpy"] = numpy_peer(inputs)
-            if value_only:
-                fns["numpy_value"] = numpy_peer(inputs, grad=False)
-            continue
         try:
-            fns[peer] = PEER_FACTORIES[peer](inputs)
+            if peer == "numpy":
+                run = numpy_peer(inputs)
+            elif peer in PEER_FACTORIES:
+                run = PEER_FACTORIES[peer](inputs, expected=expected)
+            else:
+                skipped[peer] = "unknown peer"
+                continue
+        except Disagree as exc:
+            disagreed[peer] = skipped[peer] = f"disagrees with lossjit: {exc}"
+            continue
         except Skip as exc:
             skipped[peer] = str(exc)
-        except KeyError:
-            skipped[peer] = "unknown peer"
+            continue
+        if not getattr(run, "checked", False):
+            why = check_peer(run, expected, inputs.predictions.dtype)
+            if why is not None:
+                disagreed[peer] = skipped[peer] = f"disagrees with lossjit: {why}"
+                continue
+        fns[peer] = run
+        if getattr(run, "form", None) is not None:
+            forms[peer] = {"kept": run.form, "times": getattr(run, "form_times", {}),
+                           "disagreed": getattr(run, "form_disagreed", {})}
+        if peer == "numpy" and value_only:
+            fns["numpy_value"] = numpy_peer(inputs, grad=False)
+    del expected
     with ForeignLoad() as meter:
         samples = time_many(fns, repeat=repeat, min_time=min_time, max_time=max_time)
     return {
@@ -73,5 +97,7 @@ def run_case(loss: str, shape: int | Sequence[int], dtype: Any = np.float64, *,
         "times": {name: median(values) for name, values in samples.items()},
         "samples": samples,
         "skipped": skipped,
+        "disagreed": disagreed,
+        "forms": forms,
         "foreign_load": meter.load,
     }

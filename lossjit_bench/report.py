@@ -62,10 +62,14 @@ def add_bandwidth(case: dict[str, Any], triad_gbs: float, triad_source: str = ""
 
 #: The table's columns: lossjit's medians (value_and_grad, with out=, value only), then
 #: speed-ups (peer time / lossjit time; sklearn against the out= call, np-val against value
-#: only), lossjit's GB/s with out= and its share of the triad, and the foreign CPU load.
+#: only; "-" also for a peer that disagreed with lossjit and was not timed), lossjit's GB/s
+#: with out= and its share of the triad, the roofline (element-wise losses: the memory time
+#: at the triad bandwidth, "mem", and the transcendental time at vecmath's measured speed,
+#: "cpu"; the larger as a share of lossjit's out= time, "%roof") and the foreign CPU load.
 TABLE_HEADER = (f"{'loss':<22} {'shape':<12} {'dtype':<7} {'lossjit':>9} {'+out':>9} "
                 f"{'value':>9} | {'numpy':>7} {'np-val':>7} {'torch':>7} {'jax':>7} "
-                f"{'sklearn':>7} | {'out GB/s':>8} {'%triad':>6} {'load':>4}")
+                f"{'sklearn':>7} | {'out GB/s':>8} {'%triad':>6} | {'mem':>8} {'cpu':>8} "
+                f"{'%roof':>5} {'load':>4}")
 
 
 def table_row(case: dict[str, Any]) -> str:
@@ -75,6 +79,8 @@ def table_row(case: dict[str, Any]) -> str:
     gbs = case.get("gbs", {}).get("lossjit_out")
     frac = case.get("fraction_of_triad", {}).get("lossjit_out")
     load = case.get("foreign_load")
+    roof = case.get("roofline") or {}
+    fraction = roof.get("fraction")
     return (f"{case['loss']:<22} {format_shape(case['shape']):<12} {case['dtype']:<7} "
             f"{format_time(times.get('lossjit')):>9} {format_time(times.get('lossjit_out')):>9} "
             f"{format_time(times.get('lossjit_value')):>9} "
@@ -85,4 +91,6 @@ def table_row(case: dict[str, Any]) -> str:
             f"{format_ratio(speedup(case, 'sklearn', 'lossjit_out')):>7} "
             f"| {('-' if gbs is None else f'{gbs:.1f}'):>8} "
             f"{('-' if frac is None else f'{100 * frac:.0f}%'):>6} "
+            f"| {format_time(roof.get('memory_s')):>8} {format_time(roof.get('compute_s')):>8} "
+            f"{('-' if fraction is None else f'{100 * fraction:.0f}%'):>5} "
             f"{('-' if load is None else f'{load:.1f}'):>4}")

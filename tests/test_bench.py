@@ -488,7 +488,20 @@ def test_full_plan_covers_every_family_size_and_dtype(runner):
     assert runner.plan(False, ["mae"]) == [("l1", s, d) for s in runner.SIZES
                                            for d in runner.DTYPES]
     assert all(name == "focal" for name, _, _ in runner.plan(True, ["focal"]))
-    assert runner.plan(True, ["gaussian_nll"]) == [("gaussian_nll", 100_000, "float32")]
+    assert runner.plan(True, ["gaussian_nll"]) == [("gaussian_nll", 100_000, "float32"),
+                                                   ("gaussian_nll", 100_000, "float64")]
+
+
+def test_quick_plan_covers_every_kernel_family_in_both_dtypes(runner):
+    cases = runner.plan(True, None)
+    names = {name for name, _, _ in cases}
+    for kind, members in bench.INPUT_KINDS:
+        assert names & set(members), kind
+    for name in names:
+        assert {d for n, _, d in cases if n == name} == set(runner.DTYPES)
+    for name, size, _ in cases:
+        n = math.prod(bench.shape_for(name, size))
+        assert 90_000 <= n <= 1_000_000, (name, size)  # pairs: whole rows of 64
 
 
 def test_targets_are_judged_from_a_report(runner):
@@ -542,7 +555,7 @@ def test_quick_run_of_a_later_loss_with_a_required_option(runner, tmp_path):
     runner.main(["--quick", "--losses", "gaussian_nll", "nll", "--peers", "numpy", "--json",
                  str(path), "--skip", "small", "memory", "cli", "determinism", "accuracy"])
     report = json.loads(path.read_text())
-    assert [c["loss"] for c in report["cases"]] == ["gaussian_nll", "nll"]
+    assert [c["loss"] for c in report["cases"]] == ["gaussian_nll"] * 2 + ["nll"] * 2
     assert all("error" not in c and c["times"]["numpy"] > 0 for c in report["cases"])
     assert report["cases"][0]["bytes"]["value_and_grad"] == 4 * 4 * 100_000
 
@@ -581,3 +594,152 @@ def test_torch_and_jax_peers_compute_the_reference_loss(name):
         checked += 1
     if not checked:
         pytest.skip("neither torch nor jax is installed")
+
+
+# --- peer checks ------------------------------------------------------------------------------
+
+
+def _fake_peer(value_shift=0.0, grad_scale=1.0, sleep=0.0):
+    """A peer factory that returns lossjit's own value and gradient, shifted and scaled."""
+    import time
+
+    def factory(inputs, expected=None):
+        value, grad = lossjit.value_and_grad(inputs.loss, inputs.predictions, inputs.targets,
+                                             **inputs.params)
+
+        def run():
+            if sleep:
+                time.sleep(sleep)
+            return value
+
+        run.result = lambda: (value + value_shift, grad * grad_scale)
+        return run
+    return factory
+
+
+def test_a_peer_that_disagrees_with_lossjit_is_excluded_not_timed(monkeypatch):
+    monkeypatch.setitem(bench.PEER_FACTORIES, "right", _fake_peer())
+    monkeypatch.setitem(bench.PEER_FACTORIES, "wrong_value", _fake_peer(value_shift=0.01))
+    monkeypatch.setitem(bench.PEER_FACTORIES, "wrong_grad", _fake_peer(grad_scale=2.0))
+    case = bench.run_case("mse", 2000, np.float64, out=False,
+                          peers=("numpy", "right", "wrong_value", "wrong_grad"),
+                          repeat=3, min_time=0.01)
+    assert set(case["times"]) == {"lossjit", "numpy", "right"}
+    assert set(case["disagreed"]) == {"wrong_value", "wrong_grad"}
+    assert "value" in case["disagreed"]["wrong_value"]
+    assert "gradient" in case["disagreed"]["wrong_grad"]
+    assert case["skipped"]["wrong_grad"].startswith("disagrees with lossjit")
+
+
+def test_disagreement_tolerances_follow_the_dtype():
+    grad = np.linspace(-1.0, 1.0, 5000)
+    assert bench.peers.disagreement((1.0 + 1e-5, grad), (1.0, grad), np.float32) is None
+    assert bench.peers.disagreement((1.0 + 1e-5, grad), (1.0, grad), np.float64) is not None
+    off = grad.copy()
+    off[:3] += 0.5  # a few ties at a kink are allowed
+    assert bench.peers.disagreement((1.0, off), (1.0, grad), np.float64) is None
+    off[:100] += 0.5
+    assert "gradient" in bench.peers.disagreement((1.0, off), (1.0, grad), np.float64)
+    assert bench.peers.disagreement((1.0, grad[:10]), (1.0, grad), np.float64) is not None
+    assert bench.peers.disagreement((math.nan, None), (math.nan, None), np.float64) is None
+
+
+def test_choose_form_drops_wrong_forms_and_keeps_the_fastest():
+    inputs = bench.make_inputs("mse", 1000, np.float64)
+    expected = lossjit.value_and_grad("mse", inputs.predictions, inputs.targets)
+    forms = {label: (lambda f=f: f(inputs)) for label, f in (
+        ("slow", _fake_peer(sleep=2e-3)), ("fast_but_wrong", _fake_peer(value_shift=1.0)),
+        ("fast", _fake_peer()))}
+    chosen = bench.peers.choose_form(forms, inputs, expected)
+    assert chosen.form == "fast" and set(chosen.form_times) == {"slow", "fast"}
+    assert "fast_but_wrong" in chosen.form_disagreed
+    with pytest.raises(bench.peers.Disagree):
+        bench.peers.choose_form({"wrong": forms["fast_but_wrong"]}, inputs, expected)
+
+
+@pytest.mark.parametrize("peer", ["torch", "jax", "sklearn"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_installed_peers_agree_with_lossjit(peer, dtype):
+    """No real peer is excluded on the benchmark's own inputs (one per family)."""
+    if bench.peer_available(peer):
+        pytest.skip(f"{peer} not installed")
+    for name, size in (("mse", 3000), ("huber", 3000), ("bce_with_logits", 3000),
+                       ("cross_entropy", (300, 10)), ("focal", (300, 10)), ("kl_div", 3000),
+                       ("poly1", (300, 10)), ("log_cosh", 3000), ("triplet", 3000)):
+        inputs = bench.make_inputs(name, size, dtype, seed=3)
+        expected = lossjit.value_and_grad(name, inputs.predictions, inputs.targets,
+                                          **inputs.params)
+        try:
+            run = bench.PEER_FACTORIES[peer](inputs, expected=expected)
+        except bench.peers.Disagree as exc:
+            pytest.fail(f"{peer} {name}: {exc}")
+        except bench.Skip:
+            continue
+        assert bench.peers.check_peer(run, expected, dtype) is None, (peer, name)
+
+
+def test_jax_cross_entropy_uses_optax_where_installed():
+    if bench.peer_available("jax"):
+        pytest.skip("jax not installed")
+    forms = bench.peers._jax_forms("cross_entropy", {})
+    assert "jnp take_along_axis(log_softmax)" in forms
+    if bench.peers._optax_losses() is not None:
+        assert next(iter(forms)) == "optax.softmax_cross_entropy_with_integer_labels"
+
+
+# --- roofline -------------------------------------------------------------------------------
+
+
+def test_roofline_arithmetic():
+    from lossjit_bench.roofline import WORK, roofline
+
+    assert set(bench.ELEMENTWISE) <= set(WORK)
+    # memory-bound: 12 bytes x 1e6 at 24 GB/s = 0.5 ms; lossjit at 1 ms = 50%
+    r = roofline("mse", 1_000_000, 12_000_000, 1e-3, 24.0, {})
+    assert r["memory_s"] == pytest.approx(5e-4) and r["compute_s"] == 0.0
+    assert r["bound"] == "memory" and r["fraction"] == pytest.approx(0.5)
+    # compute-bound: 1e6 x (exp64 2 ns + log1p64 3 ns + div64 1 ns) = 6 ms
+    r = roofline("log_cosh", 1_000_000, 24_000_000, 8e-3, 24.0,
+                 {"exp64": 2e-9, "log1p64": 3e-9, "div64": 1e-9})
+    assert r["compute_s"] == pytest.approx(6e-3) and r["memory_s"] == pytest.approx(1e-3)
+    assert r["bound"] == "compute" and r["fraction"] == pytest.approx(0.75)
+    # counts multiply: pseudo_huber has three divisions and a square root
+    r = roofline("pseudo_huber", 10, 0, 1.0, 1.0, {"div64": 1.0, "sqrt64": 10.0})
+    assert r["compute_s"] == pytest.approx(10 * (3 * 1.0 + 10.0))
+    assert roofline("mse", 10, 240, None, 24.0, {})["fraction"] is None
+
+
+def test_roofline_in_a_case_and_its_row(monkeypatch):
+    from lossjit_bench import roofline as rl
+
+    monkeypatch.setattr(rl, "op_seconds", lambda op, dtype, n, repeat=7: 1e-9)
+    case = {"loss": "bce_with_logits", "shape": [1_000_000], "dtype": "float32",
+            "elements": 1_000_000, "foreign_load": 0.0,
+            "times": {"lossjit": 2e-3, "lossjit_out": 1e-3},
+            "bytes": {"value_and_grad": 12_000_000, "value": 8_000_000}}
+    rl.add_roofline(case, 24.0)
+    roof = case["roofline"]
+    assert roof["memory_s"] == pytest.approx(5e-4) and roof["compute_s"] == pytest.approx(1e-3)
+    assert roof["fraction"] == pytest.approx(1.0) and roof["bound"] == "compute"
+    line = bench.table_row(case)
+    assert "100%" in line and len(line) == len(bench.TABLE_HEADER)
+    other = {"loss": "cross_entropy", "times": {"lossjit_out": 1.0}}
+    rl.add_roofline(other, 24.0)
+    assert "roofline" not in other
+
+
+def test_vecmath_speed_is_measured():
+    from lossjit_bench.roofline import op_seconds
+
+    assert op_seconds("exp", "float32", 50_000, repeat=3) >= 0.0
+    assert op_seconds("div64", "float64", 50_000, repeat=3) >= 0.0
+
+
+def test_roofline_target_is_judged(runner):
+    case = {"loss": "mse", "shape": [10_000_000], "dtype": "float32", "elements": 10_000_000,
+            "times": {"lossjit": 1.0, "lossjit_out": 0.5},
+            "fraction_of_triad": {"lossjit_out": 0.8},
+            "roofline": {"fraction": 0.6}}
+    found = {t["target"]: t for t in runner.targets({"cases": [case]})}
+    roof = next(t for name, t in found.items() if "roofline" in name)
+    assert roof["met"] is False and roof["misses"] == ["mse 1e7 float32: 60%"]
