@@ -16,11 +16,24 @@
 
 Nothing here compiles anything: compilation happens on a kernel's first call (or the kernel is
 loaded from the cache).
+
+**Threads** (:func:`start_threads`, before the first parallel kernel runs). With the OpenMP
+threading layer, idle OpenMP threads spin for milliseconds after each parallel kernel by
+default; in a program that alternates lossjit with BLAS or PyTorch calls those spinning threads
+take the cores the other library's threads need, and the other way round. So when lossjit is
+the one to start Numba's threads, and the OpenMP runtime is not loaded in the process yet, it
+starts them with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep), then removes the variable
+again. It never does so when the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, when
+Numba's threads were already started, or when an OpenMP runtime is already loaded (PyTorch
+imported first, for example). ``LOSSJIT_OMP_WAIT=keep`` turns it off. The runtime is shared
+process-wide: a library that later loads the same ``libgomp.so.1`` (PyTorch's CPU build does)
+gets its passive threads too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -128,3 +141,38 @@ def specialise(template: Callable[..., Any], name: str, *, parallel: bool = Fals
     dispatcher = _compile(fn, parallel=parallel, cache=cache)
     dispatcher.lossjit_fingerprint = qualname
     return dispatcher
+
+
+_threads_started = False
+
+
+def _openmp_loaded() -> bool:
+    """Whether an OpenMP runtime (libgomp, libiomp, libomp) is already mapped in."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return True  # cannot tell: leave the runtime's defaults alone
+    return any(name in maps for name in ("libgomp", "libiomp", "libomp"))
+
+
+def start_threads() -> None:
+    """Start Numba's threads, with idle OpenMP threads that sleep instead of spinning where
+    lossjit owns them (see the module's docstring); called before the first parallel kernel.
+    ``LOSSJIT_OMP_WAIT=keep`` leaves the runtime's defaults."""
+    global _threads_started
+    if _threads_started:
+        return
+    _threads_started = True
+    if os.environ.get("LOSSJIT_OMP_WAIT", "passive").lower() != "passive":
+        return
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized or _openmp_loaded():
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        parallel._launch_threads()
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)

@@ -43,9 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import intrinsic
 
-from lossjit import blocking
+from lossjit import _jit, blocking
 from lossjit._jit import jit, specialise
 from lossjit.blocking import BLOCK, block_rows
 
@@ -59,8 +60,40 @@ block: Any = None
 pointwise: Any = None
 user_pointwise: Any = None
 hessian = False
+cut: Any = None  # bound to _whole_params unless a loss cuts a parameter with its rows
 
 _block_rows = jit(inline=True)(block_rows)
+
+
+@jit(inline=True)
+def _whole_params(params, lo, hi, n):
+    """The parameters every block of rows gets: all of them whole."""
+    return params
+
+
+cut = _whole_params
+
+
+@intrinsic
+def _atomic_add(typingctx, counter, step):
+    """``counter[0] += step`` as one atomic read-modify-write (sequentially consistent);
+    returns the value before the add."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+    sig = types.int64(counter, types.int64)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        delta = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.atomic_rmw("add", array.data, delta, "seq_cst")
+
+    return sig, codegen
+
+
+@jit(inline=True)
+def _fetch_add(counter, step):
+    """The next block from the shared ``counter`` (its old value)."""
+    return _atomic_add(counter, step)
 
 
 @jit
@@ -115,16 +148,31 @@ def block_sums(values, per_block, out):
 
 def rows_template(x, y, w, grad, hess, losses, sums, scale, *params):
     """Sum of ``block`` over the fixed blocks of rows of ``x``, added in block order; the
-    block sums themselves go to ``sums`` when it is given."""
+    block sums themselves go to ``sums`` when it is given. Each block gets
+    ``cut(params, lo, hi, n)``: the parameters whole, unless a loss binds a ``cut`` that gives
+    a block its rows' part of a per-row parameter.
+
+    The blocks are handed out dynamically: every iteration of the ``prange`` takes the next
+    block from a shared atomic counter and goes on taking blocks until none is left, so a thread
+    that the OS descheduled (another thread pool spinning on its core) delays the call by at most
+    one block instead of by its whole static share; the other threads' iterations take its
+    blocks. Each block's sum goes to its own slot, so the result is the same whichever thread ran
+    which block. (The loop reads no thread count: a kernel that called Numba's threading layer
+    could not be cached.) In the serial twin the first iteration takes every block.
+    """
     n = x.shape[0]
     rows = _block_rows(x.size // n if n else 1)
     nblocks = (n + rows - 1) // rows
     partials = sums if sums.size else np.empty(nblocks)
-    for b in prange(nblocks):
-        lo = b * rows
-        hi = min(n, lo + rows)
-        partials[b] = block(x[lo:hi], y[lo:hi], w[lo:hi], grad[lo:hi], hess[lo:hi],
-                            losses[lo:hi], scale, *params)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(nblocks):
+        b = _fetch_add(counter, 1)
+        while b < nblocks:
+            lo = b * rows
+            hi = min(n, lo + rows)
+            partials[b] = block(x[lo:hi], y[lo:hi], w[lo:hi], grad[lo:hi], hess[lo:hi],
+                                losses[lo:hi], scale, *cut(params, lo, hi, n))
+            b = _fetch_add(counter, 1)
     return sum_in_order(partials[:nblocks])
 
 
@@ -213,7 +261,11 @@ class KernelSet:
     def pick(self, numbers: int) -> Any:
         """The kernel for an input of ``numbers`` numbers: parallel from
         :data:`lossjit.blocking.PARALLEL_MIN` (read at each call)."""
-        return self.parallel if numbers >= blocking.PARALLEL_MIN else self.serial
+        if numbers >= blocking.PARALLEL_MIN:
+            if not _jit._threads_started:
+                _jit.start_threads()
+            return self.parallel
+        return self.serial
 
     def public_names(self) -> dict[str, Any]:
         """The names under which :mod:`lossjit.kernels` offers these kernels."""

@@ -39,7 +39,20 @@ from lossjit.kernels._blocks import (
     kernel_table,
     lane_sum,
 )
-from lossjit.kernels.vecmath import exp, exp_as, log, log1p, log1p_as, log_as, logistic_as
+from lossjit.kernels.vecmath import (
+    _pow2,
+    atanh2_as,
+    const_as,
+    exp,
+    exp_as,
+    in_precision,
+    ln2_parts,
+    log,
+    log1p,
+    logistic_as,
+    logistic_shared,
+    mantissa_as,
+)
 
 # Free names of the templates, bound per loss by ``specialise``: the per-class term
 # ``term(logp, p, 1 - p, parameter) -> (value, gradient factor)``, and whether the kernel
@@ -409,42 +422,85 @@ def focal_probs_block(x, y, w, grad, hess, losses, scale, alpha, gamma, eps):
     return total
 
 
+LOG_2 = math.log(2.0)
+
 #: PyTorch's floor on x (1 - x) in the gradient of binary_cross_entropy: 1e-12 as a float32.
 BCE_FLOOR = 9.999999960041972e-13
 
 
 @jit(inline=True)
+def _clamped_log(m, e, s, x, floor):
+    """ln x = e ln 2 + 2 atanh(s) from its reduction (s computed by the caller, who shares a
+    reciprocal), with ln 0 = -inf and NaN for x < 0 or NaN, then clamped below at ``floor``
+    (a select: NaN stays NaN)."""
+    hi, lo = ln2_parts(s)
+    value = e * hi + (atanh2_as(s) + e * lo)
+    zero = const_as(x, 0.0)
+    value = floor if (x == zero or value < floor) else value
+    return value if (x >= zero) else x - x + const_as(x, np.nan)
+
+
+@jit(inline=True)
 def binary_cross_entropy_pointwise(x, y, params):
     """-(y log x + (1-y) log(1-x)), logs clamped at -100; grad (x-y)/max(x(1-x), 1e-12)
-    (PyTorch's); d2 its derivative, (x^2 - 2xy + y) / (x(1-x))^2 (1e12 where floored).
+    (PyTorch's); d2 its derivative, (y (1-x)^2 + (1-y) x^2) / (x(1-x))^2 (1e12 where floored).
 
-    The logarithms are taken in the data's precision (float32 lanes for float32 data).
+    In the data's precision (float32 lanes for float32 data), with one division: the
+    logarithms' s = (m - 1) / (m + 1) (log(1 - x) as 2 atanh(-x / (2 - x)) for x <= 1 - 1/sqrt 2,
+    exact as x -> 0) and 1 / max(x (1 - x), 1e-12) share 1 / (d1 d2 spread). The sum of the
+    two logs and the derivatives are formed in float64.
     """
-    log_x = float(log_as(x))
-    log_1mx = float(log1p_as(-x))
+    one = const_as(x, 1.0)
+    t = in_precision(x, y)
+    w = one - x
+    m1, e1 = mantissa_as(x)
+    d1 = m1 + one
+    near = x <= const_as(x, 0.2928932188134524)  # 1 - x in [1/sqrt 2, 1]: log1p's form
+    m2, e2 = mantissa_as(w)
+    n2 = -x if near else m2 - one
+    d2 = (const_as(x, 2.0) - x) if near else m2 + one
+    e2 = const_as(x, 0.0) if near else e2
+    spread = x * w
+    floor32 = const_as(x, BCE_FLOOR)
+    floored = spread < floor32
+    divisor = floor32 if floored else spread
+    both = d1 * d2
+    shared = one / (both * divisor)
+    s1 = (m1 - one) * (d2 * divisor * shared)
+    s2 = n2 * (d1 * divisor * shared)
+    to_spread = float(both * shared)
+    clamp = const_as(x, -100.0)
+    log_x = float(_clamped_log(m1, e1, s1, x, clamp))
+    log_1mx = float(_clamped_log(m2, e2, s2, w, clamp))
     x = float(x)
-    y = float(y)
-    log_x = -100.0 if log_x < -100.0 else log_x  # selects (NaN stays NaN): max() is a call
-    log_1mx = -100.0 if log_1mx < -100.0 else log_1mx
+    y = float(t)
     value = -(y * log_x + (1.0 - y) * log_1mx)
-    spread = x * (1.0 - x)
-    if spread < BCE_FLOOR:
-        return value, (x - y) / BCE_FLOOR, 1.0 / BCE_FLOOR
-    return value, (x - y) / spread, (x * x - 2.0 * x * y + y) / (spread * spread)
+    slope = (x - y) * to_spread
+    w64 = float(w)
+    bend = (y * w64 * w64 + (1.0 - y) * x * x) * to_spread * to_spread
+    return value, slope, (to_spread if floored else bend)
 
 
 @jit(inline=True)
 def bce_with_logits_pointwise(x, y, params):
     """(1-y) x + (1+(pw-1) y) softplus(-x); d/dx = (1+(pw-1) y) sigmoid(x) - pw y;
-    d2 = (1+(pw-1) y) sigmoid(x) sigmoid(-x)."""
+    d2 = (1+(pw-1) y) sigmoid(x) sigmoid(-x).
+
+    softplus(-x) = max(-x, 0) + L with L = log1p(exp(-|x|)), so the loss is
+    [(1-y) x if x >= 0 else -pw y x] + lift L: a sum of non-negative parts for y in [0, 1]
+    (no cancellation); the gradient is sigmoid(x) (1-y) - pw y sigmoid(-x), exact for 0/1
+    labels. L and the sigmoids in the data's precision with one division
+    (:func:`~lossjit.kernels.vecmath.logistic_shared`), the rest in float64.
+    """
     pos_weight = params[0]
-    softplus_neg, p, q = logistic_as(x)  # in the data's precision
+    tail, p, q = logistic_shared(x)
     x = float(x)
     y = float(y)
     p = float(p)
+    q = float(q)
     lift = 1.0 + (pos_weight - 1.0) * y
-    return ((1.0 - y) * x + lift * float(softplus_neg), lift * p - pos_weight * y,
-            lift * p * float(q))
+    linear = (1.0 - y) * x if x >= 0.0 else -(pos_weight * y) * x
+    return (linear + lift * float(tail), p * (1.0 - y) - pos_weight * y * q, lift * p * q)
 
 
 @jit(inline=True)
@@ -455,24 +511,38 @@ def sigmoid_focal_pointwise(x, y, params):
     (at most 1, so nothing overflows as m -> 0) and B = bce:
     d/dx = alpha_t [(p - y) M + gamma r M k B];
     d2 = alpha_t M [s + gamma k r (2 (p - y) + B ((1 - 2p) + (gamma - 1) k r))].
+
+    The sigmoids and log1p(exp(-|x|)) share one division, log m and 1/m another (in the data's
+    precision); M = exp(gamma log m).
     """
     alpha, gamma = params
-    softplus_neg, p, q = logistic_as(x)  # in the data's precision
-    p = float(p)
-    q = float(q)
+    tail, p32, q32 = logistic_shared(x)
+    t = in_precision(x, y)
+    one = const_as(x, 1.0)
+    m32 = p32 * (one - t) + q32 * t
+    mm, me = mantissa_as(m32)
+    shared = one / (mm * (mm + one))
+    s_log = (mm - one) * (mm * shared)
+    log_m = float(me) * LOG_2 + float(atanh2_as(s_log))  # in float64: M = exp(gamma log m)
+    # needs log m to its absolute precision
     x = float(x)
     y = float(y)
-    bce = (1.0 - y) * x + float(softplus_neg)
-    m = p * (1.0 - y) + q * y
+    p = float(p32)
+    q = float(q32)
+    m = float(m32)
+    half = math.floor(-0.5 * float(me))
+    to_m = float((mm + one) * shared) * (_pow2(half) * _pow2(-float(me) - half))  # 2^-e / mm
+    bce = ((1.0 - y) * x if x >= 0.0 else -y * x) + float(tail)
     s = p * q
     k = 1.0 - 2.0 * y
-    # m^gamma as exp(gamma log m): pow() is a library call, this vectorises
-    modulating = 1.0 if gamma == 0.0 else exp(gamma * log(m))
-    r = s / m if m > 0.0 else 0.0
+    modulating = 1.0 if gamma == 0.0 else exp(gamma * log_m)
+    modulating = 0.0 if (m == 0.0 and gamma > 0.0) else modulating
+    r = s * to_m if m > 0.0 else 0.0
+    residual = p * (1.0 - y) - q * y  # p - y, exact for 0/1 labels as p rounds to 1
     value = modulating * bce
-    slope = (p - y) * modulating + gamma * r * modulating * k * bce
-    curvature = modulating * (s + gamma * k * r * (2.0 * (p - y)
-                                                    + bce * ((1.0 - 2.0 * p)
+    slope = residual * modulating + gamma * r * modulating * k * bce
+    curvature = modulating * (s + gamma * k * r * (2.0 * residual
+                                                    + bce * ((q - p)
                                                              + (gamma - 1.0) * k * r)))
     if alpha >= 0.0:
         alpha_t = alpha * y + (1.0 - alpha) * (1.0 - y)

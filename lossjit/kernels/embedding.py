@@ -17,21 +17,32 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from lossjit._jit import jit
-from lossjit.kernels._blocks import from_block, kernel_table
+from lossjit.kernels._blocks import LANES, from_block, kernel_table, lane_sum
 from lossjit.kernels.vecmath import sign
 
 
 @jit
 def contrastive_block(x, y, w, grad, hess, losses, scale, margin):
-    """y d^2 + (1-y) max(0, margin - d)^2, d = ||x[b,0] - x[b,1]||_2; gradient 0 at d = 0."""
+    """y d^2 + (1-y) max(0, margin - d)^2, d = ||x[b,0] - x[b,1]||_2; gradient 0 at d = 0.
+
+    d^2 is added in ``LANES`` interleaved lanes (:func:`lane_sum`, a fixed order that
+    vectorises), from differences kept for the gradient; float32 pairs are subtracted and
+    squared in float64 (exact differences).
+    """
     n, _, dim = x.shape
+    diff = np.empty(dim)
+    squares = np.empty(dim)
+    lanes = np.empty(LANES)
     total = 0.0
     for r in range(n):
-        d2 = 0.0
         for k in range(dim):
             e = float(x[r, 0, k]) - float(x[r, 1, k])
-            d2 += e * e
+            diff[k] = e
+            squares[k] = e * e
+        d2 = lane_sum(squares, lanes)
         d = math.sqrt(d2)
         label = float(y[r])
         gap = max(0.0, margin - d)
@@ -46,9 +57,8 @@ def contrastive_block(x, y, w, grad, hess, losses, scale, margin):
                 pull -= 2.0 * (1.0 - label) * gap / d
             g = term_weight * pull * scale
             for k in range(dim):
-                e = float(x[r, 0, k]) - float(x[r, 1, k])
-                grad[r, 0, k] = g * e
-                grad[r, 1, k] = -g * e
+                grad[r, 0, k] = g * diff[k]
+                grad[r, 1, k] = -g * diff[k]
     return total
 
 
@@ -187,23 +197,34 @@ def cosine_embedding_block(x, y, w, grad, hess, losses, scale, margin):
 @jit
 def margin_ranking_block(x, y, w, grad, hess, losses, scale, margin):
     """max(0, -y (x1 - x2) + margin) on rows (x1, x2); the gradient (-y, y) passes at the tie
-    (PyTorch's clamp_min)."""
+    (PyTorch's clamp_min).
+
+    Loops without branches over the whole block (the terms to a buffer, added in lanes by
+    :func:`lane_sum`), so that they vectorise; float32 pairs are subtracted in float64
+    (exactly).
+    """
     n = x.shape[0]
-    total = 0.0
+    values = np.empty(n)
+    weights = np.ones(n)
+    if w.size:
+        for r in range(n):
+            weights[r] = w[r]
     for r in range(n):
         label = float(y[r])
         hinge = -label * (float(x[r, 0]) - float(x[r, 1])) + margin
-        active = hinge >= 0.0
-        term_weight = w[r] if w.size else 1.0
-        value = term_weight * (hinge if (active or hinge != hinge) else 0.0)
-        if losses.size:
-            losses[r] = value
-        total += value
-        if grad.size:
-            g = term_weight * scale * label if active else 0.0
+        kept = hinge >= 0.0 or hinge != hinge
+        values[r] = weights[r] * (hinge if kept else 0.0)
+    if grad.size:
+        for r in range(n):
+            label = float(y[r])
+            hinge = -label * (float(x[r, 0]) - float(x[r, 1])) + margin
+            g = weights[r] * scale * label if hinge >= 0.0 else 0.0
             grad[r, 0] = -g
             grad[r, 1] = g
-    return total
+    if losses.size:
+        for r in range(n):
+            losses[r] = values[r]
+    return lane_sum(values, np.empty(LANES))
 
 
 contrastive = from_block(contrastive_block)

@@ -308,16 +308,227 @@ def logistic_as(x):
 # while a kernel compiles; nothing here changes the importer's warning filters.
 
 
-def _lossjit_precision(stub, single, double):
-    """Make ``stub`` call ``single`` on a float32 and ``double`` otherwise, inlined."""
-    @overload(stub, inline="always")
-    def _choose(x):
-        if x == types.float32:
-            return lambda x: single(x)
-        return lambda x: double(float(x))
+def _lossjit_precision(stub, single, double, *, convert=True):
+    """Make ``stub`` call ``single`` on a float32 and ``double`` otherwise (on ``float(x)``
+    with ``convert``, else on ``x`` as it is), inlined."""
+    if convert:
+        @overload(stub, inline="always")
+        def _choose(x):
+            if x == types.float32:
+                return lambda x: single(x)
+            return lambda x: double(float(x))
+    else:
+        @overload(stub, inline="always")
+        def _choose_as_is(x):
+            if x == types.float32:
+                return lambda x: single(x)
+            return lambda x: double(x)
 
 
 _lossjit_precision(exp_as, exp32, exp)
 _lossjit_precision(log_as, log32, log)
 _lossjit_precision(log1p_as, log1p32, log1p)
 _lossjit_precision(logistic_as, logistic32, logistic)
+
+
+# --- precision-generic building blocks --------------------------------------------------------
+#
+# The loss formulas below are written once and compiled in the data's precision: every constant
+# goes through ``const_as(x, value)`` (a float32 for float32 ``x``, a float64 otherwise), so
+# float32 data is computed in float32 lanes (twice the SIMD width) and float64 data in float64.
+# Only the polynomials differ (their degree follows the precision).
+
+_LN2_HI32 = 0.693359375  # ln 2 in two float32 parts (k * _LN2_HI32 exact for |k| < 2^9)
+_LN2_LO32 = -2.12194440e-4
+_SQRT2M1 = 0.41421356237309503
+
+
+def const_as(x, value):
+    """``value`` in the precision of ``x``: float32 for a float32 ``x``, float64 otherwise."""
+    raise NotImplementedError("for use inside compiled kernels")
+
+
+def in_precision(x, value):
+    """``value`` converted to the precision of ``x`` (as ``const_as``, for data)."""
+    raise NotImplementedError("for use inside compiled kernels")
+
+
+def _lossjit_precision_of(stub):
+    """Make ``stub(x, value)`` give ``value`` as a float32 for a float32 ``x``, else as a
+    float64 (named as ``_lossjit_precision``: the same pedantic warning, silenced alike)."""
+    @overload(stub, inline="always")
+    def _choose(x, value):
+        if x == types.float32:
+            return lambda x, value: np.float32(value)
+        return lambda x, value: float(value)
+
+
+_lossjit_precision_of(const_as)
+_lossjit_precision_of(in_precision)
+
+
+@jit(inline=True)
+def atanh2_64(s):
+    """2 atanh(s) = ln((1+s)/(1-s)) for |s| <= 0.172: the odd series of ``log`` (float64)."""
+    s2 = s * s
+    q = 2.0 / 23.0
+    q = q * s2 + 2.0 / 21.0
+    q = q * s2 + 2.0 / 19.0
+    q = q * s2 + 2.0 / 17.0
+    q = q * s2 + 2.0 / 15.0
+    q = q * s2 + 2.0 / 13.0
+    q = q * s2 + 2.0 / 11.0
+    q = q * s2 + 2.0 / 9.0
+    q = q * s2 + 2.0 / 7.0
+    q = q * s2 + 2.0 / 5.0
+    q = q * s2 + 2.0 / 3.0
+    return s * (q * s2) + 2.0 * s
+
+
+@jit(inline=True)
+def atanh2_32(s):
+    """2 atanh(s) for |s| <= 0.172 in float32: the series of ``log32``."""
+    s2 = s * s
+    q = _F32(2.0 / 9.0)
+    q = q * s2 + _F32(2.0 / 7.0)
+    q = q * s2 + _F32(2.0 / 5.0)
+    q = q * s2 + _F32(2.0 / 3.0)
+    return s * (q * s2) + _F32(2.0) * s
+
+
+@jit(inline=True)
+def mantissa64(x):
+    """(m, e) with x = m 2^e, m in [sqrt(1/2), sqrt(2)) (x > 0 finite; subnormals scaled), e as
+    a float64."""
+    tiny = x < 2.2250738585072014e-308
+    scaled = x * 18014398509481984.0 if tiny else x
+    bits = _bits(scaled)
+    e = ((bits >> 52) & 0x7FF) - 1023 - (54 if tiny else 0)
+    m = _float((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = m > _SQRT2
+    return (m * 0.5 if big else m), float(e + (1 if big else 0))
+
+
+@jit(inline=True)
+def mantissa32(x):
+    """``mantissa64`` in float32."""
+    tiny = x < _F32(1.1754944e-38)
+    scaled = x * _F32(16777216.0) if tiny else x
+    bits = _bits32(scaled)
+    e = ((bits >> 23) & 0xFF) - 127 - (24 if tiny else 0)
+    m = _float32(np.int32((bits & 0x007FFFFF) | 0x3F800000))
+    big = m > _F32(_SQRT2)
+    return (m * _F32(0.5) if big else m), _F32(e + (1 if big else 0))
+
+
+@jit(inline=True)
+def exp_om64(t):
+    """(e^-t, 1 - e^-t) for t >= 0 (float64), the second without cancellation as t -> 0 (it
+    is -expm1(-t)): the reduction of ``exp``, its polynomial without the leading 1."""
+    x = -t
+    clamped = max(x, -746.0)
+    k = math.floor(clamped * _LOG2E + 0.5)
+    r = (clamped - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    pm = p * r  # e^r - 1
+    half = math.floor(k * 0.5)
+    value = (pm + 1.0) * _pow2(half) * _pow2(k - half)
+    # 1 - e^-t: -(e^r - 1) for k = 0, (1 - (e^r - 1)) / 2 for k = -1 (no cancellation in
+    # either), 1 - e^-t below (at least 0.65, rounded once)
+    om = -pm if k == 0.0 else ((0.5 - 0.5 * pm) if k == -1.0 else 1.0 - value)
+    return (value if t == t else t), (om if t == t else t)
+
+
+@jit(inline=True)
+def exp_om32(t):
+    """``exp_om64`` in float32."""
+    x = -t
+    clamped = max(x, _F32(-104.0))
+    k = np.floor(clamped * _F32(_LOG2E) + _F32(0.5))
+    r = (clamped - k * _F32(_LN2_HI32)) - k * _F32(_LN2_LO32)
+    p = _F32(1.0 / 5040.0)
+    p = p * r + _F32(1.0 / 720.0)
+    p = p * r + _F32(1.0 / 120.0)
+    p = p * r + _F32(1.0 / 24.0)
+    p = p * r + _F32(1.0 / 6.0)
+    p = p * r + _F32(0.5)
+    p = p * r + _F32(1.0)
+    pm = p * r
+    half = np.floor(k * _F32(0.5))
+    rest = k - half
+    value = ((pm + _F32(1.0)) * _float32(np.int32((np.int32(half) + 127) << 23))
+             * _float32(np.int32((np.int32(rest) + 127) << 23)))
+    om = (-pm if k == _F32(0.0) else
+          ((_F32(0.5) - _F32(0.5) * pm) if k == _F32(-1.0) else _F32(1.0) - value))
+    return (value if t == t else t), (om if t == t else t)
+
+
+def atanh2_as(s):
+    """2 atanh(s), |s| <= 0.172, in the precision of ``s``."""
+    raise NotImplementedError("for use inside compiled kernels")
+
+
+def mantissa_as(x):
+    """(m, e), x = m 2^e, m in [sqrt(1/2), sqrt(2)), in the precision of ``x``."""
+    raise NotImplementedError("for use inside compiled kernels")
+
+
+def exp_om_as(t):
+    """(e^-t, 1 - e^-t) for t >= 0, in the precision of ``t``."""
+    raise NotImplementedError("for use inside compiled kernels")
+
+
+_lossjit_precision(atanh2_as, atanh2_32, atanh2_64, convert=False)
+_lossjit_precision(mantissa_as, mantissa32, mantissa64, convert=False)
+_lossjit_precision(exp_om_as, exp_om32, exp_om64, convert=False)
+
+
+@jit(inline=True)
+def ln2_parts(x):
+    """ln 2 as (hi, lo) in the precision of ``x``, hi times a small integer exact."""
+    return const_as(x, _LN2_HI32), const_as(x, _LN2_LO32)
+
+
+@jit(inline=True)
+def log1p_unit_parts(z):
+    """For z in [0, 1]: (numerator, denominator, log1p(z) - 2 atanh(num / den)) so that
+    log1p(z) = 2 atanh(num / den) + offset, |num / den| <= 0.172, the division left to the
+    caller (who shares one reciprocal among several). The offset is ln 2 where z > sqrt(2) - 1
+    (1 + z = 2 (1 + s) / (1 - s), s = (z - 1) / (z + 3)), else 0 (s = z / (z + 2))."""
+    one = const_as(z, 1.0)
+    big = z > const_as(z, _SQRT2M1)
+    num = (z - one) if big else z
+    den = (z + const_as(z, 3.0)) if big else (z + const_as(z, 2.0))
+    hi, lo = ln2_parts(z)
+    zero = const_as(z, 0.0)
+    return num, den, (hi if big else zero), (lo if big else zero)
+
+
+@jit(inline=True)
+def logistic_shared(x):
+    """(log1p(exp(-|x|)), sigmoid(x), sigmoid(-x)) in the precision of ``x``, with a single
+    division: 1 / ((1 + z) d) serves both the sigmoid's 1 / (1 + z) and the logarithm's
+    s = n / d (z = exp(-|x|))."""
+    z = exp_as(-abs(x))
+    one = const_as(x, 1.0)
+    opz = one + z
+    num, den, hi, lo = log1p_unit_parts(z)
+    shared = one / (opz * den)
+    s = num * (opz * shared)
+    inverse = den * shared
+    tail = hi + (atanh2_as(s) + lo)
+    low = z * inverse
+    positive = x >= const_as(x, 0.0)
+    return tail, (inverse if positive else low), (low if positive else inverse)
