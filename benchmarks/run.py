@@ -256,18 +256,58 @@ def run_cases(args: argparse.Namespace, triad_start: float) -> list[dict[str, An
 # ---------------------------------------------------------------------------------------------
 
 
+def _numpy_small_mse(p: np.ndarray, t: np.ndarray) -> Any:
+    """The plain NumPy form of a small MSE and its gradient."""
+    n = p.size
+
+    def call() -> Any:
+        d = p - t
+        return float(d @ d) / n, 2 * d / n
+    return call
+
+
+def _numpy_small_ce(x: np.ndarray, labels: np.ndarray) -> Any:
+    """The plain NumPy form of a small softmax cross-entropy and its gradient."""
+    rows = np.arange(x.shape[0])
+    n = x.shape[0]
+
+    def call() -> Any:
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        s = e.sum(axis=1, keepdims=True)
+        p = e / s
+        value = float(-np.log(p[rows, labels]).mean())
+        p[rows, labels] -= 1
+        return value, p / n
+    return call
+
+
 def small_call(args: argparse.Namespace) -> dict[str, Any]:
-    """value_and_grad("mse") on 1e3 float32 numbers: lossjit (Python included) vs the peers."""
+    """Small calls, Python included: value_and_grad("mse") on 1e3 float32 numbers and
+    value_and_grad("cross_entropy") on (64, 10) float32 logits, against their plain NumPy
+    forms (values checked) and the peers."""
     import lossjit
 
     inputs = bench.make_inputs("mse", 1000, np.float32)
     p, t = inputs.predictions, inputs.targets
-    buffer = np.empty_like(p)
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((64, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 64)
+    buffer, ce_buffer = np.empty_like(p), np.empty_like(logits)
     fns = {
         "lossjit": lambda: lossjit.value_and_grad("mse", p, t),
         "lossjit_out": lambda: lossjit.value_and_grad("mse", p, t, out=buffer),
-        "numpy": bench.numpy_peer(inputs),
+        "numpy": _numpy_small_mse(p, t),
+        "numpy_peer": bench.numpy_peer(inputs),
+        "ce_lossjit": lambda: lossjit.value_and_grad("cross_entropy", logits, labels),
+        "ce_lossjit_out": lambda: lossjit.value_and_grad("cross_entropy", logits, labels,
+                                                         out=ce_buffer),
+        "ce_numpy": _numpy_small_ce(logits, labels),
     }
+    for name, peer in (("numpy", "lossjit"), ("ce_numpy", "ce_lossjit")):
+        mine, theirs = fns[peer](), fns[name]()
+        if not (np.isclose(mine[0], theirs[0], rtol=1e-5)
+                and np.allclose(mine[1], theirs[1], rtol=1e-4, atol=1e-7)):
+            raise SystemExit(f"small call: {name} disagrees with {peer}")
     skipped = {}
     for peer in ("torch", "jax"):
         if peer in args.peers:
@@ -280,10 +320,12 @@ def small_call(args: argparse.Namespace) -> dict[str, Any]:
     times = {name: bench.median(values) for name, values in samples.items()}
     result = {"elements": 1000, "dtype": "float32", "times": times, "skipped": skipped,
               "samples": samples}
-    say("\n== small call: value_and_grad('mse', p, t), 1e3 float32, median incl. Python")
+    say("\n== small calls, median incl. Python: value_and_grad('mse', p, t), 1e3 float32; "
+        "ce_: value_and_grad('cross_entropy', x, labels), (64, 10) float32")
     for name, seconds in times.items():
-        extra = "" if name == "lossjit" else f"  ({seconds / times['lossjit']:.2f}x lossjit)"
-        say(f"  {name:<12} {seconds * 1e6:8.2f} us{extra}")
+        base = times["ce_lossjit" if name.startswith("ce_") else "lossjit"]
+        extra = "" if seconds == base else f"  ({seconds / base:.2f}x lossjit)"
+        say(f"  {name:<15} {seconds * 1e6:8.2f} us{extra}")
     return result
 
 
@@ -618,6 +660,13 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         times = small["times"]
         add("small call mse 1e3 float32: median < 8 us incl. Python", times["lossjit"] < 8e-6,
             f"{times['lossjit'] * 1e6:.2f} us")
+        for mine, theirs, label in (("lossjit", "numpy", "mse 1e3 float32"),
+                                    ("ce_lossjit", "ce_numpy", "cross_entropy (64, 10)")):
+            if mine in times and theirs in times:
+                r = times[mine] / times[theirs]
+                add(f"small call {label}: at most 1.5x its plain NumPy form", r <= 1.5,
+                    f"{r:.2f}x ({times[mine] * 1e6:.2f} us against {times[theirs] * 1e6:.2f} "
+                    "us)")
         if "torch" in times:
             r = times["torch"] / times["lossjit"]
             add("small call: >= 2x faster than torch autograd", r >= 2, f"{r:.2f}x")

@@ -21,7 +21,15 @@ import numpy as np
 from lossjit import registry
 from lossjit.errors import LossjitError
 from lossjit.layouts import Elementwise, Layout
-from lossjit.plan import NAN_POLICIES, LossValue, NanPolicy, check_settings, make_plan, run
+from lossjit.plan import (
+    NAN_POLICIES,
+    LossValue,
+    NanPolicy,
+    check_settings,
+    make_plan,
+    quick_value_and_grad,
+    run,
+)
 from lossjit.registry import Empty, LossSpec, Param, Reduction
 
 __all__ = ["NAN_POLICIES", "Empty", "LossValue", "NanPolicy", "Reduction", "check_settings",
@@ -101,6 +109,11 @@ def value_and_grad(name: str, predictions: Any, targets: Any = None, *,
 NaN and infinite values (nan_policy='omit' drops the terms that hold NaN, 'propagate' computes \
 with them)
     """
+    if sample_weight is None and not params and wrt == "predictions":
+        done = quick_value_and_grad(name, reduction, empty, nan_policy, predictions, targets,
+                                    out)
+        if done is not None:
+            return done
     names = _wrt_names(wrt)
     value, grads, _ = compute(name, predictions, targets, reduction=reduction, out=out,
                               sample_weight=sample_weight, empty=empty, wrt=names,

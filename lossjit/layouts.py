@@ -264,6 +264,14 @@ class Layout:
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
         raise NotImplementedError
 
+    def plain(self, options: dict[str, Any]
+              ) -> tuple[tuple[Any, ...], Callable[[np.ndarray, np.ndarray], None] | None] | None:
+        """For the quick path of small calls (:func:`lossjit.plan.quick_call`): when this
+        layout, under ``options``, hands predictions and targets of one shape and dtype to the
+        kernel as they are (flattened, no weights), the kernel's parameters and the checks the
+        arrays must pass (None: none); None when every call must be laid out."""
+        return None
+
     def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
                  width: int | None = None) -> list[Example]:
         """Valid inputs of about ``size`` numbers of ``dtype``; ``width`` is the classes of a
@@ -332,6 +340,20 @@ class Elementwise(Layout):
         return KernelInputs(None, x.reshape(-1), y.reshape(-1),
                             tuple(options[name] for name in self.params), x.shape, w=w,
                             terms_layout=(x.size,))
+
+    def plain(self, options: dict[str, Any]
+              ) -> tuple[tuple[Any, ...], Callable[[np.ndarray, np.ndarray], None] | None] | None:
+        if self.weight is not None and options[self.weight] is not None:
+            return None
+        checks = None
+        if (self.predictions.outside is not None or self.targets.outside is not None
+                or self.check is not None):
+            def checks(x: np.ndarray, y: np.ndarray) -> None:
+                self.predictions.check(x, "predictions")
+                self.targets.check(y, "targets")
+                if self.check is not None:
+                    self.check(x, y)
+        return tuple(options[name] for name in self.params), checks
 
     def examples(self, size: int, dtype: Any, rng: np.random.Generator, *,
                  width: int | None = None) -> list[Example]:
@@ -433,7 +455,8 @@ class PositiveWeights(Layout):
 @dataclass(frozen=True)
 class Variance(Layout):
     """Means and targets of one shape, and ``var`` in one of the shapes PyTorch accepts; the
-    kernel gets rows (mean, var), with var broadcast, and differentiates both."""
+    kernel gets rows (mean, var) (the means as a view, the variances, one per mean or one
+    number, as a parameter: nothing is interleaved) and differentiates both."""
 
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
         x = floats(predictions, "predictions")
@@ -451,12 +474,27 @@ class Variance(Layout):
                     f"expected {_shape(x.shape)}, {_shape(x.shape[:-1])}, that shape with one "
                     "axis of size 1, or a number")
         v = v.astype(x.dtype, copy=False)
-        negative = v < 0
-        if negative.any():
+        lowest = v.min() if v.size else 0.0  # NaN if any is NaN: one pass, no mask
+        if lowest < 0:
+            negative = v < 0
             raise LossjitError(f"var: variances must be >= 0, got {first_bad(v, negative)}")
-        rows = np.empty((x.size, 2), dtype=x.dtype)
-        rows[:, 0] = x.reshape(-1)
-        rows[:, 1] = np.broadcast_to(v, x.shape).reshape(-1)
+        # the kernel reads the means, the targets and the variances where they are: no copy
+        # (a var that broadcasts other than as one number is spread out once). Its rows are
+        # (mean, var) as far as the runners see them (two numbers a row: the blocks, the cuts
+        # and the gradient's layout); the means come as a read-only view, each mean seen twice
+        # (the kernel reads the first), and the variances as a parameter beside them.
+        means = np.ascontiguousarray(x).reshape(-1)
+        if v.size == 1:
+            per_mean = np.ascontiguousarray(v).reshape(1)
+        else:
+            per_mean = np.ascontiguousarray(np.broadcast_to(v, x.shape)).reshape(-1)
+        per_mean = per_mean.view()  # read-only whatever the user's var is: one kernel type
+        per_mean.flags.writeable = False
+        if lowest != lowest:  # a NaN variance: its term's mean becomes NaN, so that the NaN
+            # policies see the term (as they see any NaN prediction)
+            means = means.copy()
+            means[np.isnan(np.broadcast_to(per_mean, means.shape))] = np.nan
+        rows = np.broadcast_to(means[:, None], (means.size, 2))
         shape = x.shape
         summed = tuple(axis for axis in range(x.ndim)
                        if v.ndim == 0 or v.shape[axis] != shape[axis])
@@ -468,7 +506,8 @@ class Variance(Layout):
             full = np.ascontiguousarray(view[:, 1]).reshape(shape)
             return np.asarray(full.sum(axis=summed, keepdims=v.ndim > 0)).reshape(given)
 
-        return KernelInputs(None, rows, y.reshape(-1), (options["full"], options["eps"]),
+        return KernelInputs(None, rows, y.reshape(-1),
+                            (options["full"], options["eps"], per_mean),
                             shape, terms_layout=(x.size,), unpack=unpack,
                             wrt={"var": var_grad})
 
@@ -564,7 +603,7 @@ def class_rows(predictions: Any, targets: Any, ignore_index: int | None) -> Clas
         n, classes, positions, terms = 1, x.shape[0], 1, ()
     else:
         n, classes = x.shape[0], x.shape[1]
-        positions = int(np.prod(x.shape[2:], dtype=np.int64))
+        positions = math.prod(x.shape[2:])
         terms = (x.shape[0], *x.shape[2:])
     if classes == 0:
         raise LossjitError(f"predictions: shape {_shape(x.shape)} has no classes on axis "

@@ -47,14 +47,14 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 
 from lossjit import registry
-from lossjit.blocking import block_count, block_rows
+from lossjit.blocking import BLOCK, block_count, block_rows
 from lossjit.errors import LossjitError
 from lossjit.layouts import KernelInputs, first_bad, numbers
 from lossjit.registry import LossSpec
@@ -102,6 +102,14 @@ class Plan:
     want_grad: bool = True
     hessian: bool = False
     nan_policy: str = "propagate"
+    #: whether :func:`quick_call` may serve the plan's calls, and its function, once made
+    quick: bool = field(init=False)
+    quick_call: Any = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.quick = (self.reduction in ("mean", "sum") and self.want_value and self.want_grad
+                      and not self.hessian and self.wrt == ("predictions",)
+                      and self.nan_policy == "propagate")
 
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any] | None = None
                 ) -> KernelInputs:
@@ -169,7 +177,22 @@ def make_plan(name: str, *, reduction: str = "mean", empty: str = "nan",
                       nan_policy, params)
     if key is not None:
         _plans[key] = plan
+        if plan.quick and not params:
+            _quick_plans[(registry.generation, name, reduction, empty, nan_policy)] = plan
     return plan
+
+
+_quick_plans: dict[tuple[Any, ...], Plan] = {}
+
+
+def quick_value_and_grad(name: str, reduction: str, empty: str, nan_policy: str, x: Any,
+                         y: Any, out: np.ndarray | None) -> tuple[float, np.ndarray] | None:
+    """``value_and_grad(name, x, y, ...)`` without options, sample weights or ``wrt`` by the
+    quick path (:func:`quick_call`) of the plan an earlier call made, or None."""
+    plan = _quick_plans.get((registry.generation, name, reduction, empty, nan_policy))
+    if plan is None or plan.quick_call is None:
+        return None
+    return plan.quick_call(x, y, out)
 
 
 def _make_plan(name: str, reduction: str, empty: str, wrt: tuple[str, ...], hessian: bool,
@@ -534,9 +557,90 @@ def run_piece(plan: Plan, inputs: KernelInputs, sw: np.ndarray | None, scale: fl
     return found, outputs
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_NO_SUMS = np.empty(0)
+Quick = Callable[[Any, Any, "np.ndarray | None"], "tuple[float, np.ndarray] | None"]
+
+
+def quick_call(plan: Plan) -> Quick | None:
+    """:func:`run` for small calls that need nothing laid out, as a function
+    ``(predictions, targets, out) -> (loss, gradient)`` that returns None where it does not
+    apply (None: it never applies to ``plan``). It serves writeable C-contiguous NumPy arrays
+    of one shape and native float dtype, of at most one block of terms (so that the kernel's
+    total is the block's exact sum), that the layout passes as they are
+    (:meth:`~lossjit.layouts.Layout.plain`), once the kernel was called for the dtype; the
+    plan is a "mean" or "sum" of the loss and its gradient w.r.t. the predictions, with
+    ``nan_policy="propagate"``, and the call has no sample weights. It computes what
+    :func:`run` computes, to the bit, without the general bookkeeping; a NaN total goes the
+    general way, which spreads NaN through the gradient.
+
+    >>> import numpy as np
+    >>> call = quick_call(make_plan("mse"))
+    >>> x, y = np.array([1.0, 3.0]), np.zeros(2)
+    >>> _ = run(make_plan("mse"), x, y)  # the first call of a kernel goes the general way
+    >>> call(x, y, None)
+    (5.0, array([1., 3.]))
+    >>> call(x.tolist(), y, None) is None
+    True
+    """
+    if not plan.quick:
+        return None
+    plain = plan.spec.layout.plain(plan.options)
+    if plain is None:
+        return None
+    params, checks = plain
+    kernel = plan.spec.kernel_set(None).serial
+    ready = {_F32: (id(kernel), "f"), _F64: (id(kernel), "d")}
+    mean = plan.reduction == "mean"
+    ndarray, empty, block, none = np.ndarray, np.empty, BLOCK, {
+        _F32: nothing(1, _F32), _F64: nothing(1, _F64)}
+
+    def call(x: Any, y: Any, out: np.ndarray | None) -> tuple[float, np.ndarray] | None:
+        if type(x) is not ndarray or type(y) is not ndarray:
+            return None
+        dtype = x.dtype
+        key = ready.get(dtype)
+        if key is None or y.dtype is not dtype or x.shape != y.shape:
+            return None
+        n = x.size
+        fx, fy = x.flags, y.flags
+        if (not 0 < n <= block or not (fx.c_contiguous and fy.c_contiguous and fx.writeable
+                                       and fy.writeable) or key not in _called):
+            return None  # a kernel's first call goes the general way (it may compile it)
+        if checks is not None:
+            checks(x, y)
+        if out is None:
+            grad = empty(x.shape, dtype)
+        else:
+            check_out(out, x.shape, dtype, (x, y))
+            grad = out
+        if x.ndim != 1:
+            x, y, flat = x.reshape(n), y.reshape(n), grad.reshape(n)
+        else:
+            flat = grad
+        nil = none[dtype]
+        total = kernel(x, y, _NO_SUMS, flat, nil, nil, _NO_SUMS, 1.0 / n if mean else 1.0,
+                       *params)
+        if total != total:
+            return None
+        return (total / n if mean else total), grad
+
+    return call
+
+
+def _never(x: Any, y: Any, out: Any) -> None:
+    return None
+
+
 def run(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any = None,
         out: np.ndarray | None = None) -> Result:
     """Run ``plan`` on whole arrays: one piece."""
+    if plan.quick and sample_weight is None:
+        if plan.quick_call is None:
+            plan.quick_call = quick_call(plan) or _never
+        done = plan.quick_call(predictions, targets, out)
+        if done is not None:
+            return Result(done[0], {"predictions": done[1]}, None)
     predictions = np.asarray(predictions)
     inputs = plan.lay_out(predictions, targets)
     plan.kernel_set(inputs)  # a missing Hessian is refused before anything is allocated
