@@ -100,6 +100,13 @@ def test_stale_temporaries_of_a_killed_run_are_removed_by_a_later_run(pair):
     assert young.exists() and foreign.exists()  # too young; not lossjit's
 
 
+def _default_signals() -> None:
+    """The child's signals as a shell gives them: a test runner's worker may ignore SIGINT,
+    and an ignored signal stays ignored in its children (the CLI then leaves it so)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
                                          (signal.SIGHUP, 129)])
 def test_an_interrupted_write_leaves_no_temporary_and_exits_as_shells_expect(tmp_path, signum,
@@ -112,7 +119,7 @@ def test_an_interrupted_write_leaves_no_temporary_and_exits_as_shells_expect(tmp
     proc = subprocess.Popen([*launcher("script"), "compute", "mse", "p.npy", "t.npy",
                              "--grad-out", "g.csv", "--hess-out", "h.npy"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ))
+                            env=dict(os.environ), preexec_fn=_default_signals)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if any(p.name.startswith(".lossjit-") for p in tmp_path.iterdir()):
