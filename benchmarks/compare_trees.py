@@ -56,6 +56,8 @@ CASES = [
     ("binary_cross_entropy", rng.uniform(0.02, 0.98, 10**6).astype(f32), binary(10**6), {}, 10),
     ("poisson_nll", normal(10**6), rng.poisson(2, 10**6).astype(f32), {}, 10),
     ("log_cosh", normal(10**6), normal(10**6), {}, 10),
+    ("hinge_embedding", normal(10**6), np.where(rng.random(10**6) < 0.5, f32(1), f32(-1)), {},
+     10),
     ("gaussian_nll", normal(10**6), normal(10**6),
      {"var": rng.uniform(0.25, 2, 10**6).astype(f32)}, 10),
     ("cross_entropy", normal(65536, 10), rng.integers(0, 10, 65536), {}, 10),

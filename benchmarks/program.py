@@ -22,7 +22,8 @@ Settings (each in a fresh process, since the OpenMP runtime reads its environmen
   OpenMP runtime's own wait policy, as before this benchmark's fixes;
 - ``spin``: the shipped kernels with the OpenMP runtime's own wait policy
   (``LOSSJIT_OMP_WAIT=keep``);
-- ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` set by the user;
+- ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` set by the user (``LOSSJIT_OMP_WAIT=passive`` does
+  the same where lossjit starts the threads);
 - ``workqueue``: Numba's workqueue threading layer;
 - ``serial``: the serial kernels only (the floor a parallel kernel must beat).
 

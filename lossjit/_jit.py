@@ -19,15 +19,18 @@ loaded from the cache).
 
 **Threads** (:func:`start_threads`, before the first parallel kernel runs). With the OpenMP
 threading layer, idle OpenMP threads spin for milliseconds after each parallel kernel by
-default; in a program that alternates lossjit with BLAS or PyTorch calls those spinning threads
-take the cores the other library's threads need, and the other way round. So when lossjit is
-the one to start Numba's threads, and the OpenMP runtime is not loaded in the process yet, it
-starts them with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep), then removes the variable
-again. It never does so when the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, when
-Numba's threads were already started, or when an OpenMP runtime is already loaded (PyTorch
-imported first, for example). ``LOSSJIT_OMP_WAIT=keep`` turns it off. The runtime is shared
-process-wide: a library that later loads the same ``libgomp.so.1`` (PyTorch's CPU build does)
-gets its passive threads too.
+default (libgomp: 300,000 spins); in a program that alternates lossjit with BLAS or PyTorch
+calls those spinning threads take the cores the other library's threads need, and the other way
+round. So when lossjit is the one to start Numba's threads, and no OpenMP runtime is loaded in
+the process yet, it starts them with ``GOMP_SPINCOUNT=10000`` (idle threads spin for some tens
+of microseconds, enough for back-to-back calls, then sleep), then removes the variable again.
+It never does so when the user set ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or
+``KMP_BLOCKTIME``, when Numba's threads were already started, or when an OpenMP runtime is
+already loaded (PyTorch imported first, for example). ``LOSSJIT_OMP_WAIT`` chooses:
+``short`` (the default, as above), ``passive`` (``OMP_WAIT_POLICY=PASSIVE``: idle threads
+sleep at once, which costs a wake-up on every call) or ``keep`` (the runtime's defaults). The
+runtime is shared process-wide: a library that later loads the same ``libgomp.so.1``
+(PyTorch's CPU build does) gets the same setting.
 """
 
 from __future__ import annotations
@@ -155,24 +158,30 @@ def _openmp_loaded() -> bool:
     return any(name in maps for name in ("libgomp", "libiomp", "libomp"))
 
 
+#: What each LOSSJIT_OMP_WAIT setting puts in the environment while the threads start.
+WAIT_SETTINGS = {"short": ("GOMP_SPINCOUNT", "10000"), "passive": ("OMP_WAIT_POLICY", "PASSIVE")}
+
+
 def start_threads() -> None:
-    """Start Numba's threads, with idle OpenMP threads that sleep instead of spinning where
-    lossjit owns them (see the module's docstring); called before the first parallel kernel.
+    """Start Numba's threads, with idle OpenMP threads that spin only briefly where lossjit
+    owns them (see the module's docstring); called before the first parallel kernel.
     ``LOSSJIT_OMP_WAIT=keep`` leaves the runtime's defaults."""
     global _threads_started
     if _threads_started:
         return
     _threads_started = True
-    if os.environ.get("LOSSJIT_OMP_WAIT", "passive").lower() != "passive":
+    setting = WAIT_SETTINGS.get(os.environ.get("LOSSJIT_OMP_WAIT", "short").lower())
+    if setting is None:
         return
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+    if any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
         return
     from numba.np.ufunc import parallel
 
     if parallel._is_initialized or _openmp_loaded():
         return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    name, value = setting
+    os.environ[name] = value
     try:
         parallel._launch_threads()
     finally:
-        os.environ.pop("OMP_WAIT_POLICY", None)
+        os.environ.pop(name, None)

@@ -455,8 +455,7 @@ class PositiveWeights(Layout):
 @dataclass(frozen=True)
 class Variance(Layout):
     """Means and targets of one shape, and ``var`` in one of the shapes PyTorch accepts; the
-    kernel gets rows (mean, var) (the means as a view, the variances, one per mean or one
-    number, as a parameter: nothing is interleaved) and differentiates both."""
+    kernel gets rows (mean, var), with var broadcast, and differentiates both."""
 
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
         x = floats(predictions, "predictions")
@@ -474,27 +473,12 @@ class Variance(Layout):
                     f"expected {_shape(x.shape)}, {_shape(x.shape[:-1])}, that shape with one "
                     "axis of size 1, or a number")
         v = v.astype(x.dtype, copy=False)
-        lowest = v.min() if v.size else 0.0  # NaN if any is NaN: one pass, no mask
-        if lowest < 0:
-            negative = v < 0
+        negative = v < 0
+        if negative.any():
             raise LossjitError(f"var: variances must be >= 0, got {first_bad(v, negative)}")
-        # the kernel reads the means, the targets and the variances where they are: no copy
-        # (a var that broadcasts other than as one number is spread out once). Its rows are
-        # (mean, var) as far as the runners see them (two numbers a row: the blocks, the cuts
-        # and the gradient's layout); the means come as a read-only view, each mean seen twice
-        # (the kernel reads the first), and the variances as a parameter beside them.
-        means = np.ascontiguousarray(x).reshape(-1)
-        if v.size == 1:
-            per_mean = np.ascontiguousarray(v).reshape(1)
-        else:
-            per_mean = np.ascontiguousarray(np.broadcast_to(v, x.shape)).reshape(-1)
-        per_mean = per_mean.view()  # read-only whatever the user's var is: one kernel type
-        per_mean.flags.writeable = False
-        if lowest != lowest:  # a NaN variance: its term's mean becomes NaN, so that the NaN
-            # policies see the term (as they see any NaN prediction)
-            means = means.copy()
-            means[np.isnan(np.broadcast_to(per_mean, means.shape))] = np.nan
-        rows = np.broadcast_to(means[:, None], (means.size, 2))
+        rows = np.empty((x.size, 2), dtype=x.dtype)
+        rows[:, 0] = x.reshape(-1)
+        rows[:, 1] = np.broadcast_to(v, x.shape).reshape(-1)
         shape = x.shape
         summed = tuple(axis for axis in range(x.ndim)
                        if v.ndim == 0 or v.shape[axis] != shape[axis])
@@ -506,8 +490,7 @@ class Variance(Layout):
             full = np.ascontiguousarray(view[:, 1]).reshape(shape)
             return np.asarray(full.sum(axis=summed, keepdims=v.ndim > 0)).reshape(given)
 
-        return KernelInputs(None, rows, y.reshape(-1),
-                            (options["full"], options["eps"], per_mean),
+        return KernelInputs(None, rows, y.reshape(-1), (options["full"], options["eps"]),
                             shape, terms_layout=(x.size,), unpack=unpack,
                             wrt={"var": var_grad})
 

@@ -52,7 +52,7 @@ def zero_where_zero(got, expected):
 
 
 @njit
-def _run(which, x, y, z, p0, p1):
+def _run(which, x, y, p0, p1):
     """One pointwise formula over arrays: (loss, slope, curvature) per element."""
     n = x.size
     out = np.empty((3, n))
@@ -67,11 +67,8 @@ def _run(which, x, y, z, p0, p1):
             r = cls.sigmoid_focal_pointwise(x[i], y[i], (p0, p1))
         elif which == 4:
             r = reg.poisson_log_pointwise(x[i], y[i], (False, p0))
-        elif which == 5:
-            r = reg.poisson_rate_pointwise(x[i], y[i], (False, p0))
         else:
-            v = reg._gaussian_terms(x[i], y[i], z[i], np.float32(p0), 0.0)
-            r = (v[0], v[1], v[2])
+            r = reg.poisson_rate_pointwise(x[i], y[i], (False, p0))
         out[0, i] = r[0]
         out[1, i] = r[1]
         out[2, i] = r[2]
@@ -99,9 +96,8 @@ def _exp_om(t):
     return out
 
 
-def run32(which, x, y, p0=0.0, p1=0.0, z=None):
-    z = np.zeros_like(x) if z is None else z
-    return _run(which, x.astype(F32), y.astype(F32), z.astype(F32), p0, p1)
+def run32(which, x, y, p0=0.0, p1=0.0):
+    return _run(which, x.astype(F32), y.astype(F32), p0, p1)
 
 
 def wide(low, high, n):
@@ -230,18 +226,3 @@ def test_poisson_nll_float32():
     assert ulp32(got[0], rd - td * np.log(shifted), parts) <= ULP
     assert ulp32(got[1], 1 - td / shifted, np.maximum(1.0, td / shifted)) <= ULP
     assert ulp32(got[2], td / shifted ** 2) <= ULP
-
-
-def test_gaussian_nll_float32():
-    n = 300_000
-    e = signed_wide(n, 1e-20, 1e4)
-    var = np.concatenate([wide(1e-30, 1e30, n - 2), [0.0, 1.0]]).astype(F32)
-    eps = 1e-6
-    got = run32(6, e, np.zeros_like(e), eps, z=var)
-    ed = e.astype(np.float64)
-    v = np.maximum(var, F32(eps)).astype(np.float64)
-    parts = np.maximum(np.abs(np.log(v)), ed * ed / v) / 2
-    assert ulp32(got[0], 0.5 * (np.log(v) + ed * ed / v), parts) <= ULP
-    assert ulp32(got[1], ed / v) <= ULP
-    assert ulp32(got[2], 0.5 * (1 / v - (ed / v) ** 2), np.maximum(1 / v, (ed / v) ** 2) / 2
-                  ) <= ULP

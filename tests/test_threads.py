@@ -1,6 +1,7 @@
 """Threads: the kernels' dynamic split of blocks gives the same bits for any thread count, and
-lossjit's start of Numba's threads (idle OpenMP threads that sleep) applies only where lossjit
-owns them, never over what the user set, and can be turned off (``LOSSJIT_OMP_WAIT=keep``)."""
+lossjit's start of Numba's threads (idle OpenMP threads that spin briefly, then sleep) applies
+only where lossjit owns them, never over what the user set, and can be turned off
+(``LOSSJIT_OMP_WAIT=keep``)."""
 
 from __future__ import annotations
 
@@ -64,19 +65,21 @@ from numba.np.ufunc import parallel
 seen = []
 launch = parallel._launch_threads
 def recording():
-    seen.append(os.environ.get("OMP_WAIT_POLICY"))
+    seen.append([os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT")])
     launch()
 parallel._launch_threads = recording
 import lossjit
 x = np.ones(1 << 17)
 lossjit.value_and_grad("mse", x, np.zeros_like(x))
-print(json.dumps({"at_launch": seen[:1], "after": os.environ.get("OMP_WAIT_POLICY")}))
+print(json.dumps({"at_launch": seen[:1], "after": [os.environ.get("OMP_WAIT_POLICY"),
+                                                   os.environ.get("GOMP_SPINCOUNT")]}))
 """
 
 
 def _probe(**env: str) -> dict:
     environment = {k: v for k, v in os.environ.items()
-                   if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "LOSSJIT_OMP_WAIT")}
+                   if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
+                                "LOSSJIT_OMP_WAIT")}
     environment.update(env, NUMBA_THREADING_LAYER="omp")
     done = subprocess.run([sys.executable, "-c", _PROBE], env=environment, capture_output=True,
                           text=True, timeout=600)
@@ -86,10 +89,16 @@ def _probe(**env: str) -> dict:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
-def test_threads_start_passive_and_the_environment_is_restored():
-    assert _probe() == {"at_launch": ["PASSIVE"], "after": None}
+def test_threads_start_with_a_short_spin_and_the_environment_is_restored():
+    assert _probe() == {"at_launch": [[None, "10000"]], "after": [None, None]}
+    assert _probe(LOSSJIT_OMP_WAIT="passive") == {"at_launch": [["PASSIVE", None]],
+                                                   "after": [None, None]}
 
 
 def test_the_users_wait_policy_and_the_switch_are_kept():
-    assert _probe(OMP_WAIT_POLICY="ACTIVE") == {"at_launch": ["ACTIVE"], "after": "ACTIVE"}
-    assert _probe(LOSSJIT_OMP_WAIT="keep") == {"at_launch": [None], "after": None}
+    assert _probe(OMP_WAIT_POLICY="ACTIVE") == {"at_launch": [["ACTIVE", None]],
+                                                "after": ["ACTIVE", None]}
+    assert _probe(GOMP_SPINCOUNT="5") == {"at_launch": [[None, "5"]], "after": [None, "5"]}
+    assert _probe(KMP_BLOCKTIME="0") == {"at_launch": [[None, None]], "after": [None, None]}
+    assert _probe(LOSSJIT_OMP_WAIT="keep") == {"at_launch": [[None, None]],
+                                               "after": [None, None]}

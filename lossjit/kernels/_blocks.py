@@ -60,18 +60,8 @@ block: Any = None
 pointwise: Any = None
 user_pointwise: Any = None
 hessian = False
-cut: Any = None  # bound to _whole_params unless a loss cuts a parameter with its rows
 
 _block_rows = jit(inline=True)(block_rows)
-
-
-@jit(inline=True)
-def _whole_params(params, lo, hi, n):
-    """The parameters every block of rows gets: all of them whole."""
-    return params
-
-
-cut = _whole_params
 
 
 @intrinsic
@@ -148,9 +138,7 @@ def block_sums(values, per_block, out):
 
 def rows_template(x, y, w, grad, hess, losses, sums, scale, *params):
     """Sum of ``block`` over the fixed blocks of rows of ``x``, added in block order; the
-    block sums themselves go to ``sums`` when it is given. Each block gets
-    ``cut(params, lo, hi, n)``: the parameters whole, unless a loss binds a ``cut`` that gives
-    a block its rows' part of a per-row parameter.
+    block sums themselves go to ``sums`` when it is given.
 
     The blocks are handed out dynamically: every iteration of the ``prange`` takes the next
     block from a shared atomic counter and goes on taking blocks until none is left, so a thread
@@ -171,7 +159,7 @@ def rows_template(x, y, w, grad, hess, losses, sums, scale, *params):
             lo = b * rows
             hi = min(n, lo + rows)
             partials[b] = block(x[lo:hi], y[lo:hi], w[lo:hi], grad[lo:hi], hess[lo:hi],
-                                losses[lo:hi], scale, *cut(params, lo, hi, n))
+                                losses[lo:hi], scale, *params)
             b = _fetch_add(counter, 1)
     return sum_in_order(partials[:nblocks])
 

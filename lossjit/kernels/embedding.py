@@ -197,34 +197,23 @@ def cosine_embedding_block(x, y, w, grad, hess, losses, scale, margin):
 @jit
 def margin_ranking_block(x, y, w, grad, hess, losses, scale, margin):
     """max(0, -y (x1 - x2) + margin) on rows (x1, x2); the gradient (-y, y) passes at the tie
-    (PyTorch's clamp_min).
-
-    Loops without branches over the whole block (the terms to a buffer, added in lanes by
-    :func:`lane_sum`), so that they vectorise; float32 pairs are subtracted in float64
-    (exactly).
-    """
+    (PyTorch's clamp_min)."""
     n = x.shape[0]
-    values = np.empty(n)
-    weights = np.ones(n)
-    if w.size:
-        for r in range(n):
-            weights[r] = w[r]
+    total = 0.0
     for r in range(n):
         label = float(y[r])
         hinge = -label * (float(x[r, 0]) - float(x[r, 1])) + margin
-        kept = hinge >= 0.0 or hinge != hinge
-        values[r] = weights[r] * (hinge if kept else 0.0)
-    if grad.size:
-        for r in range(n):
-            label = float(y[r])
-            hinge = -label * (float(x[r, 0]) - float(x[r, 1])) + margin
-            g = weights[r] * scale * label if hinge >= 0.0 else 0.0
+        active = hinge >= 0.0
+        term_weight = w[r] if w.size else 1.0
+        value = term_weight * (hinge if (active or hinge != hinge) else 0.0)
+        if losses.size:
+            losses[r] = value
+        total += value
+        if grad.size:
+            g = term_weight * scale * label if active else 0.0
             grad[r, 0] = -g
             grad[r, 1] = g
-    if losses.size:
-        for r in range(n):
-            losses[r] = values[r]
-    return lane_sum(values, np.empty(LANES))
+    return total
 
 
 contrastive = from_block(contrastive_block)

@@ -26,13 +26,12 @@ import numpy as np
 from lossjit._jit import jit, specialise
 from lossjit.kernels._blocks import (
     LANES,
-    KernelSet,
     Recipe,
     elementwise,
     elementwise_template,
+    from_template,
     kernel_table,
     lane_sum,
-    rows_template,
 )
 from lossjit.kernels.vecmath import (
     atanh2_as,
@@ -42,11 +41,11 @@ from lossjit.kernels.vecmath import (
     exp_om_as,
     in_precision,
     ln2_parts,
+    log,
     log_as,
     sign,
 )
 
-block = None  # bound to gaussian_nll's block in its kernels
 hessian = False  # bound true where a kernel writes the Hessian (see lossjit.kernels._blocks)
 
 LOG_2 = math.log(2.0)
@@ -257,97 +256,50 @@ tweedie = elementwise(tweedie_pointwise)
 gamma_nll = elementwise(gamma_nll_pointwise)
 
 
-@jit(inline=True)
-def _gaussian_terms(mean, target, var, eps, constant):
-    """(loss, d/dmean, d/dvar, 1/v) of one element: 0.5 (log v + e^2 / v) + constant,
-    v = max(var, eps) (a select: NaN stays NaN). The logarithm and 1/v are taken in the data's
-    precision (float32 lanes for float32 data), the rest in float64 from them."""
-    v = eps if var < eps else var
-    inverse = float(const_as(v, 1.0) / v)
-    e = float(mean) - float(target)
-    slope = e * inverse
-    value = 0.5 * (float(log_as(v)) + e * slope) + constant
-    return value, slope, 0.5 * (inverse - slope * slope), inverse
-
-
-@jit(inline=True)
-def _gaussian_store(r, x, y, var, floor, constant, weights, scale, values, grad, hess,
-                    with_hessian):
-    """Row r's loss (weighted) to ``values``, its gradient to ``grad[r]`` (and its Hessian's
-    diagonal to ``hess[r]``)."""
-    value, slope, var_slope, inverse = _gaussian_terms(x[r, 0], y[r], var, floor, constant)
-    g = weights[r] * scale
-    values[r] = value * weights[r]
-    grad[r, 0] = slope * g
-    grad[r, 1] = var_slope * g
-    if with_hessian and hess.size:
-        hess[r, 0] = inverse * g
-        hess[r, 1] = 0.0
-
-
-def gaussian_nll_block(x, y, w, grad, hess, losses, scale, full, eps, var):
+def gaussian_nll_template(x, y, w, grad, hess, losses, scale, full, eps):
     """0.5 (log v + e^2 / v) (+ log(2 pi) / 2 if ``full``), v = max(var, eps), e = mean - y,
-    on rows ``x[r] = (mean, ...)`` (only ``x[r, 0]`` is read: the layout hands the means
-    over as a read-only view, each seen twice) with the variances ``var`` beside them (the
-    block's part of them, or one number for all).
+    on rows ``x[r] = (mean, var)``.
 
-    d/dmean = e / v goes to ``grad[r, 0]``, d/dvar = (1/v - e^2/v^2) / 2 to ``grad[r, 1]``
-    (passed straight through the clamp, as PyTorch does); ``hess[r, 0]`` receives
-    d2/dmean2 = 1 / v (and ``hess[r, 1]`` 0: only the mean's is defined here). Nothing is
-    copied in: the loops read the means, targets and variances where they are.
+    d/dmean = e / v; d/dvar = (1/v - e^2/v^2) / 2, passed straight through the clamp as
+    PyTorch does (it clamps without recording it). ``hess[r, 0]`` receives d2/dmean2 = 1 / v
+    (and ``hess[r, 1]`` 0: only the mean's is defined here).
+    The two columns are taken apart first, so that every loop after runs on contiguous
+    numbers and vectorises.
     """
     n = x.shape[0]
-    values = np.empty(n)
+    mean, v, logs, values = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for r in range(n):
+        var = float(x[r, 1])
+        v[r] = eps if var < eps else var  # a select: NaN stays NaN
+        mean[r] = x[r, 0]
+    for r in range(n):
+        logs[r] = log(v[r])
     constant = HALF_LOG_2PI if full else 0.0
-    one_var = var.size != n or n == 0
-    first = np.zeros(1, var.dtype)  # the one variance (typed as the data, for const_as)
-    if var.size:
-        first[0] = var[0]
-    single = first[0]
-    floor = const_as(single, eps)
-    weights = np.ones(n)
+    for r in range(n):  # then mean, v and logs hold the derivatives
+        e = mean[r] - float(y[r])
+        inverse = 1.0 / v[r]
+        slope = e * inverse
+        values[r] = 0.5 * (logs[r] + e * slope) + constant
+        mean[r] = slope
+        v[r] = 0.5 * (inverse - slope * slope)
+        logs[r] = inverse
     if w.size:
         for r in range(n):
-            weights[r] = w[r]
-    if not grad.size:
-        if one_var:
-            for r in range(n):
-                values[r] = _gaussian_terms(x[r, 0], y[r], single, floor, constant)[0]
-        else:
-            for r in range(n):
-                values[r] = _gaussian_terms(x[r, 0], y[r], var[r], floor, constant)[0]
+            values[r] *= w[r]
+    if grad.size:
         for r in range(n):
-            values[r] *= weights[r]
-    elif one_var:
-        for r in range(n):
-            _gaussian_store(r, x, y, single, floor, constant, weights, scale, values, grad,
-                            hess, hessian)
-    else:
-        for r in range(n):
-            _gaussian_store(r, x, y, var[r], floor, constant, weights, scale, values, grad,
-                            hess, hessian)
+            g = (w[r] if w.size else 1.0) * scale
+            grad[r, 0] = mean[r] * g
+            grad[r, 1] = v[r] * g
+            if hessian and hess.size:
+                hess[r, 0] = logs[r] * g
+                hess[r, 1] = 0.0
     if losses.size:
         for r in range(n):
             losses[r] = values[r]
     return lane_sum(values, np.empty(LANES))
 
 
-@jit(inline=True)
-def _gaussian_cut(params, lo, hi, n):
-    """A block's parameters of gaussian_nll: (full, eps, its rows' variances), or the one
-    variance that all rows share."""
-    full, eps, var = params
-    return full, eps, (var[lo:hi] if var.size == n else var)
+gaussian_nll = from_template(gaussian_nll_template, hessian=True)
 
-
-_gaussian_block = specialise(gaussian_nll_block, "gaussian_nll_block", hessian=True)
-
-gaussian_nll = KernelSet(
-    "gaussian_nll",
-    specialise(rows_template, "gaussian_nll", block=_gaussian_block, cut=_gaussian_cut,
-               cache=True),
-    specialise(rows_template, "gaussian_nll", parallel=True, block=_gaussian_block,
-               cut=_gaussian_cut, cache=True),
-    hessian=True)
-
-KERNELS = {**kernel_table(globals()), "gaussian_nll": gaussian_nll}
+KERNELS = kernel_table(globals())
