@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from lossjit import registry
-from lossjit.errors import LossjitError, UsageError
+from lossjit.errors import Interrupted, LossjitError, UsageError, interrupt
 from lossjit.registry import LossSpec, Param
 
 
@@ -246,12 +246,22 @@ def _loss_command(spec: LossSpec) -> click.Command:
         click.Option(["--grad-format"], type=click.Choice(["csv", "tsv", "txt", "npy"]),
                      default="csv", show_default=True,
                      help="the format of an output written to - (stdout)"),
+        click.Option(["--stream/--no-stream"], default=None,
+                     help=".npy inputs: run piece by piece from the files, in bounded memory, "
+                          "writing .npy outputs [default: when the inputs are larger than "
+                          "--memory]"),
+        click.Option(["--memory"], default="256MiB", show_default=True, metavar="SIZE",
+                     help="the memory a streamed run's pieces may use (256MiB, 1G, ...)"),
+        click.Option(["-q", "--quiet"], is_flag=True,
+                     help="no progress bar (one is shown on a terminal for long streamed "
+                          "runs)"),
     ]
 
     def callback(predictions: str, targets: str | None, reduction: str, grad_out: str | None,
                  no_grad: bool, fmt: str | None, as_json: bool, grad_format: str,
                  sample_weight: str | None, empty: str, header: bool | None,
-                 classes: str | None, **given: Any) -> None:
+                 classes: str | None, stream: bool | None, memory: str, quiet: bool,
+                 **given: Any) -> None:
         if grad_out and no_grad:
             raise click.UsageError("--grad-out and --no-grad exclude each other")
         if fmt and as_json and fmt != "json":
@@ -264,8 +274,9 @@ def _loss_command(spec: LossSpec) -> click.Command:
             job = _job(spec, predictions, targets, reduction, sample_weight, empty, header,
                        classes, given, _outputs(spec, predictions, grad_out, no_grad, given),
                        grad_format)
+            job.stream, job.memory = stream, memory
             with _warnings_on_stderr():
-                done = jobs.run(job, say=_say)
+                done = jobs.run(job, say=_say, progress=None if quiet else _progress_bar())
         # an output on stdout keeps stdout one clean stream: the record goes to stderr
         click.echo(render(done, "json" if as_json else fmt or "text"), nl=False,
                    err="-" in job.outputs.values())
@@ -277,6 +288,44 @@ def _loss_command(spec: LossSpec) -> click.Command:
         "  lossjit compute mse results.csv:pred results.csv:label --grad-out - > g.csv",
         short_help=spec.formula,
     )
+
+
+def _progress_bar() -> Callable[[int, str], Callable[[int], None]] | None:
+    """A progress bar on stderr for a streamed run, only on a terminal, shown once the run
+    has taken a second (``LOSSJIT_PROGRESS_AFTER`` seconds): rows of axis 0 done, their rate
+    and the time left."""
+    if not sys.stderr.isatty():
+        return None
+    import time
+
+    try:
+        after = float(os.environ.get("LOSSJIT_PROGRESS_AFTER", "1"))
+    except ValueError:
+        after = 1.0
+
+    def start(total: int, label: str) -> Callable[[int], None]:
+        started = time.monotonic()
+        state: dict[str, Any] = {"bar": None, "done": 0}
+
+        def update(done: int) -> None:
+            elapsed = time.monotonic() - started
+            bar = state["bar"]
+            if bar is None:
+                if elapsed < after or done >= total:
+                    state["done"] = done
+                    return
+                bar = state["bar"] = click.progressbar(
+                    length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True,
+                    item_show_func=lambda rate: None if rate is None else f"{rate}/s")
+                bar.__enter__()
+            bar.update(done - state["done"], current_item=f"{done / elapsed:,.0f} rows")
+            state["done"] = done
+            if done >= total:
+                bar.__exit__(None, None, None)
+
+        return update
+
+    return start
 
 
 def _example(spec: LossSpec, command: str) -> str:
@@ -656,6 +705,8 @@ def info(loss: str, as_json: bool) -> None:
         ("hessian", spec.hessian + " (lossjit.grad_hess, --hess-out)" if spec.hessian
          else "none: grad_hess does not cover this loss"),
         ("reference", spec.reference or "-"),
+        ("streaming", "in pieces along axis 0 (compute --stream, lossjit.streaming); not a "
+                      "call without a batch axis (one class vector, pair or triplet)"),
     ]
     if spec.notes:
         rows.append(("notes", spec.notes))
@@ -795,19 +846,6 @@ def cache_warm(losses: tuple[str, ...], dtypes: tuple[str, ...], no_parallel: bo
     _say(f"warmed {len(done)} losses into {cache_dir()}")
 
 
-class Interrupted(BaseException):
-    """A signal that ends the run (SIGINT, SIGTERM, SIGHUP): unwinds it like an exception, so
-    every temporary file is removed, then exits 128 + the signal's number."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise Interrupted(signum)
-
-
 def _handle_signals() -> None:
     import signal
 
@@ -815,7 +853,7 @@ def _handle_signals() -> None:
         number = getattr(signal, name, None)
         if number is not None and signal.getsignal(number) in (signal.SIG_DFL,
                                                                 signal.default_int_handler):
-            signal.signal(number, _interrupt)
+            signal.signal(number, interrupt)
 
 
 def _remove_temporaries() -> None:

@@ -46,3 +46,32 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class Interrupted(BaseException):
+    """A signal that ends the run (SIGINT, SIGTERM, SIGHUP): unwinds it like an exception, so
+    every temporary file is removed; the CLI then exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: The signal that interrupted the run, once one has (see :func:`interrupt`).
+received: int | None = None
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """The CLI's signal handler: remember the signal and raise :class:`Interrupted`. An
+    exception raised while a C library calls back into Python (Numba's compiler does) is
+    dropped there, so :func:`check_interrupted` raises it again where lossjit next looks."""
+    global received
+    received = signum
+    raise Interrupted(signum)
+
+
+def check_interrupted() -> None:
+    """Raise :class:`Interrupted` if a signal came (before an output is committed, between
+    the pieces of a streamed run)."""
+    if received is not None:
+        raise Interrupted(received)

@@ -54,7 +54,8 @@ MAGICS: tuple[tuple[bytes, str], ...] = (
 ARROW_FORMATS = (".parquet", ".arrow", ".feather", ".ipc", ".arrows")
 
 #: Which extra brings each optional package.
-EXTRAS = {"pyarrow": "parquet", "zstandard": "zstd", "matplotlib": "plot"}
+EXTRAS = {"pyarrow": "parquet", "zstandard": "zstd", "matplotlib": "plot", "dask": "dask",
+          "distributed": "dask", "zarr": "dask"}
 
 
 def optional(module: str, needed_for: str) -> ModuleType:

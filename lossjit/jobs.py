@@ -83,6 +83,10 @@ class Job:
     classes: tuple[str, ...] | None = None
     stream_format: str = "csv"
     nan_policy: str = "propagate"
+    #: stream ``.npy`` inputs piece by piece: True, False, or None (when they are larger
+    #: than ``memory``)
+    stream: bool | None = None
+    memory: str | int = "256MiB"
 
 
 @dataclass
@@ -421,9 +425,12 @@ def _write_outputs(job: Job, arrays: dict[str, Any], names: tuple[str, ...],
 
 
 def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None,
-        stdout: BinaryIO | None = None, say: Callable[[str], None] | None = None) -> Done:
+        stdout: BinaryIO | None = None, say: Callable[[str], None] | None = None,
+        progress: Callable[[int, str], Callable[[int], None]] | None = None) -> Done:
     """Run one job: check its outputs, read its inputs, compute, write. ``reader`` shares
-    files already read (standard input is read once); ``say`` hears where each output went."""
+    files already read (standard input is read once); ``say`` hears where each output went.
+    A streamed job (:func:`_streams`) reports its progress to ``progress(total, label)``'s
+    callback, with the indices of axis 0 done."""
     from lossjit import api
     from lossjit.layouts import FLOATS
 
@@ -449,6 +456,8 @@ def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None
     clock = _Clock()
     reader = reader or Reader(header=job.header, stdin=stdin)
     check_outputs(job, _input_paths(job))
+    if _streams(spec, job):
+        return _run_streamed(spec, job, reader, clock, say, progress)
     with clock.step("read"):
         inputs = read_inputs(spec, job, reader)
     x, y, options, weights = inputs.x, inputs.y, inputs.options, inputs.sample_weight
@@ -476,3 +485,112 @@ def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None
     dtype = x.dtype if x.dtype in FLOATS else np.dtype(np.float64)
     return Done(spec, job, value, tuple(np.shape(x)), np.dtype(dtype).name, options,
                 dict(job.outputs), clock.seconds, _separator(inputs.predictions.source))
+
+
+# --------------------------------------------------------------------------------------------
+# streaming
+
+
+def _npy_path(text: str | None) -> str | None:
+    """The path of a source that is a whole plain ``.npy`` file, or None."""
+    from lossjit.formats import split_name
+
+    if text is None:
+        return None
+    source = Source.parse(text)
+    ext, compression = split_name(source.path)
+    if source.path == "-" or source.selector is not None or ext != ".npy" or compression:
+        return None
+    return source.path
+
+
+def _streams(spec: LossSpec, job: Job) -> bool:
+    """Whether the job runs streamed: its inputs are whole ``.npy`` files and ``--stream``
+    says so, or (by default) they are larger than ``--memory``."""
+    import os
+
+    from lossjit.streaming import parse_memory
+
+    if job.stream is False:
+        return False
+    paths = [_npy_path(job.predictions)]
+    if spec.targets != "none" and (job.targets is not None or spec.targets == "required"):
+        paths.append(_npy_path(job.targets))
+    if None in paths:
+        if job.stream:
+            raise LossjitError("--stream: streaming reads whole .npy files (no selector, not "
+                               "compressed, not stdin); got "
+                               + " and ".join(repr(t) for t in (job.predictions, job.targets)
+                                              if t is not None and _npy_path(t) is None))
+        return False
+    if job.stream:
+        return True
+    try:
+        size = sum(os.path.getsize(path) for path in paths)
+    except OSError:
+        return False  # the reader says what is wrong
+    return size > parse_memory(job.memory)
+
+
+def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
+                  say: Callable[[str], None] | None,
+                  progress: Callable[[int, str], Callable[[int], None]] | None) -> Done:
+    """Run a job piece by piece from memory-mapped ``.npy`` inputs into memory-mapped
+    ``.npy`` outputs (:mod:`lossjit.streaming`), written all or none."""
+    from lossjit import streaming
+    from lossjit.layouts import FLOATS
+    from lossjit.plan import make_plan
+
+    for key, path in job.outputs.items():
+        if key.endswith("_grad") or path == "-":
+            raise LossjitError(f"{output_flag(key)}: a streamed run writes the gradient, the "
+                               "Hessian diagonal and the per-term losses to .npy files only; "
+                               "add --no-stream")
+    if job.reduction == "none" and "loss" not in job.outputs:
+        raise LossjitError("--reduction none: a streamed run writes the per-term losses to a "
+                           "file; add --loss-out FILE.npy (or --no-stream to print them)")
+    memory = streaming.parse_memory(job.memory)
+    with clock.step("read"):
+        options = option_values(spec, job.options, reader)
+        weights = None if job.sample_weight is None else _array_option(
+            job.sample_weight, "--sample-weight", reader, False)
+        x = streaming.open_npy(str(_npy_path(job.predictions)))
+        y = None
+        if spec.targets != "none" and job.targets is not None:
+            y = streaming.open_npy(str(_npy_path(job.targets)))
+    if x.dtype.kind not in "fiub":
+        raise LossjitError(f"predictions: dtype {x.dtype} is not numbers")
+    dtype = x.dtype if x.dtype in FLOATS else np.dtype(np.float64)
+    plan = make_plan(spec.name, reduction=job.reduction, empty=job.empty,
+                     hessian="hess" in job.outputs, want_grad="grad" in job.outputs,
+                     nan_policy=job.nan_policy, **options)
+    protect = _input_paths(job)
+    with OutputSet() as files:
+        mapped = {key: files.mapped(path, x.shape, dtype, protect=protect,
+                                    what=output_flag(key))
+                  for key, path in job.outputs.items() if key in ("grad", "hess")}
+        terms = None
+        if "loss" in job.outputs:
+            terms_plan = make_plan(spec.name, reduction="none", want_grad=False,
+                                   empty=job.empty, nan_policy=job.nan_policy, **options)
+            shape = terms_plan.lay_out(np.asarray(x[:1]), None if y is None
+                                       else np.asarray(y[:1])).terms_shape
+            terms = files.mapped(job.outputs["loss"], (x.shape[0], *shape[1:]), dtype,
+                                 protect=protect, what=output_flag("loss"))
+        report = None if progress is None else progress(x.shape[0], spec.name)
+        with clock.compute():
+            value = streaming.stream(plan, x, y, sample_weight=weights,
+                                     grad=mapped.get("grad"), hess=mapped.get("hess"),
+                                     losses=terms if job.reduction == "none" else None,
+                                     memory=memory, progress=report)
+            if terms is not None and job.reduction != "none":
+                streaming.stream(terms_plan, x, y, sample_weight=weights, losses=terms,
+                                 memory=memory)
+        with clock.step("write"):
+            del mapped
+            files.commit()
+    if say is not None:
+        for key, path in job.outputs.items():
+            say(f"{output_words(key)} written to {path}")
+    return Done(spec, job, value, tuple(x.shape), np.dtype(dtype).name, options,
+                dict(job.outputs), clock.seconds, " ")

@@ -261,6 +261,10 @@ POSITIVE_ONLY = Domain("> 0", lambda rng, shape: rng.gamma(2.0, 1.0, shape) + 1e
 class Layout:
     """The base of every layout: the rule for cutting a call, from :meth:`rows`."""
 
+    #: whether the mean's denominator can depend on the targets (class weights, ignored
+    #: targets), not only on the number of terms
+    counts_by_targets = False
+
     def lay_out(self, predictions: Any, targets: Any, options: dict[str, Any]) -> KernelInputs:
         raise NotImplementedError
 
@@ -664,6 +668,7 @@ class ClassAxis(Layout):
     predictions are log-probabilities (as its examples then are).
     """
 
+    counts_by_targets = True  # class weights and ignored targets weigh the mean
     bind: Callable[[ClassRows, dict[str, Any]], KernelInputs]
     index_only: str | None = None
     max_ndim: int | None = None

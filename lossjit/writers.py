@@ -77,7 +77,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from lossjit.errors import LossjitError, one_line, show
+from lossjit.errors import LossjitError, check_interrupted, one_line, show
 from lossjit.formats import ARROW_FORMATS, COMPRESSIONS, compress, optional, split_name
 
 __all__ = ["STREAM_FORMATS", "TEMP_PATTERN", "WRITE_FORMATS", "OutputSet", "check_destination",
@@ -424,11 +424,12 @@ class _Pending:
     tmp: str
     dest: _Destination
     where: str
+    mapped: Any = None  # a memory-mapped array still being written, flushed at commit
 
 
-def _write_temporary(dest: _Destination, write: Callable[[BinaryIO], None],
-                     where: str) -> _Pending:
-    """Write the whole file beside its destination, flush it to disk, give it its mode."""
+def _new_temporary(dest: _Destination, where: str) -> tuple[int, str, int]:
+    """A new temporary file beside the destination (known to :func:`remove_temporaries`):
+    its descriptor, its path and the mode the finished file gets."""
     try:
         mode = stat.S_IMODE(os.stat(dest.target).st_mode)
     except OSError:
@@ -442,6 +443,13 @@ def _write_temporary(dest: _Destination, write: Callable[[BinaryIO], None],
     except OSError as exc:
         raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
     _LIVE.add(tmp)
+    return fd, tmp, mode
+
+
+def _write_temporary(dest: _Destination, write: Callable[[BinaryIO], None],
+                     where: str) -> _Pending:
+    """Write the whole file beside its destination, flush it to disk, give it its mode."""
+    fd, tmp, mode = _new_temporary(dest, where)
     try:
         with open(fd, "wb") as f:
             write(f)
@@ -504,8 +512,43 @@ class OutputSet:
         self._pending.append(_write_temporary(dest, _file_writer(dest, array, columns, key),
                                               where))
 
+    def mapped(self, path: str, shape: tuple[int, ...], dtype: Any, *,
+               protect: Iterable[str] = (), what: str = "--grad-out") -> np.memmap:
+        """A ``.npy`` temporary file of ``shape`` and ``dtype`` beside ``path``, memory-mapped
+        for writing piece by piece (a streamed output); :meth:`commit` flushes it and renames
+        it into place."""
+        dest = _destination(os.fspath(path), protect, what)
+        where = _where(what, path)
+        if dest.ext != ".npy" or dest.compression:
+            raise LossjitError(f"{where}: a streamed output is written as .npy (memory-mapped "
+                               "piece by piece); name a .npy file, or add --no-stream")
+        fd, tmp, mode = _new_temporary(dest, where)
+        os.close(fd)
+        try:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            os.chmod(tmp, mode)
+        except BaseException as exc:
+            _discard(tmp)
+            if isinstance(exc, OSError):
+                raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
+            raise
+        self._pending.append(_Pending(tmp, dest, where, array))
+        return array
+
     def commit(self) -> None:
-        """Rename every file into place (each rename is atomic), then make them durable."""
+        """Rename every file into place (each rename is atomic), then make them durable; an
+        interrupted run (:func:`lossjit.errors.check_interrupted`) renames nothing."""
+        check_interrupted()
+        for pending in self._pending:
+            if pending.mapped is not None:
+                try:
+                    pending.mapped.flush()
+                    with open(pending.tmp, "rb+") as f:
+                        os.fsync(f.fileno())
+                except OSError as exc:
+                    raise LossjitError(f"{pending.where}: cannot write: {one_line(exc)}"
+                                       ) from None
+                pending.mapped = None
         for pending in self._pending:
             try:
                 os.replace(pending.tmp, pending.dest.target)

@@ -1,0 +1,270 @@
+"""Streaming: one loss over arrays larger than memory, piece by piece along the predictions'
+axis 0, in bounded memory, with the bits of the whole call.
+
+The inputs are anything that slices along axis 0 into NumPy arrays: memory-mapped ``.npy``
+files (:func:`open_npy`), Zarr arrays, or arrays in memory. Each piece is a whole number of
+the layout's blocks (:meth:`~lossjit.layouts.Layout.cut`), so the block sums, added exactly
+across pieces, are the whole call's, and so is the loss, to the bit; the gradient, Hessian
+diagonal and per-term losses go piece by piece into outputs of the same kind
+(:func:`create_npy`: a memory-mapped ``.npy`` file).
+
+Where the mean's denominator depends on the data (sample weights, class weights and ignored
+targets, ``nan_policy="omit"``), a first pass adds it up from the targets (and the sample
+weights; the predictions too under "omit"), since every gradient entry is divided by it;
+otherwise it is the number of terms.
+
+>>> import numpy as np
+>>> from lossjit.plan import make_plan
+>>> x, y = np.arange(6.0), np.zeros(6)
+>>> grad = np.empty(6)
+>>> stream(make_plan("mse"), x, y, grad=grad, memory=1, rows=2)
+9.166666666666666
+>>> bool(np.allclose(grad, 2 * x / 6))
+True
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from lossjit.errors import LossjitError, check_interrupted
+from lossjit.plan import (
+    ExactSum,
+    LossValue,
+    Plan,
+    _piece_options,
+    add_count,
+    combine,
+    denominator,
+    finish,
+    omitted_terms,
+    run_piece,
+    sample_weights,
+)
+
+#: The memory a streamed run may use for its pieces when nothing else is said.
+DEFAULT_MEMORY = 256 * 2**20
+
+#: How many bytes a piece needs in memory for each byte of its inputs and outputs: the
+#: pieces read, the layout's float copies, the outputs before they are written.
+_OVERHEAD = 3
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
+          "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12,
+          "tib": 2**40}
+
+
+def parse_memory(text: str | int) -> int:
+    """A size in bytes from ``256MiB``, ``1G``, ``512k``, ``2e9`` or a number of bytes.
+
+    >>> parse_memory("256MiB"), parse_memory("1g"), parse_memory("1.5KB"), parse_memory(4096)
+    (268435456, 1073741824, 1500, 4096)
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
+        if not match or match.group(2) not in _UNITS:
+            raise LossjitError(f"memory: expected a size such as 256MiB, 1G or 500000000, "
+                               f"got {text!r}")
+        value = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if value <= 0:
+        raise LossjitError(f"memory: expected a size above 0, got {text!r}")
+    return value
+
+
+def open_npy(path: str) -> np.memmap:
+    """A ``.npy`` file memory-mapped read-only, its pages hinted for sequential reading."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise LossjitError(f"{path}: cannot map as .npy: {exc}") from None
+    if not isinstance(array, np.memmap):
+        raise LossjitError(f"{path}: not a plain .npy array")
+    _advise(array, getattr(mmap, "MADV_SEQUENTIAL", None))
+    return array
+
+
+def create_npy(path: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
+    """A new ``.npy`` file of ``shape`` and ``dtype``, memory-mapped for writing."""
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def _advise(array: Any, advice: int | None, lo: int = 0, hi: int | None = None) -> None:
+    """madvise the mapped bytes of rows ``lo:hi`` of a memory-mapped array, where the
+    platform has it (a hint: nothing changes when it is missing)."""
+    handle = getattr(array, "_mmap", None)
+    if handle is None or advice is None or not array.size:
+        return
+    row = array.nbytes // array.shape[0] if array.shape[0] else 0
+    start = array.offset + lo * row
+    end = array.offset + (array.shape[0] if hi is None else hi) * row
+    page = mmap.PAGESIZE
+    start -= start % page  # madvise takes whole pages
+    end = min(len(handle), end)
+    if end > start:
+        try:
+            handle.madvise(advice, start, end - start)
+        except (OSError, ValueError):
+            pass
+
+
+def _release(array: Any, lo: int, hi: int) -> None:
+    """Drop the mapped pages of rows ``lo:hi`` from this process's memory once they are done
+    (the file keeps them: a mapped input is read-only, a mapped output is flushed first)."""
+    if isinstance(array, np.memmap) and array._mmap is not None:
+        if array.flags.writeable:
+            array.flush()
+        _advise(array, getattr(mmap, "MADV_DONTNEED", None), lo, hi)
+
+
+def piece_rows(plan: Plan, shape: tuple[int, ...], dtypes: list[np.dtype], memory: int,
+               rows: int | None = None) -> int:
+    """How many indices of axis 0 each piece takes: a multiple of the layout's cut, the most
+    that fit in ``memory`` (at least one cut), or ``rows`` rounded up to a cut."""
+    cut = plan.spec.layout.cut(shape, plan.options)
+    if cut is None:
+        raise LossjitError(f"{plan.spec.name}: predictions of shape {shape} cannot be cut into "
+                           "pieces, so they cannot be streamed (lossjit info says which "
+                           "losses can)")
+    if rows is None:
+        per_index = math.prod(shape[1:]) * sum(np.dtype(d).itemsize for d in dtypes)
+        rows = memory // max(1, _OVERHEAD * per_index)
+    return max(cut, rows // cut * cut)
+
+
+def _bounds(n: int, rows: int) -> Iterator[tuple[int, int]]:
+    for lo in range(0, n, rows):
+        yield lo, min(n, lo + rows)
+
+
+def _piece(array: Any, lo: int, hi: int) -> np.ndarray | None:
+    return None if array is None else np.asarray(array[lo:hi])
+
+
+def piece_count(plan: Plan, shape: tuple[int, ...], lo: int, hi: int, x: Any, y: Any,
+                sw: Any) -> ExactSum:
+    """The share of the mean's denominator of the piece ``lo:hi`` of a call of ``shape``
+    (``x`` its predictions, which matter only under ``nan_policy="omit"``: None stands for
+    any; ``sw`` its sample weights or None); shares add exactly (:class:`ExactSum`)."""
+    if x is None:
+        x = np.broadcast_to(np.zeros((), np.float64), (hi - lo, *shape[1:]))
+    inputs = plan.lay_out(x, y, _piece_options(plan, shape, lo, hi))
+    weights = None if sw is None else sample_weights(sw, inputs, plan.nan_policy)
+    if plan.nan_policy == "omit":
+        _, weights = omitted_terms(inputs, weights)
+    count = ExactSum()
+    add_count(count, inputs, weights)
+    return count
+
+
+def piece_run(plan: Plan, shape: tuple[int, ...], lo: int, hi: int, x: np.ndarray, y: Any,
+              sw: Any, scale: float) -> tuple[list[float], Any, Any, Any]:
+    """Run the piece ``lo:hi`` of a call of ``shape`` with the whole call's ``scale`` (1 /
+    its denominator): the piece's block sums, and its gradient, Hessian diagonal and per-term
+    losses (None where the plan does not compute them)."""
+    inputs = plan.lay_out(x, y, _piece_options(plan, shape, lo, hi))
+    weights = None if sw is None else sample_weights(sw, inputs, plan.nan_policy)
+    if plan.nan_policy == "raise":
+        plan.refuse_non_finite(x, y, weights)
+    omitted = None
+    if plan.nan_policy == "omit":
+        omitted, weights = omitted_terms(inputs, weights)
+    dtype = inputs.x.dtype
+    g = np.empty(x.shape, dtype) if plan.computes_grad else None
+    h = np.empty(x.shape, dtype) if plan.hessian else None
+    found, outputs = run_piece(plan, inputs, weights, scale, g, h, omitted)
+    terms = (outputs.losses.reshape(inputs.terms_shape) if plan.reduction == "none"
+             else None)
+    return found, g, h, terms
+
+
+def whole_count(plan: Plan, terms_shape: tuple[int, ...]) -> ExactSum:
+    """The mean's denominator where it is the number of terms (no first pass)."""
+    count = ExactSum()
+    count.count = math.prod(terms_shape)
+    return count
+
+
+def terms_shape_of(plan: Plan, shape: tuple[int, ...], x: np.ndarray, y: Any) -> tuple[int, ...]:
+    """The terms' shape of a call of ``shape``, from the layout of its first piece ``x``."""
+    first = plan.lay_out(x, y, _piece_options(plan, shape, 0, x.shape[0]))
+    return (shape[0], *first.terms_shape[1:])
+
+
+def needs_count(plan: Plan, sample_weight: Any) -> bool:
+    """Whether the mean's denominator depends on the data (a first pass adds it up)."""
+    return plan.reduction == "mean" and (sample_weight is not None
+                                         or plan.nan_policy == "omit"
+                                         or plan.spec.layout.counts_by_targets)
+
+
+def stream(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any = None,
+           grad: Any = None, hess: Any = None, losses: Any = None,
+           memory: int = DEFAULT_MEMORY, rows: int | None = None,
+           progress: Callable[[int], None] | None = None) -> LossValue | None:
+    """Run ``plan`` on ``predictions`` and ``targets`` piece by piece; return the loss (None
+    for ``reduction="none"``, whose per-term losses go to ``losses``). ``grad`` and ``hess``
+    (the predictions' shape and dtype) and ``losses`` (the terms' shape) receive their parts
+    piece by piece. ``memory`` bounds the pieces (``rows``: the indices of axis 0 in each, for
+    tests); ``progress`` is called with the indices of axis 0 done after each piece.
+    """
+    shape = tuple(predictions.shape)
+    if not shape:
+        raise LossjitError("predictions: a scalar cannot be streamed")
+    if len(plan.wrt) > 1 or plan.wrt[0] != "predictions":
+        raise LossjitError("wrt: a streamed run differentiates the predictions only")
+    if plan.want_grad and grad is None:
+        raise LossjitError("grad: a streamed gradient needs an output to go to")
+    if plan.hessian and hess is None:
+        raise LossjitError("hess: a streamed Hessian needs an output to go to")
+    n = shape[0]
+    dtypes = [predictions.dtype] + ([] if targets is None else [targets.dtype])
+    dtypes += [predictions.dtype] * ((grad is not None) + (hess is not None))
+    step = piece_rows(plan, shape, dtypes, memory, rows)
+    terms_shape = terms_shape_of(plan, shape, _piece(predictions, 0, min(n, step)),
+                                 _piece(targets, 0, min(n, step)))
+    sw_whole = None if sample_weight is None else np.broadcast_to(
+        sample_weight if isinstance(sample_weight, np.ndarray) else np.asarray(sample_weight),
+        terms_shape)
+
+    def weights(lo: int, hi: int) -> np.ndarray | None:
+        return None if sw_whole is None else np.asarray(sw_whole[lo:hi], dtype=np.float64)
+
+    if needs_count(plan, sample_weight):
+        # the predictions matter to the count only where NaN drops terms
+        count = ExactSum()
+        for lo, hi in _bounds(n, step):
+            x = _piece(predictions, lo, hi) if plan.nan_policy == "omit" else None
+            part = piece_count(plan, shape, lo, hi, x, _piece(targets, lo, hi), weights(lo, hi))
+            count.count += part.count
+            count.sums.extend(part.sums)
+            _release(predictions, lo, hi)
+            _release(targets, lo, hi)
+    else:
+        count = whole_count(plan, terms_shape)
+    divisor = denominator(plan, count, np.broadcast_to(np.zeros(()), shape))
+    scale = 1.0 / divisor if divisor else 0.0
+
+    sums: list[float] = []
+    for lo, hi in _bounds(n, step):
+        check_interrupted()
+        found, g, h, terms = piece_run(plan, shape, lo, hi, _piece(predictions, lo, hi),
+                                       _piece(targets, lo, hi), weights(lo, hi), scale)
+        sums.extend(found)
+        _release(predictions, lo, hi)
+        _release(targets, lo, hi)
+        for out, part in ((grad, g), (hess, h), (losses, terms)):
+            if out is not None and part is not None:
+                out[lo:hi] = part
+                _release(out, lo, hi)
+        if progress is not None:
+            progress(hi)
+    result = finish(plan, combine(sums), divisor, None, {}, None)
+    return None if plan.reduction == "none" else result.value
