@@ -252,6 +252,14 @@ def _loss_command(spec: LossSpec) -> click.Command:
                           "--memory]"),
         click.Option(["--memory"], default="256MiB", show_default=True, metavar="SIZE",
                      help="the memory a streamed run's pieces may use (256MiB, 1G, ...)"),
+        click.Option(["--dask"], is_flag=True,
+                     help="run on a local Dask cluster (the dask extra): the workers read the "
+                          ".npy inputs chunk by chunk and write the .npy outputs"),
+        click.Option(["--workers"], type=click.IntRange(1), default=None, metavar="N",
+                     help="--dask: worker processes of the local cluster [default: 2]"),
+        click.Option(["--scheduler"], metavar="ADDRESS",
+                     help="run on the Dask cluster at ADDRESS (tcp://host:port); its workers "
+                          "must see the paths"),
         click.Option(["-q", "--quiet"], is_flag=True,
                      help="no progress bar (one is shown on a terminal for long streamed "
                           "runs)"),
@@ -261,6 +269,7 @@ def _loss_command(spec: LossSpec) -> click.Command:
                  no_grad: bool, fmt: str | None, as_json: bool, grad_format: str,
                  sample_weight: str | None, empty: str, header: bool | None,
                  classes: str | None, stream: bool | None, memory: str, quiet: bool,
+                 dask: bool, workers: int | None, scheduler: str | None,
                  **given: Any) -> None:
         if grad_out and no_grad:
             raise click.UsageError("--grad-out and --no-grad exclude each other")
@@ -275,6 +284,7 @@ def _loss_command(spec: LossSpec) -> click.Command:
                        classes, given, _outputs(spec, predictions, grad_out, no_grad, given),
                        grad_format)
             job.stream, job.memory = stream, memory
+            job.dask, job.workers, job.scheduler = dask, workers, scheduler
             with _warnings_on_stderr():
                 done = jobs.run(job, say=_say, progress=None if quiet else _progress_bar())
         # an output on stdout keeps stdout one clean stream: the record goes to stderr

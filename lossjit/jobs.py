@@ -87,6 +87,11 @@ class Job:
     #: than ``memory``)
     stream: bool | None = None
     memory: str | int = "256MiB"
+    #: run on Dask: a local cluster of ``workers`` processes, or the scheduler at this
+    #: address (``tcp://host:port``)
+    dask: bool = False
+    workers: int | None = None
+    scheduler: str | None = None
 
 
 @dataclass
@@ -456,6 +461,8 @@ def run(job: Job, *, reader: Reader | None = None, stdin: BinaryIO | None = None
     clock = _Clock()
     reader = reader or Reader(header=job.header, stdin=stdin)
     check_outputs(job, _input_paths(job))
+    if job.dask or job.scheduler:
+        return _run_on_dask(spec, job, reader, clock, say)
     if _streams(spec, job):
         return _run_streamed(spec, job, reader, clock, say, progress)
     with clock.step("read"):
@@ -593,4 +600,120 @@ def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
         for key, path in job.outputs.items():
             say(f"{output_words(key)} written to {path}")
     return Done(spec, job, value, tuple(x.shape), np.dtype(dtype).name, options,
+                dict(job.outputs), clock.seconds, " ")
+
+
+# --------------------------------------------------------------------------------------------
+# Dask
+
+
+def _dask_array(path: str, rows: int) -> Any:
+    """A ``.npy`` file as a Dask array of ``rows`` rows a chunk, each chunk read by the task
+    that needs it (the workers must see the path)."""
+    import dask
+    import dask.array as da
+
+    from lossjit import streaming
+
+    mapped = streaming.open_npy(path)
+    shape, dtype = mapped.shape, mapped.dtype
+    del mapped
+    if not shape:
+        raise LossjitError(f"{path}: a scalar has no rows to spread over workers")
+
+    def part(lo: int, hi: int) -> np.ndarray:
+        return np.array(np.load(path, mmap_mode="r")[lo:hi])
+
+    parts = [da.from_delayed(dask.delayed(part, pure=True)(lo, min(shape[0], lo + rows)),
+                             (min(shape[0], lo + rows) - lo, *shape[1:]), dtype)
+             for lo in range(0, shape[0], rows)] or [da.zeros(shape, dtype)]
+    return da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+def _write_part(path: str, lo: int, block: np.ndarray) -> int:
+    """Write one chunk of an output into its rows of the ``.npy`` file at ``path``."""
+    out = np.load(path, mmap_mode="r+")
+    out[lo:lo + block.shape[0]] = block
+    out.flush()
+    return block.shape[0]
+
+
+def _run_on_dask(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
+                 say: Callable[[str], None] | None) -> Done:
+    """Run a job on Dask: ``.npy`` inputs read by the workers chunk by chunk, the gradient
+    (and Hessian) written by them into ``.npy`` temporaries renamed when complete."""
+    from lossjit import streaming
+    from lossjit.formats import optional
+    from lossjit.layouts import FLOATS
+    from lossjit.plan import make_plan
+
+    dask = optional("dask", "--dask")
+    distributed = optional("distributed", "--dask")
+    from lossjit import dask as ldask
+
+    for key, path in job.outputs.items():
+        if key not in ("grad", "hess") or path == "-":
+            raise LossjitError(f"{output_flag(key)}: a Dask run writes the gradient and the "
+                               "Hessian diagonal to .npy files only")
+    if job.reduction == "none":
+        raise LossjitError("--reduction none: a Dask run gives the reduced loss; drop --dask "
+                           "(or use --stream --loss-out) for per-term losses")
+    paths = [_npy_path(job.predictions)]
+    if spec.targets != "none" and job.targets is not None:
+        paths.append(_npy_path(job.targets))
+    if None in paths:
+        raise LossjitError("--dask: the workers read whole .npy files by path (no selector, "
+                           "not compressed, not stdin)")
+    options = option_values(spec, job.options, reader)
+    weights = None if job.sample_weight is None else _array_option(
+        job.sample_weight, "--sample-weight", reader, False)
+    x_file = streaming.open_npy(str(paths[0]))
+    shape, dtype = x_file.shape, x_file.dtype
+    del x_file
+    out_dtype = dtype if dtype in FLOATS else np.dtype(np.float64)
+    plan = make_plan(spec.name, reduction=job.reduction, empty=job.empty,
+                     hessian="hess" in job.outputs, want_grad="grad" in job.outputs,
+                     nan_policy=job.nan_policy, **options)
+    rows = streaming.piece_rows(plan, tuple(shape), [dtype] * 3,
+                                streaming.parse_memory(job.memory))
+    with clock.step("read"):
+        x = _dask_array(str(paths[0]), rows)
+        y = None if len(paths) < 2 else _dask_array(str(paths[1]), rows)
+    protect = _input_paths(job)
+    if job.scheduler:
+        client = distributed.Client(job.scheduler)
+    else:
+        client = distributed.Client(distributed.LocalCluster(
+            n_workers=job.workers or 2, threads_per_worker=1, processes=True,
+            dashboard_address=None))
+    try:
+        with OutputSet() as files, clock.compute():
+            mapped = {key: files.mapped(path, tuple(shape), out_dtype, protect=protect,
+                                        what=output_flag(key))
+                      for key, path in job.outputs.items()}
+            temporaries = {key: array.filename for key, array in mapped.items()}
+            del mapped
+            value, grad, hess = ldask._compute(
+                spec.name, x, y, reduction=job.reduction, sample_weight=weights,
+                empty=job.empty, nan_policy=job.nan_policy, want_grad="grad" in job.outputs,
+                hessian="hess" in job.outputs, options=options)
+            writes = []
+            for key, array in (("grad", grad), ("hess", hess)):
+                if key in temporaries:
+                    bounds = np.cumsum((0, *array.chunks[0])).tolist()
+                    writes += [dask.delayed(_write_part, pure=False)(temporaries[key], lo, part)
+                               for lo, part in zip(bounds, array.to_delayed().reshape(-1),
+                                                   strict=False)]
+            computed = client.compute([value, *writes], sync=True)
+            value = float(computed[0])
+            files.commit()
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and not job.scheduler:
+            cluster.close()
+    if say is not None:
+        for key, path in job.outputs.items():
+            say(f"{output_words(key)} written to {path}")
+    return Done(spec, job, value, tuple(shape), np.dtype(out_dtype).name, options,
                 dict(job.outputs), clock.seconds, " ")

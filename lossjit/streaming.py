@@ -116,11 +116,11 @@ def _advise(array: Any, advice: int | None, lo: int = 0, hi: int | None = None) 
 
 
 def _release(array: Any, lo: int, hi: int) -> None:
-    """Drop the mapped pages of rows ``lo:hi`` from this process's memory once they are done
-    (the file keeps them: a mapped input is read-only, a mapped output is flushed first)."""
+    """Drop the mapped pages of rows ``lo:hi`` from this process's memory once they are done.
+    The file keeps what they hold: an input is read-only, and the written pages of an output
+    stay in the page cache, to be written back by the system (the whole file is flushed and
+    synced when it is committed)."""
     if isinstance(array, np.memmap) and array._mmap is not None:
-        if array.flags.writeable:
-            array.flush()
         _advise(array, getattr(mmap, "MADV_DONTNEED", None), lo, hi)
 
 

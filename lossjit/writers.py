@@ -520,8 +520,8 @@ class OutputSet:
         dest = _destination(os.fspath(path), protect, what)
         where = _where(what, path)
         if dest.ext != ".npy" or dest.compression:
-            raise LossjitError(f"{where}: a streamed output is written as .npy (memory-mapped "
-                               "piece by piece); name a .npy file, or add --no-stream")
+            raise LossjitError(f"{where}: an output written piece by piece (--stream, "
+                               "--dask) is a .npy file; name one, or run in memory")
         fd, tmp, mode = _new_temporary(dest, where)
         os.close(fd)
         try:

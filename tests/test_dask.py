@@ -172,3 +172,43 @@ def test_one_worker_and_the_process_scheduler_agree(cluster):
                       "processes")
     assert_same_value(float(cluster.compute(value, sync=True, workers=[
         next(iter(cluster.scheduler_info()["workers"]))])), expected, "one worker")
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def test_compute_on_a_local_cluster_gives_the_same_bits(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(8)
+    np.save(tmp_path / "x.npy", rng.standard_normal(300_000).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.standard_normal(300_000).astype(np.float32))
+    lossjit = [sys.executable, "-m", "lossjit", "compute", "huber", "x.npy", "y.npy"]
+    on_dask = subprocess.run([*lossjit, "--dask", "--workers", "2", "--memory", "1MiB",
+                              "--grad-out", "gd.npy", "--hess-out", "hd.npy"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    alone = subprocess.run([*lossjit, "--grad-out", "g.npy", "--hess-out", "h.npy"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert on_dask.returncode == 0 and alone.returncode == 0, on_dask.stderr[-2000:]
+    assert on_dask.stdout == alone.stdout
+    assert (tmp_path / "gd.npy").read_bytes() == (tmp_path / "g.npy").read_bytes()
+    assert (tmp_path / "hd.npy").read_bytes() == (tmp_path / "h.npy").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npy", "gd.npy", "h.npy",
+                                                           "hd.npy", "x.npy", "y.npy"]
+
+
+def test_compute_dask_refuses_what_the_workers_cannot_read(tmp_path, monkeypatch):
+    from cli_helpers import invoke
+
+    monkeypatch.chdir(tmp_path)
+    np.savetxt(tmp_path / "x.csv", np.zeros(10))
+    np.save(tmp_path / "y.npy", np.zeros(10))
+    done = invoke("compute", "mse", "x.csv", "y.npy", "--dask")
+    assert done.exit_code == 1 and "whole .npy files by path" in done.stderr
+    np.save(tmp_path / "x.npy", np.zeros(10))
+    done = invoke("compute", "mse", "x.npy", "y.npy", "--dask", "--grad-out", "g.csv")
+    assert done.exit_code == 1 and "is a .npy file" in done.stderr, done.stderr
+    done = invoke("compute", "mse", "x.npy", "y.npy", "--dask", "--loss-out", "l.npy")
+    assert done.exit_code == 1 and "gradient and the Hessian diagonal" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv", "x.npy", "y.npy"]

@@ -209,7 +209,7 @@ def test_cli_per_term_losses_stream(in_tmp):
 @pytest.mark.parametrize("args,message", [
     (("x.csv", "y.npy", "--stream"), "streaming reads whole .npy files"),
     (("x.npy:0", "y.npy", "--stream"), "streaming reads whole .npy files"),
-    (("x.npy", "y.npy", "--stream", "--grad-out", "g.csv"), "written as .npy"),
+    (("x.npy", "y.npy", "--stream", "--grad-out", "g.csv"), "is a .npy file"),
     (("x.npy", "y.npy", "--stream", "--grad-out", "-"), "to .npy files only"),
     (("x.npy", "y.npy", "--stream", "--memory", "lots"), "memory: expected a size"),
 ])
@@ -282,9 +282,12 @@ def test_a_progress_bar_on_a_terminal_never_in_a_pipe(tmp_path, monkeypatch):
     assert "rows/s" not in quiet.stdout
 
 
-def test_without_the_dask_extra_lossjit_dask_names_it(monkeypatch):
+def test_without_the_dask_extra_lossjit_dask_and_dask_runs_name_it(monkeypatch, in_tmp):
     import lossjit.dask as ldask
 
     monkeypatch.setitem(sys.modules, "dask", None)  # importing it raises ImportError
     with pytest.raises(LossjitError, match=r"lossjit\[dask\]"):
         ldask.loss("mse", np.zeros(3), np.zeros(3))
+    _big(in_tmp, 100)
+    done = invoke("compute", "mse", "x.npy", "y.npy", "--dask")
+    assert done.exit_code == 1 and "lossjit[dask]" in done.stderr, done.stderr
