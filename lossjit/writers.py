@@ -73,7 +73,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
@@ -457,11 +457,17 @@ def _write_temporary(dest: _Destination, write: Callable[[BinaryIO], None],
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
     except BaseException as exc:
-        _discard(tmp)
-        if isinstance(exc, OSError):
-            raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
-        raise
+        _abandon(tmp, exc, where)
     return _Pending(tmp, dest, where)
+
+
+def _abandon(tmp: str, exc: BaseException, where: str) -> NoReturn:
+    """Remove a temporary that could not be written, and say why (an OSError as a user's
+    error; anything else, an interruption included, as it is)."""
+    _discard(tmp)
+    if isinstance(exc, OSError):
+        raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
+    raise exc
 
 
 def _discard(tmp: str) -> None:
@@ -528,10 +534,7 @@ class OutputSet:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
             os.chmod(tmp, mode)
         except BaseException as exc:
-            _discard(tmp)
-            if isinstance(exc, OSError):
-                raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
-            raise
+            _abandon(tmp, exc, where)
         self._pending.append(_Pending(tmp, dest, where, array))
         return array
 

@@ -88,13 +88,9 @@ def _pow2(k):
 
 
 @jit(inline=True)
-def exp(x):
-    """e^x: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial of degree 13
-    (truncation below 1e-17), then scaled by 2^k in two halves so that subnormal results and
-    the overflow edge come out right."""
-    clamped = min(max(x, -746.0), 710.0)
-    k = math.floor(clamped * _LOG2E + 0.5)
-    r = (clamped - k * _LN2_HI) - k * _LN2_LO
+def _expm1_reduced(r):
+    """e^r - 1 for |r| <= ln2/2: r times the Taylor polynomial of e^r's terms after the
+    leading 1, to degree 13 (truncation below 1e-17)."""
     p = 1.0 / 6227020800.0
     p = p * r + 1.0 / 479001600.0
     p = p * r + 1.0 / 39916800.0
@@ -108,7 +104,18 @@ def exp(x):
     p = p * r + 1.0 / 6.0
     p = p * r + 0.5
     p = p * r + 1.0
-    p = p * r + 1.0
+    return p * r
+
+
+@jit(inline=True)
+def exp(x):
+    """e^x: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial of degree 13
+    (truncation below 1e-17), then scaled by 2^k in two halves so that subnormal results and
+    the overflow edge come out right."""
+    clamped = min(max(x, -746.0), 710.0)
+    k = math.floor(clamped * _LOG2E + 0.5)
+    r = (clamped - k * _LN2_HI) - k * _LN2_LO
+    p = _expm1_reduced(r) + 1.0
     half = math.floor(k * 0.5)
     value = p * _pow2(half) * _pow2(k - half)
     return value if x == x else x
@@ -429,20 +436,7 @@ def exp_om64(t):
     clamped = max(x, -746.0)
     k = math.floor(clamped * _LOG2E + 0.5)
     r = (clamped - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    pm = p * r  # e^r - 1
+    pm = _expm1_reduced(r)  # e^r - 1
     half = math.floor(k * 0.5)
     value = (pm + 1.0) * _pow2(half) * _pow2(k - half)
     # 1 - e^-t: -(e^r - 1) for k = 0, (1 - (e^r - 1)) / 2 for k = -1 (no cancellation in
