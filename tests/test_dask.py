@@ -212,3 +212,22 @@ def test_compute_dask_refuses_what_the_workers_cannot_read(tmp_path, monkeypatch
     done = invoke("compute", "mse", "x.npy", "y.npy", "--dask", "--loss-out", "l.npy")
     assert done.exit_code == 1 and "gradient and the Hessian diagonal" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv", "x.npy", "y.npy"]
+
+
+def test_from_zarr_to_zarr(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(40_000)
+    y = rng.standard_normal(40_000)
+    for name, data in (("x", x), ("y", y)):
+        z = zarr.open_array(str(tmp_path / f"{name}.zarr"), mode="w", shape=data.shape,
+                            dtype=data.dtype, chunks=(8_192,))
+        z[:] = data
+    xd, yd = da.from_zarr(str(tmp_path / "x.zarr")), da.from_zarr(str(tmp_path / "y.zarr"))
+    value, grad = ldask.value_and_grad("smooth_l1", xd, yd, beta=0.5)
+    stored = grad.to_zarr(str(tmp_path / "g.zarr"), compute=False)
+    value, _ = dask.compute(value, stored)
+    whole = run(make_plan("smooth_l1", beta=0.5), x, y)
+    assert_same_value(float(value), whole.value, "zarr")
+    assert_same_array(zarr.open_array(str(tmp_path / "g.zarr"), mode="r")[:],
+                      whole.grads["predictions"], "zarr grad")

@@ -291,3 +291,24 @@ def test_without_the_dask_extra_lossjit_dask_and_dask_runs_name_it(monkeypatch, 
     _big(in_tmp, 100)
     done = invoke("compute", "mse", "x.npy", "y.npy", "--dask")
     assert done.exit_code == 1 and "lossjit[dask]" in done.stderr, done.stderr
+
+
+def test_zarr_arrays_stream_in_and_out(tmp_path):
+    zarr = pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((30_000, 4)).astype(np.float32)
+    y = rng.integers(0, 4, 30_000)
+    zx = zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=x.shape, dtype=x.dtype,
+                         chunks=(5_000, 4))
+    zx[:] = x
+    zy = zarr.open_array(str(tmp_path / "y.zarr"), mode="w", shape=y.shape, dtype=y.dtype,
+                         chunks=(5_000,))
+    zy[:] = y
+    zg = zarr.open_array(str(tmp_path / "g.zarr"), mode="w", shape=x.shape, dtype=x.dtype,
+                         chunks=(5_000, 4))
+    plan = make_plan("cross_entropy", label_smoothing=0.1)
+    value = streaming.stream(plan, zx, zy, grad=zg, memory=300_000)
+    whole = run(plan, x, y)
+    assert_same_value(value, whole.value, "zarr")
+    assert_same_array(zarr.open_array(str(tmp_path / "g.zarr"), mode="r")[:],
+                      whole.grads["predictions"], "zarr grad")
