@@ -247,14 +247,14 @@ def _loss_command(spec: LossSpec) -> click.Command:
                      default="csv", show_default=True,
                      help="the format of an output written to - (stdout)"),
         click.Option(["--stream/--no-stream"], default=None,
-                     help=".npy inputs: run piece by piece from the files, in bounded memory, "
-                          "writing .npy outputs [default: when the inputs are larger than "
-                          "--memory]"),
+                     help=".npy and .zarr inputs: run piece by piece from the files, in "
+                          "bounded memory, writing .npy outputs [default: Zarr inputs, and "
+                          ".npy inputs larger than --memory]"),
         click.Option(["--memory"], default="256MiB", show_default=True, metavar="SIZE",
                      help="the memory a streamed run's pieces may use (256MiB, 1G, ...)"),
         click.Option(["--dask"], is_flag=True,
                      help="run on a local Dask cluster (the dask extra): the workers read the "
-                          ".npy inputs chunk by chunk and write the .npy outputs"),
+                          ".npy or .zarr inputs chunk by chunk and write the .npy outputs"),
         click.Option(["--workers"], type=click.IntRange(1), default=None, metavar="N",
                      help="--dask: worker processes of the local cluster [default: 2]"),
         click.Option(["--scheduler"], metavar="ADDRESS",

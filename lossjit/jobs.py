@@ -511,29 +511,49 @@ def _npy_path(text: str | None) -> str | None:
     return source.path
 
 
+def _zarr_source(text: str | None) -> Source | None:
+    """A source that names a Zarr array (``x.zarr``, or ``x.zarr:name`` in a group), or
+    None."""
+    if text is None:
+        return None
+    source = Source.parse(text)
+    return source if source.path.rstrip("/").lower().endswith(".zarr") else None
+
+
+def _open_input(text: str, what: str) -> Any:
+    """A streamed input: a ``.npy`` file memory-mapped, or a Zarr array (read by chunks)."""
+    from lossjit import streaming
+
+    zarr_source = _zarr_source(text)
+    if zarr_source is not None:
+        return streaming.open_zarr(zarr_source.path, zarr_source.selector, what=what)
+    return streaming.open_npy(str(_npy_path(text)))
+
+
 def _streams(spec: LossSpec, job: Job) -> bool:
-    """Whether the job runs streamed: its inputs are whole ``.npy`` files and ``--stream``
-    says so, or (by default) they are larger than ``--memory``."""
+    """Whether the job runs streamed: its inputs are whole ``.npy`` files or Zarr arrays, and
+    ``--stream`` says so, or (by default) they are Zarr arrays or ``.npy`` files larger than
+    ``--memory``."""
     import os
 
     from lossjit.streaming import parse_memory
 
     if job.stream is False:
         return False
-    paths = [_npy_path(job.predictions)]
+    texts = [job.predictions]
     if spec.targets != "none" and (job.targets is not None or spec.targets == "required"):
-        paths.append(_npy_path(job.targets))
-    if None in paths:
+        texts.append(job.targets)
+    unusable = [t for t in texts if _npy_path(t) is None and _zarr_source(t) is None]
+    if unusable:
         if job.stream:
-            raise LossjitError("--stream: streaming reads whole .npy files (no selector, not "
-                               "compressed, not stdin); got "
-                               + " and ".join(repr(t) for t in (job.predictions, job.targets)
-                                              if t is not None and _npy_path(t) is None))
+            raise LossjitError("--stream: streaming reads whole .npy files and Zarr arrays "
+                               "(no selector, not compressed, not stdin); got "
+                               + " and ".join(repr(t) for t in unusable))
         return False
-    if job.stream:
+    if job.stream or any(_zarr_source(t) is not None for t in texts):
         return True
     try:
-        size = sum(os.path.getsize(path) for path in paths)
+        size = sum(os.path.getsize(str(_npy_path(t))) for t in texts)
     except OSError:
         return False  # the reader says what is wrong
     return size > parse_memory(job.memory)
@@ -542,8 +562,8 @@ def _streams(spec: LossSpec, job: Job) -> bool:
 def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
                   say: Callable[[str], None] | None,
                   progress: Callable[[int, str], Callable[[int], None]] | None) -> Done:
-    """Run a job piece by piece from memory-mapped ``.npy`` inputs into memory-mapped
-    ``.npy`` outputs (:mod:`lossjit.streaming`), written all or none."""
+    """Run a job piece by piece from memory-mapped ``.npy`` inputs (or Zarr arrays) into
+    memory-mapped ``.npy`` outputs (:mod:`lossjit.streaming`), written all or none."""
     from lossjit import streaming
     from lossjit.layouts import FLOATS
     from lossjit.plan import make_plan
@@ -561,10 +581,10 @@ def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
         options = option_values(spec, job.options, reader)
         weights = None if job.sample_weight is None else _array_option(
             job.sample_weight, "--sample-weight", reader, False)
-        x = streaming.open_npy(str(_npy_path(job.predictions)))
+        x = _open_input(job.predictions, "predictions")
         y = None
         if spec.targets != "none" and job.targets is not None:
-            y = streaming.open_npy(str(_npy_path(job.targets)))
+            y = _open_input(job.targets, "targets")
     if x.dtype.kind not in "fiub":
         raise LossjitError(f"predictions: dtype {x.dtype} is not numbers")
     dtype = x.dtype if x.dtype in FLOATS else np.dtype(np.float64)
@@ -630,6 +650,17 @@ def _dask_array(path: str, rows: int) -> Any:
     return da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
+def _dask_input(text: str, rows: int) -> Any:
+    """A streamed input as a Dask array: a Zarr array in its own chunks, a ``.npy`` file in
+    chunks of ``rows`` rows."""
+    zarr_source = _zarr_source(text)
+    if zarr_source is not None:
+        import dask.array as da
+
+        return da.from_zarr(zarr_source.path, component=zarr_source.selector)
+    return _dask_array(str(_npy_path(text)), rows)
+
+
 def _write_part(path: str, lo: int, block: np.ndarray) -> int:
     """Write one chunk of an output into its rows of the ``.npy`` file at ``path``."""
     out = np.load(path, mmap_mode="r+")
@@ -658,27 +689,26 @@ def _run_on_dask(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
     if job.reduction == "none":
         raise LossjitError("--reduction none: a Dask run gives the reduced loss; drop --dask "
                            "(or use --stream --loss-out) for per-term losses")
-    paths = [_npy_path(job.predictions)]
+    texts = [job.predictions]
     if spec.targets != "none" and job.targets is not None:
-        paths.append(_npy_path(job.targets))
-    if None in paths:
-        raise LossjitError("--dask: the workers read whole .npy files by path (no selector, "
-                           "not compressed, not stdin)")
+        texts.append(job.targets)
+    if any(_npy_path(t) is None and _zarr_source(t) is None for t in texts):
+        raise LossjitError("--dask: the workers read whole .npy files and Zarr arrays by path "
+                           "(no selector, not compressed, not stdin)")
     options = option_values(spec, job.options, reader)
     weights = None if job.sample_weight is None else _array_option(
         job.sample_weight, "--sample-weight", reader, False)
-    x_file = streaming.open_npy(str(paths[0]))
-    shape, dtype = x_file.shape, x_file.dtype
-    del x_file
+    first = _open_input(texts[0], "predictions")
+    shape, dtype = tuple(first.shape), first.dtype
+    del first
     out_dtype = dtype if dtype in FLOATS else np.dtype(np.float64)
     plan = make_plan(spec.name, reduction=job.reduction, empty=job.empty,
                      hessian="hess" in job.outputs, want_grad="grad" in job.outputs,
                      nan_policy=job.nan_policy, **options)
-    rows = streaming.piece_rows(plan, tuple(shape), [dtype] * 3,
-                                streaming.parse_memory(job.memory))
+    rows = streaming.piece_rows(plan, shape, [dtype] * 3, streaming.parse_memory(job.memory))
     with clock.step("read"):
-        x = _dask_array(str(paths[0]), rows)
-        y = None if len(paths) < 2 else _dask_array(str(paths[1]), rows)
+        x = _dask_input(texts[0], rows)
+        y = _dask_input(texts[1], rows) if len(texts) > 1 else None
     protect = _input_paths(job)
     if job.scheduler:
         client = distributed.Client(job.scheduler)

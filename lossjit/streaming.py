@@ -91,6 +91,26 @@ def open_npy(path: str) -> np.memmap:
     return array
 
 
+def open_zarr(path: str, name: str | None = None, *, what: str = "input") -> Any:
+    """A Zarr array (``name`` within a group), read chunk by chunk as it is sliced (the
+    ``dask`` extra brings zarr)."""
+    from lossjit.formats import optional
+
+    zarr = optional("zarr", "reading .zarr")
+    try:
+        found = zarr.open(path, mode="r")
+        if name is not None:
+            found = found[name]
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise LossjitError(f"{what}: {path}{':' + name if name else ''}: cannot open as a "
+                           f"Zarr array: {exc}") from None
+    if not hasattr(found, "shape") or not hasattr(found, "dtype"):
+        names = ", ".join(sorted(found.array_keys())) if hasattr(found, "array_keys") else ""
+        raise LossjitError(f"{what}: {path} is a Zarr group; name one of its arrays "
+                           f"({path}:NAME){': ' + names if names else ''}")
+    return found
+
+
 def create_npy(path: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
     """A new ``.npy`` file of ``shape`` and ``dtype``, memory-mapped for writing."""
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)

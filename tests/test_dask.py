@@ -205,7 +205,7 @@ def test_compute_dask_refuses_what_the_workers_cannot_read(tmp_path, monkeypatch
     np.savetxt(tmp_path / "x.csv", np.zeros(10))
     np.save(tmp_path / "y.npy", np.zeros(10))
     done = invoke("compute", "mse", "x.csv", "y.npy", "--dask")
-    assert done.exit_code == 1 and "whole .npy files by path" in done.stderr
+    assert done.exit_code == 1 and "whole .npy files and Zarr arrays by path" in done.stderr
     np.save(tmp_path / "x.npy", np.zeros(10))
     done = invoke("compute", "mse", "x.npy", "y.npy", "--dask", "--grad-out", "g.csv")
     assert done.exit_code == 1 and "is a .npy file" in done.stderr, done.stderr
@@ -231,3 +231,27 @@ def test_from_zarr_to_zarr(tmp_path):
     assert_same_value(float(value), whole.value, "zarr")
     assert_same_array(zarr.open_array(str(tmp_path / "g.zarr"), mode="r")[:],
                       whole.grads["predictions"], "zarr grad")
+
+
+def test_compute_on_a_local_cluster_reads_zarr(tmp_path):
+    import subprocess
+    import sys
+
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((50_000, 3))
+    y = (rng.random((50_000, 3)) < 0.5) * 1.0
+    for name, data in (("x", x), ("y", y)):
+        zarr.open_array(str(tmp_path / f"{name}.zarr"), mode="w", shape=data.shape,
+                        dtype=data.dtype, chunks=(9_000, 3))[:] = data
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    lossjit = [sys.executable, "-m", "lossjit", "compute", "bce_with_logits"]
+    on_dask = subprocess.run([*lossjit, "x.zarr", "y.zarr", "--dask", "--workers", "1",
+                              "--grad-out", "gd.npy"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+    alone = subprocess.run([*lossjit, "x.npy", "y.npy", "--grad-out", "g.npy"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert on_dask.returncode == 0, on_dask.stderr[-2000:]
+    assert on_dask.stdout == alone.stdout
+    assert (tmp_path / "gd.npy").read_bytes() == (tmp_path / "g.npy").read_bytes()

@@ -207,7 +207,7 @@ def test_cli_per_term_losses_stream(in_tmp):
 
 
 @pytest.mark.parametrize("args,message", [
-    (("x.csv", "y.npy", "--stream"), "streaming reads whole .npy files"),
+    (("x.csv", "y.npy", "--stream"), "streaming reads whole .npy files and Zarr arrays"),
     (("x.npy:0", "y.npy", "--stream"), "streaming reads whole .npy files"),
     (("x.npy", "y.npy", "--stream", "--grad-out", "g.csv"), "is a .npy file"),
     (("x.npy", "y.npy", "--stream", "--grad-out", "-"), "to .npy files only"),
@@ -312,3 +312,21 @@ def test_zarr_arrays_stream_in_and_out(tmp_path):
     assert_same_value(value, whole.value, "zarr")
     assert_same_array(zarr.open_array(str(tmp_path / "g.zarr"), mode="r")[:],
                       whole.grads["predictions"], "zarr grad")
+
+
+def test_cli_streams_zarr_inputs(in_tmp):
+    zarr = pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
+    _big(in_tmp, 100_000)
+    x, y = np.load(in_tmp / "x.npy"), np.load(in_tmp / "y.npy")
+    zarr.open_array(str(in_tmp / "x.zarr"), mode="w", shape=x.shape, dtype=x.dtype,
+                    chunks=(30_000,))[:] = x
+    group = zarr.open_group(str(in_tmp / "run.zarr"), mode="w")
+    group.create_array("targets", shape=y.shape, dtype=y.dtype, chunks=(7_000,))[:] = y
+    from_zarr = invoke("compute", "mse", "x.zarr", "run.zarr:targets", "--grad-out", "gz.npy")
+    from_npy = invoke("compute", "mse", "x.npy", "y.npy", "--grad-out", "g.npy")
+    assert from_zarr.exit_code == 0, from_zarr.stderr
+    assert from_zarr.stdout == from_npy.stdout
+    assert (in_tmp / "gz.npy").read_bytes() == (in_tmp / "g.npy").read_bytes()
+    group_only = invoke("compute", "mse", "x.zarr", "run.zarr", "--no-grad")
+    assert group_only.exit_code == 1 and "name one of its arrays" in group_only.stderr
+    assert "targets" in group_only.stderr
