@@ -2,17 +2,18 @@
 bits of the NumPy call (the optional extra ``lossjit[dask]``).
 
 Each chunk of the predictions (and the same rows of the targets and sample weights) is one
-task that runs the compiled kernels on its piece and returns the piece's block sums, gradient,
-Hessian diagonal and per-term losses (:func:`lossjit.streaming.piece_run`). The block sums of
-all the tasks are added exactly and rounded once, so the loss does not depend on the
-scheduler, the number of workers, the tree or the chunking. That holds when every chunk is a
-whole number of the kernels' blocks: chunks along axis 0 that do not end at a multiple of the
-layout's cut (:meth:`lossjit.layouts.Layout.cut`, 8192 numbers for element-wise losses) are
-realigned first (one rechunk, moving the rows between neighbouring chunks), and the other axes
-(the class axis among them) are put in one chunk. The gradient comes back in the
-predictions' chunks. Where the mean's denominator depends on the data (sample weights, class
-weights and ignored targets, ``nan_policy="omit"``), a first set of tasks adds it up from the
-targets.
+task that runs the compiled kernels on its piece (:func:`lossjit.streaming.piece_run`) and
+returns its gradient, Hessian diagonal and per-term losses, which do not depend on how the rows
+are cut, and the block sums of the kernels' blocks that lie wholly inside it. A block that a
+chunk shares with its neighbours (the chunk's bounds are not multiples of the layout's cut,
+:meth:`lossjit.layouts.Layout.cut`: 8192 numbers for element-wise losses) comes back as the
+chunk's rows of it, at most one block at each end; the task that adds the loss up puts those
+blocks together and sums them. All block sums are added exactly and rounded once, so the loss
+does not depend on the scheduler, the number of workers, the tree or the chunking, and no
+chunking needs a rechunk along axis 0 (the other axes, the class axis among them, are put in
+one chunk). The gradient comes back in the predictions' chunks. Where the mean's denominator
+depends on the data (sample weights, class weights and ignored targets,
+``nan_policy="omit"``), a first set of tasks adds it up from the targets, in the same way.
 
 The tasks name the loss and its options, and each worker resolves them in its own registry:
 the built-in losses, and losses registered by a module the workers import. Kernels compile
@@ -47,56 +48,118 @@ def _dask() -> Any:
     return dask
 
 
-def aligned_chunks(chunks: tuple[int, ...], cut: int) -> tuple[int, ...]:
-    """Chunks along axis 0 whose bounds are multiples of ``cut`` (the last one ends the
-    array): each bound moves down to a multiple, and chunks left empty go.
-
-    >>> aligned_chunks((5000, 5000, 5000), 8192)
-    (8192, 6808)
-    >>> aligned_chunks((8192, 10000, 100), 8192)
-    (8192, 8192, 1908)
-    """
-    total = sum(chunks)
-    bounds, edge = [], 0
-    for size in chunks[:-1]:
-        edge += size
-        bound = edge // cut * cut
-        if bound > (bounds[-1] if bounds else 0):
-            bounds.append(bound)
-    edges = [0, *bounds, total]
-    return tuple(b - a for a, b in zip(edges, edges[1:], strict=False) if b > a) or (0,)
-
-
 def _plan(name: str, settings: dict[str, Any], options: dict[str, Any]) -> Plan:
     return make_plan(name, **settings, **options)
 
 
+def split(lo: int, hi: int, n: int, cut: int) -> tuple[int, int]:
+    """The whole blocks of the chunk ``lo:hi`` of ``n`` rows: ``a:b`` (blocks start at
+    multiples of ``cut``; the last ends at ``n``); the rows ``lo:a`` and ``b:hi`` are parts of
+    blocks that the chunk shares with its neighbours.
+
+    >>> split(0, 20000, 30000, 8192), split(5000, 10000, 30000, 8192)
+    ((0, 16384), (8192, 8192))
+    >>> split(8192, 30000, 30000, 8192)
+    (8192, 30000)
+    """
+    a = lo if lo % cut == 0 else min(hi, (lo // cut + 1) * cut)
+    b = hi if hi == n else max(a, hi // cut * cut)
+    return a, b
+
+
+def _parts(lo: int, hi: int, n: int, cut: int | None) -> list[tuple[int, int, bool]]:
+    """(start, end, whole blocks) of the chunk ``lo:hi``: its head, its whole blocks and its
+    tail, the empty ones left out."""
+    a, b = (lo, hi) if cut is None else split(lo, hi, n, cut)
+    return [(s, e, whole) for s, e, whole in ((lo, a, False), (a, b, True), (b, hi, False))
+            if e > s or (whole and lo == hi)]
+
+
+def _rows_of(array: Any, lo: int, hi: int, start: int) -> Any:
+    return None if array is None else np.asarray(array[lo - start:hi - start])
+
+
 def _count_task(name: str, settings: dict[str, Any], options: dict[str, Any],
-                shape: tuple[int, ...], lo: int, hi: int, x: Any, y: Any,
-                sw: Any) -> ExactSum:
+                shape: tuple[int, ...], cut: int | None, lo: int, hi: int, x: Any, y: Any,
+                sw: Any) -> tuple[ExactSum, list[tuple[int, Any, Any, Any]]]:
+    """A chunk's share of the denominator from its whole blocks, and the rows of the blocks it
+    shares (counted where those blocks are put together, :func:`_merge_counts`)."""
     from lossjit.streaming import piece_count
 
-    return piece_count(_plan(name, settings, options), shape, lo, hi, x, y, sw)
+    plan = _plan(name, settings, options)
+    count, shared = ExactSum(), []
+    for s, e, whole in _parts(lo, hi, shape[0], cut):
+        rows = (_rows_of(x, s, e, lo), _rows_of(y, s, e, lo), _rows_of(sw, s, e, lo))
+        if whole:
+            part = piece_count(plan, shape, s, e, *rows)
+            count.count += part.count
+            count.sums.extend(part.sums)
+        else:
+            shared.append((s, *rows))
+    return count, shared
 
 
 def _run_task(name: str, settings: dict[str, Any], options: dict[str, Any],
-              shape: tuple[int, ...], lo: int, hi: int, x: Any, y: Any, sw: Any,
-              scale: float) -> tuple[list[float], Any, Any, Any]:
+              shape: tuple[int, ...], cut: int | None, lo: int, hi: int, x: Any, y: Any,
+              sw: Any, scale: float) -> tuple[list[float], Any, Any, Any, list[Any]]:
+    """A chunk run: the block sums of its whole blocks, its gradient, Hessian diagonal and
+    per-term losses (element by element, the same however the rows are cut), and the rows of
+    the blocks it shares with its neighbours (summed where they are put together,
+    :func:`_value`)."""
     from lossjit.streaming import piece_run
 
-    return piece_run(_plan(name, settings, options), shape, lo, hi, np.asarray(x),
-                     None if y is None else np.asarray(y), sw, scale)
+    plan = _plan(name, settings, options)
+    x = np.asarray(x)
+    y = None if y is None else np.asarray(y)
+    sums: list[float] = []
+    shared, outputs = [], []
+    for s, e, whole in _parts(lo, hi, shape[0], cut):
+        rows = (_rows_of(x, s, e, lo), _rows_of(y, s, e, lo), _rows_of(sw, s, e, lo))
+        found, g, h, terms = piece_run(plan, shape, s, e, *rows, scale)
+        outputs.append((g, h, terms))
+        if whole:
+            sums.extend(found)
+        else:
+            shared.append((s, *rows))
+    joined = [None if outputs[0][k] is None else np.concatenate([o[k] for o in outputs])
+              for k in range(3)]
+    return sums, joined[0], joined[1], joined[2], shared
+
+
+def _blocks(shared: list[tuple[int, Any, Any, Any]], n: int,
+            cut: int) -> list[tuple[int, int, Any, Any, Any]]:
+    """The shared blocks put together from their chunks' rows: (start, end, x, y, sw)."""
+    by_block: dict[int, list[tuple[int, Any, Any, Any]]] = {}
+    for item in shared:
+        by_block.setdefault(item[0] // cut, []).append(item)
+    found = []
+    for block, items in sorted(by_block.items()):
+        items.sort(key=lambda item: item[0])
+        joined = [None if items[0][k] is None else np.concatenate([i[k] for i in items])
+                  for k in (1, 2, 3)]
+        found.append((block * cut, min(n, (block + 1) * cut), *joined))
+    return found
 
 
 def _second(pair: tuple[float, float]) -> float:
     return pair[1]
 
 
-def _merge_counts(*parts: ExactSum) -> ExactSum:
-    total = ExactSum()
-    for part in parts:
-        total.count += part.count
-        total.sums.extend(part.sums)
+def _merge_counts(name: str, settings: dict[str, Any], options: dict[str, Any],
+                  shape: tuple[int, ...], cut: int | None, *parts: Any) -> ExactSum:
+    from lossjit.streaming import piece_count
+
+    total, shared = ExactSum(), []
+    for count, rows in parts:
+        total.count += count.count
+        total.sums.extend(count.sums)
+        shared.extend(rows)
+    if shared:
+        plan = _plan(name, settings, options)
+        for s, e, x, y, sw in _blocks(shared, shape[0], cut or 1):
+            part = piece_count(plan, shape, s, e, x, y, sw)
+            total.count += part.count
+            total.sums.extend(part.sums)
     return total
 
 
@@ -108,9 +171,18 @@ def _scale(name: str, settings: dict[str, Any], options: dict[str, Any],
 
 
 def _value(name: str, settings: dict[str, Any], options: dict[str, Any],
-           scaled: tuple[float, float], *parts: list[float]) -> float:
-    sums = [s for part in parts for s in part]
-    result = finish(_plan(name, settings, options), combine(sums), scaled[0], None, {}, None)
+           shape: tuple[int, ...], cut: int | None, scaled: tuple[float, float],
+           *parts: tuple[list[float], list[Any]]) -> float:
+    """The loss: the whole blocks' sums of every chunk, and the sums of the shared blocks put
+    together here, added exactly."""
+    from lossjit.streaming import piece_run
+
+    plan = _plan(name, settings, options)
+    sums = [s for found, _ in parts for s in found]
+    shared = [row for _, rows in parts for row in rows]
+    for s, e, x, y, sw in _blocks(shared, shape[0], cut or 1):
+        sums.extend(piece_run(plan, shape, s, e, x, y, sw, scaled[1])[0])
+    result = finish(plan, combine(sums), scaled[0], None, {}, None)
     return float(result.value)
 
 
@@ -142,7 +214,7 @@ def _compute(name: str, predictions: Any, targets: Any, *, reduction: str, sampl
         raise LossjitError(f"targets: shape {tuple(y.shape)} does not match predictions "
                            f"{shape} along axis 0")
     cut = plan.spec.layout.cut(shape, plan.options)
-    chunks = (shape[0],) if cut is None else aligned_chunks(x.chunks[0], cut)
+    chunks = (shape[0],) if cut is None else tuple(int(c) for c in x.chunks[0])
     given = x.chunks
     x = _rows(x, chunks)
     y = None if y is None else _rows(y, chunks)
@@ -170,16 +242,17 @@ def _compute(name: str, predictions: Any, targets: Any, *, reduction: str, sampl
     spans = list(zip(bounds, bounds[1:], strict=False))
     if needs_count(plan, sample_weight):
         counts = [delayed(_count_task, pure=True)(
-            name, settings, options, shape, lo, hi,
+            name, settings, options, shape, cut, lo, hi,
             xs[i] if nan_policy == "omit" else None, ys[i], sws[i])
             for i, (lo, hi) in enumerate(spans)]
-        count = delayed(_merge_counts, pure=True)(*counts)
+        count = delayed(_merge_counts, pure=True)(name, settings, options, shape, cut,
+                                                   *counts)
     else:
         count = whole_count(plan, terms_shape)
     scaled = delayed(_scale, pure=True)(name, settings, options, shape, count)
     scale = delayed(_second, pure=True)(scaled)
-    runs = [delayed(_run_task, pure=True, nout=4)(name, settings, options, shape, lo, hi,
-                                                   xs[i], ys[i], sws[i], scale)
+    runs = [delayed(_run_task, pure=True, nout=5)(name, settings, options, shape, cut, lo,
+                                                   hi, xs[i], ys[i], sws[i], scale)
             for i, (lo, hi) in enumerate(spans)]
     dtype = float_dtype
 
@@ -190,12 +263,10 @@ def _compute(name: str, predictions: Any, targets: Any, *, reduction: str, sampl
 
     if reduction == "none":
         value = stacked(3, tuple(terms_shape[1:]))
-        if cut is not None and value.chunks[0] != given[0]:
-            value = value.rechunk({0: given[0]})
     else:
         value = da.from_delayed(delayed(_value, pure=True)(
-            name, settings, options, scaled, *[run[0] for run in runs]), shape=(),
-            dtype=np.float64)
+            name, settings, options, shape, cut, scaled,
+            *[(run[0], run[4]) for run in runs]), shape=(), dtype=np.float64)
     gradient = hess = None
     if want_grad:
         gradient = stacked(1, shape[1:])

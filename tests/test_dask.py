@@ -76,11 +76,12 @@ def test_any_chunking_gives_the_numpy_bits(spec, dtype, data):
     _compare(spec, x, y, options, sw, xd, yd, swd)
 
 
-def test_aligned_chunks_move_each_bound_down_to_a_multiple():
-    assert ldask.aligned_chunks((8192, 8192), 8192) == (8192, 8192)
-    assert ldask.aligned_chunks((100, 20000, 3), 8192) == (16384, 3719)
-    assert ldask.aligned_chunks((10,), 8192) == (10,)
-    assert ldask.aligned_chunks((0,), 8192) == (0,)
+def test_chunks_split_into_whole_blocks_and_shared_ends():
+    assert ldask.split(0, 8192, 16384, 8192) == (0, 8192)
+    assert ldask.split(100, 20100, 30000, 8192) == (8192, 16384)
+    assert ldask.split(20100, 30000, 30000, 8192) == (24576, 30000)  # the last block ends at n
+    assert ldask.split(10, 20, 30000, 8192) == (20, 20)  # inside one block: all shared
+    assert ldask.split(0, 0, 0, 8192) == (0, 0)
 
 
 def test_the_gradient_keeps_the_predictions_chunks_and_one_graph():
