@@ -88,6 +88,14 @@ def _pow2(k):
 
 
 @jit(inline=True)
+def _times_pow2(v, k):
+    """v 2^k for an integer-valued float k, in two halves (so that subnormal results and the
+    overflow edge come out right)."""
+    half = math.floor(k * 0.5)
+    return v * _pow2(half) * _pow2(k - half)
+
+
+@jit(inline=True)
 def _expm1_reduced(r):
     """e^r - 1 for |r| <= ln2/2: r times the Taylor polynomial of e^r's terms after the
     leading 1, to degree 13 (truncation below 1e-17)."""
@@ -116,12 +124,34 @@ def exp(x):
     k = math.floor(clamped * _LOG2E + 0.5)
     r = (clamped - k * _LN2_HI) - k * _LN2_LO
     p = _expm1_reduced(r) + 1.0
-    half = math.floor(k * 0.5)
-    value = p * _pow2(half) * _pow2(k - half)
+    value = _times_pow2(p, k)
     return value if x == x else x
 
 
 _F32 = np.float32
+
+
+@jit(inline=True)
+def _expm1_reduced32(r):
+    """``_expm1_reduced`` in float32: to degree 7 (truncation below 1e-8)."""
+    p = _F32(1.0 / 5040.0)
+    p = p * r + _F32(1.0 / 720.0)
+    p = p * r + _F32(1.0 / 120.0)
+    p = p * r + _F32(1.0 / 24.0)
+    p = p * r + _F32(1.0 / 6.0)
+    p = p * r + _F32(0.5)
+    p = p * r + _F32(1.0)
+    return p * r
+
+
+@jit(inline=True)
+def _times_pow2_32(v, k):
+    """v 2^k in float32, for an integer-valued k, in two halves (so that subnormal results and
+    the overflow edge come out right)."""
+    half = np.floor(k * _F32(0.5))
+    rest = k - half
+    return (v * _float32(np.int32((np.int32(half) + 127) << 23))
+            * _float32(np.int32((np.int32(rest) + 127) << 23)))
 
 
 @jit(inline=True)
@@ -130,22 +160,9 @@ def exp32(x):
     and a degree-7 polynomial (truncation below 1e-8), twice as many lanes per vector."""
     clamped = min(max(x, _F32(-104.0)), _F32(89.0))
     k = np.floor(clamped * _F32(_LOG2E) + _F32(0.5))
-    r = (clamped - k * _F32(0.693359375)) - k * _F32(-2.12194440e-4)
-    p = _F32(1.0 / 5040.0)
-    p = p * r + _F32(1.0 / 720.0)
-    p = p * r + _F32(1.0 / 120.0)
-    p = p * r + _F32(1.0 / 24.0)
-    p = p * r + _F32(1.0 / 6.0)
-    p = p * r + _F32(0.5)
-    p = p * r + _F32(1.0)
-    p = p * r + _F32(1.0)
-    half = np.floor(k * _F32(0.5))
-    rest = k - half
-    value = (p * _float32(np.int32((np.int32(half) + 127) << 23))
-             * _float32(np.int32((np.int32(rest) + 127) << 23)))
+    r = (clamped - k * _F32(_LN2_HI32)) - k * _F32(_LN2_LO32)
+    value = _times_pow2_32(_expm1_reduced32(r) + _F32(1.0), k)
     return value if x == x else x
-
-
 
 
 @jit(inline=True)
@@ -437,8 +454,7 @@ def exp_om64(t):
     k = math.floor(clamped * _LOG2E + 0.5)
     r = (clamped - k * _LN2_HI) - k * _LN2_LO
     pm = _expm1_reduced(r)  # e^r - 1
-    half = math.floor(k * 0.5)
-    value = (pm + 1.0) * _pow2(half) * _pow2(k - half)
+    value = _times_pow2(pm + 1.0, k)
     # 1 - e^-t: -(e^r - 1) for k = 0, (1 - (e^r - 1)) / 2 for k = -1 (no cancellation in
     # either), 1 - e^-t below (at least 0.65, rounded once)
     om = -pm if k == 0.0 else ((0.5 - 0.5 * pm) if k == -1.0 else 1.0 - value)
@@ -452,18 +468,8 @@ def exp_om32(t):
     clamped = max(x, _F32(-104.0))
     k = np.floor(clamped * _F32(_LOG2E) + _F32(0.5))
     r = (clamped - k * _F32(_LN2_HI32)) - k * _F32(_LN2_LO32)
-    p = _F32(1.0 / 5040.0)
-    p = p * r + _F32(1.0 / 720.0)
-    p = p * r + _F32(1.0 / 120.0)
-    p = p * r + _F32(1.0 / 24.0)
-    p = p * r + _F32(1.0 / 6.0)
-    p = p * r + _F32(0.5)
-    p = p * r + _F32(1.0)
-    pm = p * r
-    half = np.floor(k * _F32(0.5))
-    rest = k - half
-    value = ((pm + _F32(1.0)) * _float32(np.int32((np.int32(half) + 127) << 23))
-             * _float32(np.int32((np.int32(rest) + 127) << 23)))
+    pm = _expm1_reduced32(r)
+    value = _times_pow2_32(pm + _F32(1.0), k)
     om = (-pm if k == _F32(0.0) else
           ((_F32(0.5) - _F32(0.5) * pm) if k == _F32(-1.0) else _F32(1.0) - value))
     return (value if t == t else t), (om if t == t else t)
