@@ -359,8 +359,9 @@ def _separator(source: Source) -> str:
 
 
 def _input_paths(job: Job) -> list[str]:
-    """The files a job reads, never written: each source's path, and the file standard input
-    is redirected from when a source is ``-`` (compared by device and inode)."""
+    """The files a job reads, never written: each source's path (and a Zarr group's array's
+    directory), and the file standard input is redirected from when a source is ``-``
+    (compared by device and inode)."""
     import os
 
     sources = [job.predictions, job.targets, job.sample_weight,
@@ -369,9 +370,12 @@ def _input_paths(job: Job) -> list[str]:
     for text in sources:
         if isinstance(text, str) and text:
             try:
-                paths.append(Source.parse(text).path)
+                source = Source.parse(text)
             except LossjitError:
                 continue
+            paths.append(source.path)
+            if _zarr_source(text) is not None and source.selector:
+                paths.append(os.path.join(source.path, source.selector))  # a group's array
     if "-" in paths and os.path.exists("/dev/stdin"):
         paths.append("/dev/stdin")
     return paths
@@ -563,7 +567,8 @@ def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
                   say: Callable[[str], None] | None,
                   progress: Callable[[int, str], Callable[[int], None]] | None) -> Done:
     """Run a job piece by piece from memory-mapped ``.npy`` inputs (or Zarr arrays) into
-    memory-mapped ``.npy`` outputs (:mod:`lossjit.streaming`), written all or none."""
+    memory-mapped ``.npy`` outputs (or Zarr arrays, one piece a chunk)
+    (:mod:`lossjit.streaming`), written all or none."""
     from lossjit import streaming
     from lossjit.layouts import FLOATS
     from lossjit.plan import make_plan
@@ -571,8 +576,8 @@ def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
     for key, path in job.outputs.items():
         if key.endswith("_grad") or path == "-":
             raise LossjitError(f"{output_flag(key)}: a streamed run writes the gradient, the "
-                               "Hessian diagonal and the per-term losses to .npy files only; "
-                               "add --no-stream")
+                               "Hessian diagonal and the per-term losses to .npy files and "
+                               ".zarr stores only; add --no-stream")
     if job.reduction == "none" and "loss" not in job.outputs:
         raise LossjitError("--reduction none: a streamed run writes the per-term losses to a "
                            "file; add --loss-out FILE.npy (or --no-stream to print them)")
@@ -592,8 +597,12 @@ def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
                      hessian="hess" in job.outputs, want_grad="grad" in job.outputs,
                      nan_policy=job.nan_policy, **options)
     protect = _input_paths(job)
+    rows = streaming.stream_rows(plan, x, y, outputs=len(set(job.outputs) & {"grad", "hess"}),
+                                 memory=memory)
+    chunk = streaming.chunk_rows(x)  # Zarr outputs keep Zarr predictions' chunks
+    chunk = chunk if chunk > 1 and rows % chunk == 0 else rows
     with OutputSet() as files:
-        mapped = {key: files.mapped(path, x.shape, dtype, protect=protect,
+        mapped = {key: files.mapped(path, x.shape, dtype, rows=chunk, protect=protect,
                                     what=output_flag(key))
                   for key, path in job.outputs.items() if key in ("grad", "hess")}
         terms = None
@@ -603,16 +612,16 @@ def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
             shape = terms_plan.lay_out(np.asarray(x[:1]), None if y is None
                                        else np.asarray(y[:1])).terms_shape
             terms = files.mapped(job.outputs["loss"], (x.shape[0], *shape[1:]), dtype,
-                                 protect=protect, what=output_flag("loss"))
+                                 rows=chunk, protect=protect, what=output_flag("loss"))
         report = None if progress is None else progress(x.shape[0], spec.name)
         with clock.compute():
             value = streaming.stream(plan, x, y, sample_weight=weights,
                                      grad=mapped.get("grad"), hess=mapped.get("hess"),
                                      losses=terms if job.reduction == "none" else None,
-                                     memory=memory, progress=report)
+                                     memory=memory, rows=rows, progress=report)
             if terms is not None and job.reduction != "none":
                 streaming.stream(terms_plan, x, y, sample_weight=weights, losses=terms,
-                                 memory=memory)
+                                 memory=memory, rows=rows)
         with clock.step("write"):
             del mapped
             files.commit()
@@ -671,8 +680,9 @@ def _write_part(path: str, lo: int, block: np.ndarray) -> int:
 
 def _run_on_dask(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
                  say: Callable[[str], None] | None) -> Done:
-    """Run a job on Dask: ``.npy`` inputs read by the workers chunk by chunk, the gradient
-    (and Hessian) written by them into ``.npy`` temporaries renamed when complete."""
+    """Run a job on Dask: ``.npy`` inputs (or Zarr arrays) read by the workers chunk by chunk,
+    the gradient (and Hessian) written by them into ``.npy`` (or Zarr) temporaries renamed
+    when complete."""
     from lossjit import streaming
     from lossjit.formats import optional
     from lossjit.layouts import FLOATS
@@ -685,7 +695,7 @@ def _run_on_dask(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
     for key, path in job.outputs.items():
         if key not in ("grad", "hess") or path == "-":
             raise LossjitError(f"{output_flag(key)}: a Dask run writes the gradient and the "
-                               "Hessian diagonal to .npy files only")
+                               "Hessian diagonal to .npy files and .zarr stores only")
     if job.reduction == "none":
         raise LossjitError("--reduction none: a Dask run gives the reduced loss; drop --dask "
                            "(or use --stream --loss-out) for per-term losses")
@@ -718,22 +728,26 @@ def _run_on_dask(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
             dashboard_address=None))
     try:
         with OutputSet() as files, clock.compute():
-            mapped = {key: files.mapped(path, tuple(shape), out_dtype, protect=protect,
-                                        what=output_flag(key))
-                      for key, path in job.outputs.items()}
-            temporaries = {key: array.filename for key, array in mapped.items()}
-            del mapped
+            chunk = max(x.chunks[0], default=1)
+            outs = {key: files.mapped(path, tuple(shape), out_dtype, rows=chunk,
+                                      protect=protect, what=output_flag(key))
+                    for key, path in job.outputs.items()}
             value, grad, hess = ldask._compute(
                 spec.name, x, y, reduction=job.reduction, sample_weight=weights,
                 empty=job.empty, nan_policy=job.nan_policy, want_grad="grad" in job.outputs,
                 hessian="hess" in job.outputs, options=options)
             writes = []
             for key, array in (("grad", grad), ("hess", hess)):
-                if key in temporaries:
+                out = outs.get(key)
+                if isinstance(out, np.memmap):
                     bounds = np.cumsum((0, *array.chunks[0])).tolist()
-                    writes += [dask.delayed(_write_part, pure=False)(temporaries[key], lo, part)
+                    writes += [dask.delayed(_write_part, pure=False)(out.filename, lo, part)
                                for lo, part in zip(bounds, array.to_delayed().reshape(-1),
                                                    strict=False)]
+                elif out is not None:  # a Zarr array: each task writes whole chunks of it
+                    if any(n != chunk for n in array.chunks[0][:-1]):
+                        array = array.rechunk({0: chunk})
+                    writes.append(array.store(out, lock=False, compute=False))
             computed = client.compute([value, *writes], sync=True)
             value = float(computed[0])
             files.commit()

@@ -145,9 +145,10 @@ def _release(array: Any, lo: int, hi: int) -> None:
 
 
 def piece_rows(plan: Plan, shape: tuple[int, ...], dtypes: list[np.dtype], memory: int,
-               rows: int | None = None) -> int:
+               rows: int | None = None, align: int = 1) -> int:
     """How many indices of axis 0 each piece takes: a multiple of the layout's cut, the most
-    that fit in ``memory`` (at least one cut), or ``rows`` rounded up to a cut."""
+    that fit in ``memory`` (at least one cut), or ``rows`` rounded down to a cut (at least
+    one). Where a multiple of ``align`` (the inputs' chunks) and the cut fits, it is one."""
     cut = plan.spec.layout.cut(shape, plan.options)
     if cut is None:
         raise LossjitError(f"{plan.spec.name}: predictions of shape {shape} cannot be cut into "
@@ -156,7 +157,28 @@ def piece_rows(plan: Plan, shape: tuple[int, ...], dtypes: list[np.dtype], memor
     if rows is None:
         per_index = math.prod(shape[1:]) * sum(np.dtype(d).itemsize for d in dtypes)
         rows = memory // max(1, _OVERHEAD * per_index)
+        unit = math.lcm(cut, align)
+        cut = unit if unit <= rows else cut
     return max(cut, rows // cut * cut)
+
+
+def chunk_rows(array: Any) -> int:
+    """The indices of axis 0 in each chunk of a chunked array (Zarr), 1 for any other."""
+    chunks = getattr(array, "chunks", None)
+    return chunks[0] if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int) \
+        else 1
+
+
+def stream_rows(plan: Plan, predictions: Any, targets: Any = None, *, outputs: int = 1,
+                memory: int = DEFAULT_MEMORY, rows: int | None = None) -> int:
+    """How many indices of axis 0 each piece of :func:`stream` takes, with ``outputs``
+    arrays of the predictions' shape written (gradient, Hessian): as many as fit in
+    ``memory``, and whole chunks of chunked (Zarr) inputs where they fit."""
+    shape = tuple(predictions.shape)
+    inputs = [predictions] + ([] if targets is None else [targets])
+    dtypes = [a.dtype for a in inputs] + [predictions.dtype] * outputs
+    align = math.lcm(*(chunk_rows(a) for a in inputs))
+    return piece_rows(plan, shape, dtypes, memory, rows, align)
 
 
 def _bounds(n: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -232,8 +254,9 @@ def stream(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: 
     """Run ``plan`` on ``predictions`` and ``targets`` piece by piece; return the loss (None
     for ``reduction="none"``, whose per-term losses go to ``losses``). ``grad`` and ``hess``
     (the predictions' shape and dtype) and ``losses`` (the terms' shape) receive their parts
-    piece by piece. ``memory`` bounds the pieces (``rows``: the indices of axis 0 in each, for
-    tests); ``progress`` is called with the indices of axis 0 done after each piece.
+    piece by piece. ``memory`` bounds the pieces (``rows``: the indices of axis 0 in each,
+    rounded down to the layout's cut; :func:`stream_rows` says how many by default);
+    ``progress`` is called with the indices of axis 0 done after each piece.
     """
     shape = tuple(predictions.shape)
     if not shape:
@@ -245,9 +268,8 @@ def stream(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: 
     if plan.hessian and hess is None:
         raise LossjitError("hess: a streamed Hessian needs an output to go to")
     n = shape[0]
-    dtypes = [predictions.dtype] + ([] if targets is None else [targets.dtype])
-    dtypes += [predictions.dtype] * ((grad is not None) + (hess is not None))
-    step = piece_rows(plan, shape, dtypes, memory, rows)
+    step = stream_rows(plan, predictions, targets, outputs=(grad is not None)
+                       + (hess is not None), memory=memory, rows=rows)
     terms_shape = terms_shape_of(plan, shape, _piece(predictions, 0, min(n, step)),
                                  _piece(targets, 0, min(n, step)))
     sw_whole = None if sample_weight is None else np.broadcast_to(

@@ -16,14 +16,20 @@ extension (``grad.csv.gz`` is gzip-compressed CSV):
 * any of them followed by ``.gz``, ``.bz2``, ``.xz`` or ``.zst`` (``.zst`` needs zstandard,
   the ``zstd`` extra).
 
-Text and Arrow hold at most two dimensions; larger arrays need ``.npy`` or ``.npz``.
+* ``.zarr``: a Zarr array, a directory of compressed chunks (needs zarr, the ``dask`` extra);
+  ``run.zarr:name`` is the array ``name`` in the group ``run.zarr`` (created when it does not
+  exist, and then holding every output named in it).
+
+Text and Arrow hold at most two dimensions; larger arrays need ``.npy``, ``.npz`` or ``.zarr``.
 The path ``-`` writes to stdout as CSV, TSV, space-separated text or ``.npy`` bytes
 (``STREAM_FORMATS``).
 
 A file is never written in place: the data goes to a temporary file
 (``.lossjit-<name>.<pid>.<random>.tmp``) in the destination's directory, is flushed to disk,
 gets the old file's permissions (a new file gets the umask's) and is renamed over the
-destination, so a failed or interrupted write leaves the destination as it was.
+destination, so a failed or interrupted write leaves the destination as it was. A Zarr
+array is written the same way as a temporary directory, swapped into place in one step where
+the system can (Linux), so a reader sees the old array or the new one.
 :class:`OutputSet` renames several files only once all are complete. Temporaries of an
 interrupted process are removed by :func:`remove_temporaries` (the CLI's signal handling);
 those a killed process left are removed by a later write into the same directory, once they
@@ -63,8 +69,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -80,9 +88,12 @@ import numpy as np
 from lossjit.errors import LossjitError, check_interrupted, one_line, show
 from lossjit.formats import ARROW_FORMATS, COMPRESSIONS, compress, optional, split_name
 
-__all__ = ["STREAM_FORMATS", "TEMP_PATTERN", "WRITE_FORMATS", "OutputSet", "check_destination",
-           "default_grad_path", "remove_stale", "remove_temporaries", "text_lines",
-           "write_array"]
+__all__ = ["STREAM_FORMATS", "TEMP_PATTERN", "WRITE_FORMATS", "ZARR", "OutputSet",
+           "check_destination", "default_grad_path", "remove_stale", "remove_temporaries",
+           "text_lines", "write_array"]
+
+#: The extension of a Zarr store (a directory), written by zarr (the ``dask`` extra).
+ZARR = ".zarr"
 
 #: What ``-`` (stdout) can carry: text with one of three separators, or .npy bytes.
 STREAM_FORMATS = ("csv", "tsv", "txt", "npy")
@@ -110,8 +121,8 @@ def _where(what: str, path: str) -> str:
 
 def _formats_list() -> str:
     compressions = ", ".join(COMPRESSIONS)
-    return (f"use one of {', '.join(WRITE_FORMATS)}, optionally followed by {compressions} "
-            f"(or - for stdout as {', '.join(STREAM_FORMATS)})")
+    return (f"use one of {', '.join(_WRITERS)}, optionally followed by {compressions}, or "
+            f"{ZARR} (or - for stdout as {', '.join(STREAM_FORMATS)})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,8 +246,9 @@ _WRITERS: dict[str, Writer] = {
     ".arrow": _write_ipc,
 }
 
-#: Extensions ``write_array`` writes (each may be followed by one of ``COMPRESSIONS``).
-WRITE_FORMATS: tuple[str, ...] = tuple(_WRITERS)
+#: Extensions ``write_array`` writes (each file format may be followed by one of
+#: ``COMPRESSIONS``; a Zarr store compresses its chunks itself).
+WRITE_FORMATS: tuple[str, ...] = (*_WRITERS, ZARR)
 
 
 def _check_array(array: np.ndarray, ext: str, where: str) -> None:
@@ -266,9 +278,11 @@ def _check_array(array: np.ndarray, ext: str, where: str) -> None:
 @dataclass(frozen=True)
 class _Destination:
     target: str  # the real path written (a symlink's target)
-    directory: str
+    directory: str  # where its temporary goes
     ext: str  # the format extension
     compression: str  # '' or one of COMPRESSIONS
+    member: str | None = None  # a Zarr array's name in a group created with it
+    zarr_format: int = 3  # the Zarr format a new array has (its group's)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -280,10 +294,112 @@ def _same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _writable_directory(path: str, directory: str, where: str) -> None:
+    if not os.path.isdir(directory):
+        shown = show(os.path.dirname(path) or directory, 200)
+        raise LossjitError(f"{where}: directory {shown} does not exist; create it first")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise LossjitError(
+            f"{where}: cannot write: directory {show(directory, 200)} is not writable; "
+            "choose a writable directory"
+        )
+
+
+def _refuse_inputs(path: str, target: str, protect: Iterable[str], what: str) -> None:
+    """Refuse a destination that is an input, or (a directory) holds one."""
+    for protected in protect:
+        protected = os.fspath(protected)
+        if protected in ("-", ""):
+            continue
+        inside = os.path.realpath(protected).startswith(target.rstrip(os.sep) + os.sep)
+        if inside or _same_file(target, protected):
+            raise LossjitError(
+                f"{what}: refusing to overwrite input file {show(path, 200)}; choose another {what}"
+            )
+
+
+def zarr_parts(path: str) -> tuple[str, str | None] | None:
+    """``(store, name)`` of a Zarr destination: ``x.zarr`` is an array (name None),
+    ``run.zarr:name`` the array ``name`` in a group; None for any other path.
+
+    >>> zarr_parts("out/g.zarr"), zarr_parts("run.zarr:grad"), zarr_parts("g.npy")
+    (('out/g.zarr', None), ('run.zarr', 'grad'), None)
+    """
+    store, colon, name = path.rpartition(":")
+    if colon and store.rstrip("/").lower().endswith(ZARR):
+        return store.rstrip("/") or store, name
+    if path.rstrip("/").lower().endswith(ZARR):
+        return path.rstrip("/") or path, None
+    return None
+
+
+def _zarr_node(path: str) -> str | None:
+    """What a directory holds: "array" or "group" (Zarr format 2 or 3), "" if it is empty,
+    None if it holds something else."""
+    import json
+
+    for name, kind in ((".zarray", "array"), (".zgroup", "group")):
+        if os.path.isfile(os.path.join(path, name)):
+            return kind
+    try:
+        with open(os.path.join(path, "zarr.json"), "rb") as f:
+            kind = json.load(f).get("node_type")
+        return kind if kind in ("array", "group") else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        return "" if not os.listdir(path) else None
+    except OSError:
+        return None
+
+
+def _zarr_destination(path: str, protect: Iterable[str], what: str) -> _Destination:
+    """Every check of a Zarr destination (``x.zarr``, ``run.zarr:name``) that needs no array:
+    an existing directory there must be a Zarr array (or group, or empty) to be replaced; an
+    array named in a group goes into the group if it exists, and into a new one otherwise."""
+    where = _where(what, path)
+    store, name = zarr_parts(path) or (path, None)
+    try:
+        optional("zarr", f"writing {ZARR}")
+    except LossjitError as exc:
+        raise LossjitError(f"{where}: {exc}") from None
+    real = os.path.realpath(store)
+    directory = os.path.dirname(real)
+    _writable_directory(store, directory, where)
+    if os.path.lexists(real) and not os.path.isdir(real):
+        raise LossjitError(f"{where}: {show(store, 200)} is a file, not a Zarr store; "
+                           "choose another path")
+    member, zarr_format, target = None, 3, real
+    if name is not None:
+        if name in ("", ".", "..") or "/" in name or name.startswith((".", "__")):
+            raise LossjitError(f"{where}: {name!r} is not an array name; expected a name "
+                               "such as grad (not starting with . or __, without /)")
+        node = _zarr_node(real) if os.path.isdir(real) else ""
+        if node == "group":
+            target = os.path.join(real, name)
+            zarr_format = 2 if os.path.isfile(os.path.join(real, ".zgroup")) else 3
+        elif node == "":
+            member = name  # a new group, holding this array (and the set's others)
+        else:
+            raise LossjitError(f"{where}: {show(store, 200)} is not a Zarr group; name a "
+                               "group, or write the array on its own (g.zarr)")
+    node = _zarr_node(target) if os.path.isdir(target) and member is None else ""
+    if node == "group":
+        raise LossjitError(f"{where}: {show(store, 200)} is a Zarr group; name an array in "
+                           "it after a colon (run.zarr:grad), or another path")
+    if node is None:
+        raise LossjitError(f"{where}: {show(target, 200)} is a directory that holds no Zarr "
+                           "array; choose another path")
+    _refuse_inputs(path, target, protect, what)
+    return _Destination(target, directory, ZARR, "", member, zarr_format)
+
+
 def _destination(path: str, protect: Iterable[str], what: str) -> _Destination:
-    """Every check of a file destination that needs no array; the place to write."""
+    """Every check of a destination that needs no array; the place to write."""
     if path == "":
         raise LossjitError(f"{what}: empty path; expected a file path or - for stdout")
+    if zarr_parts(path) is not None:
+        return _zarr_destination(path, protect, what)
     where = _where(what, path)
     ext, compression = split_name(path)
     if ext not in _WRITERS:
@@ -301,24 +417,12 @@ def _destination(path: str, protect: Iterable[str], what: str) -> _Destination:
             optional("zstandard", "writing .zst (Zstandard)")
     except LossjitError as exc:
         raise LossjitError(f"{where}: {exc}") from None
-    for protected in protect:
-        protected = os.fspath(protected)
-        if protected not in ("-", "") and _same_file(path, protected):
-            raise LossjitError(
-                f"{what}: refusing to overwrite input file {show(path, 200)}; choose another {what}"
-            )
     target = os.path.realpath(path)  # write through a symlink instead of replacing it
+    _refuse_inputs(path, target, protect, what)
     directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
-        shown = show(os.path.dirname(path) or directory, 200)
-        raise LossjitError(f"{where}: directory {shown} does not exist; create it first")
+    _writable_directory(path, directory, where)
     if os.path.isdir(target):
         raise LossjitError(f"{where}: is a directory; expected a file path")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise LossjitError(
-            f"{where}: cannot write: directory {show(directory, 200)} is not writable; "
-            "choose a writable directory"
-        )
     return _Destination(target, directory, ext, compression)
 
 
@@ -340,10 +444,10 @@ def check_destination(path: str, *, protect: Iterable[str] = (), what: str = "--
         _destination(path, protect, what)
 
 
-def _umask_mode() -> int:
+def _umask_mode(base: int = 0o666) -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return base & ~umask
 
 
 def _fsync_directory(directory: str) -> None:
@@ -381,9 +485,9 @@ def _process_alive(pid: int) -> bool:
 
 
 def remove_stale(directory: str, *, now: float | None = None) -> list[str]:
-    """Remove the temporary files a killed lossjit process left in ``directory``: names that
-    match ``TEMP_PATTERN``, older than ``STALE_AGE``, whose process is gone. Nothing else is
-    touched. Returns the names removed.
+    """Remove the temporary files (and Zarr directories) a killed lossjit process left in
+    ``directory``: names that match ``TEMP_PATTERN``, older than ``STALE_AGE``, whose process
+    is gone. Nothing else is touched. Returns the names removed.
 
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
@@ -406,11 +510,15 @@ def remove_stale(directory: str, *, now: float | None = None) -> list[str]:
             continue
         try:
             info = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < STALE_AGE:
+            kind = stat.S_IFMT(info.st_mode)
+            if kind not in (stat.S_IFREG, stat.S_IFDIR) or now - info.st_mtime < STALE_AGE:
                 continue
             if _process_alive(int(match.group(1))):
                 continue
-            os.unlink(entry.path)
+            if kind == stat.S_IFDIR:
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
             removed.append(entry.name)
         except OSError:
             continue
@@ -429,17 +537,18 @@ class _Pending:
 
 def _new_temporary(dest: _Destination, where: str) -> tuple[int, str, int]:
     """A new temporary file beside the destination (known to :func:`remove_temporaries`):
-    its descriptor, its path and the mode the finished file gets."""
+    its descriptor, its path and the mode the finished file gets. For a Zarr destination, a
+    new temporary directory (the descriptor is -1)."""
+    directory = dest.ext == ZARR
     try:
         mode = stat.S_IMODE(os.stat(dest.target).st_mode)
     except OSError:
-        mode = _umask_mode()
+        mode = _umask_mode(0o777 if directory else 0o666)
     remove_stale(dest.directory)
+    name = dict(dir=dest.directory, suffix=".tmp",
+                prefix=f".lossjit-{os.path.basename(dest.target)}.{os.getpid()}.")
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=dest.directory,
-            prefix=f".lossjit-{os.path.basename(dest.target)}.{os.getpid()}.",
-            suffix=".tmp")
+        fd, tmp = (-1, tempfile.mkdtemp(**name)) if directory else tempfile.mkstemp(**name)
     except OSError as exc:
         raise LossjitError(f"{where}: cannot write: {one_line(exc)}") from None
     _LIVE.add(tmp)
@@ -472,6 +581,8 @@ def _abandon(tmp: str, exc: BaseException, where: str) -> NoReturn:
 
 def _discard(tmp: str) -> None:
     _LIVE.discard(tmp)
+    if os.path.isdir(tmp) and not os.path.islink(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
     with contextlib.suppress(OSError):
         os.unlink(tmp)
 
@@ -515,19 +626,27 @@ class OutputSet:
         dest = _destination(os.fspath(path), protect, what)
         where = _where(what, path)
         _check_array(array, dest.ext, where)
+        if dest.ext == ZARR:
+            self._zarr(dest, where, array.shape, array.dtype, None)[...] = array
+            return
         self._pending.append(_write_temporary(dest, _file_writer(dest, array, columns, key),
                                               where))
 
-    def mapped(self, path: str, shape: tuple[int, ...], dtype: Any, *,
-               protect: Iterable[str] = (), what: str = "--grad-out") -> np.memmap:
-        """A ``.npy`` temporary file of ``shape`` and ``dtype`` beside ``path``, memory-mapped
-        for writing piece by piece (a streamed output); :meth:`commit` flushes it and renames
-        it into place."""
+    def mapped(self, path: str, shape: tuple[int, ...], dtype: Any, *, rows: int | None = None,
+               protect: Iterable[str] = (), what: str = "--grad-out") -> Any:
+        """An output of ``shape`` and ``dtype`` to write piece by piece along axis 0 (a
+        streamed output), beside ``path`` for now: a memory-mapped ``.npy`` temporary file, or
+        a Zarr array in a temporary directory with ``rows`` indices of axis 0 a chunk (the
+        pieces' size, so that each piece writes whole chunks). :meth:`commit` flushes it and
+        renames it into place."""
         dest = _destination(os.fspath(path), protect, what)
         where = _where(what, path)
+        if dest.ext == ZARR:
+            return self._zarr(dest, where, shape, dtype, rows)
         if dest.ext != ".npy" or dest.compression:
             raise LossjitError(f"{where}: an output written piece by piece (--stream, "
-                               "--dask) is a .npy file; name one, or run in memory")
+                               f"--dask) is a .npy file or a {ZARR} store; name one, or run "
+                               "in memory")
         fd, tmp, mode = _new_temporary(dest, where)
         os.close(fd)
         try:
@@ -538,29 +657,109 @@ class OutputSet:
         self._pending.append(_Pending(tmp, dest, where, array))
         return array
 
+    def _zarr(self, dest: _Destination, where: str, shape: tuple[int, ...], dtype: Any,
+              rows: int | None) -> Any:
+        """A new Zarr array in a temporary directory (a new group's arrays share one)."""
+        zarr = optional("zarr", f"writing {ZARR}")
+        shared = [p for p in self._pending if dest.member and p.dest.target == dest.target]
+        if shared:
+            tmp = shared[0].tmp
+        else:
+            _, tmp, mode = _new_temporary(dest, where)
+        try:
+            if dest.member and not shared:
+                zarr.open_group(tmp, mode="w", zarr_format=dest.zarr_format)
+            store = tmp if dest.member is None else os.path.join(tmp, dest.member)
+            array = zarr.create_array(store=store, shape=shape, dtype=dtype,
+                                      chunks=_zarr_chunks(shape, np.dtype(dtype), rows),
+                                      zarr_format=dest.zarr_format)
+            if not shared:
+                os.chmod(tmp, mode)
+        except BaseException as exc:
+            if isinstance(exc, (ValueError, TypeError)):
+                exc = OSError(str(exc))
+            _abandon(tmp, exc, where)
+        if not shared:
+            self._pending.append(_Pending(tmp, dest, where))
+        return array
+
     def commit(self) -> None:
         """Rename every file into place (each rename is atomic), then make them durable; an
         interrupted run (:func:`lossjit.errors.check_interrupted`) renames nothing."""
         check_interrupted()
         for pending in self._pending:
-            if pending.mapped is not None:
-                try:
+            if pending.mapped is None and pending.dest.ext != ZARR:
+                continue  # written whole and synced already
+            try:
+                if pending.mapped is not None:
                     pending.mapped.flush()
-                    with open(pending.tmp, "rb+") as f:
-                        os.fsync(f.fileno())
-                except OSError as exc:
-                    raise LossjitError(f"{pending.where}: cannot write: {one_line(exc)}"
-                                       ) from None
-                pending.mapped = None
+                    pending.mapped = None
+                _fsync_tree(pending.tmp)
+            except OSError as exc:
+                raise LossjitError(f"{pending.where}: cannot write: {one_line(exc)}") from None
         for pending in self._pending:
             try:
-                os.replace(pending.tmp, pending.dest.target)
+                _put_in_place(pending.tmp, pending.dest.target)
             except OSError as exc:
                 raise LossjitError(f"{pending.where}: cannot write: {one_line(exc)}") from None
             _LIVE.discard(pending.tmp)
-        for directory in {p.dest.directory for p in self._pending}:
+        for directory in {os.path.dirname(p.dest.target) for p in self._pending}:
             _fsync_directory(directory)
         self._pending.clear()
+
+
+def _zarr_chunks(shape: tuple[int, ...], dtype: np.dtype, rows: int | None) -> tuple[int, ...]:
+    """Chunks of ``rows`` indices of axis 0 (by default about 16 MiB), whole along the
+    others."""
+    if not shape:
+        return ()
+    if rows is None:
+        rows = (16 * 2**20) // max(1, dtype.itemsize * math.prod(shape[1:]))
+    return (max(1, min(shape[0], rows)), *(max(1, n) for n in shape[1:]))
+
+
+def _fsync_tree(path: str) -> None:
+    """Flush a temporary file to disk, or every file and directory of a temporary Zarr
+    store."""
+    if not os.path.isdir(path):
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        return
+    for top, _, names in os.walk(path):
+        for name in names:
+            with open(os.path.join(top, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_directory(top)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux's renameat2 with RENAME_EXCHANGE); False where the
+    system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    at_cwd, exchange = -100, 2
+    return renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange) == 0
+
+
+def _put_in_place(tmp: str, target: str) -> None:
+    """Rename a finished temporary over its destination: a file in one atomic rename; a
+    directory swapped with the one there in one step where the system can (otherwise the old
+    one is moved aside first), the old one then removed."""
+    if not os.path.isdir(tmp) or not os.path.lexists(target):
+        os.replace(tmp, target)
+        return
+    if not _exchange(tmp, target):
+        aside = tmp[:-len(".tmp")] + "old.tmp"  # still a temporary's name (TEMP_PATTERN)
+        os.rename(target, aside)
+        os.rename(tmp, target)
+        tmp = aside
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _file_writer(dest: _Destination, array: np.ndarray, columns: Sequence[str] | None,
@@ -652,6 +851,8 @@ def default_grad_path(predictions_path: str, suffix: str = "grad") -> str:
     ('logits.grad.npy', 't.grad.parquet')
     >>> default_grad_path("-"), default_grad_path("preds.dat", suffix="loss")
     ('stdin.grad.npy', 'preds.dat.loss.npy')
+    >>> default_grad_path("run/x.zarr/")
+    'x.grad.zarr'
     """
     predictions_path = os.fspath(predictions_path)
     if predictions_path == "-":
@@ -660,7 +861,7 @@ def default_grad_path(predictions_path: str, suffix: str = "grad") -> str:
     if name in ("", ".", "..", os.sep):
         name = "predictions"
     ext, compression = split_name(name)
-    if ext not in _WRITERS:
+    if ext not in WRITE_FORMATS:
         return f"{name}.{suffix}.npy"
     cut = len(name) - len(ext) - len(compression)  # keep the extensions' spelling
     return f"{name[:cut]}.{suffix}{name[cut:]}"

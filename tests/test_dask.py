@@ -249,10 +249,15 @@ def test_compute_on_a_local_cluster_reads_zarr(tmp_path):
     np.save(tmp_path / "y.npy", y)
     lossjit = [sys.executable, "-m", "lossjit", "compute", "bce_with_logits"]
     on_dask = subprocess.run([*lossjit, "x.zarr", "y.zarr", "--dask", "--workers", "1",
-                              "--grad-out", "gd.npy"], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=300)
-    alone = subprocess.run([*lossjit, "x.npy", "y.npy", "--grad-out", "g.npy"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
+                              "--grad-out", "gd.zarr", "--hess-out", "out.zarr:hess"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    alone = subprocess.run([*lossjit, "x.npy", "y.npy", "--grad-out", "g.npy", "--hess-out",
+                            "h.npy"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert on_dask.returncode == 0, on_dask.stderr[-2000:]
     assert on_dask.stdout == alone.stdout
-    assert (tmp_path / "gd.npy").read_bytes() == (tmp_path / "g.npy").read_bytes()
+    grad = zarr.open_array(str(tmp_path / "gd.zarr"), mode="r")
+    assert grad.chunks == (9_000, 3)  # the predictions' chunks
+    assert_same_array(grad[:], np.load(tmp_path / "g.npy"), "zarr grad")
+    hess = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["hess"]
+    assert_same_array(hess[:], np.load(tmp_path / "h.npy"), "zarr hess")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lossjit-")]

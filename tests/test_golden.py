@@ -8,9 +8,9 @@ cases with a "var_grad" key through value_and_grad(..., wrt=("predictions", "var
 
 import numpy as np
 import pytest
-from conftest import GOLDEN, golden_arrays
 
 import lossjit
+from conftest import GOLDEN, golden_arrays
 
 RTOL = 1e-10
 ATOL = 1e-14  # bce_with_logits at |x| = 50 gives values near 1e-22

@@ -210,7 +210,7 @@ def test_cli_per_term_losses_stream(in_tmp):
     (("x.csv", "y.npy", "--stream"), "streaming reads whole .npy files and Zarr arrays"),
     (("x.npy:0", "y.npy", "--stream"), "streaming reads whole .npy files"),
     (("x.npy", "y.npy", "--stream", "--grad-out", "g.csv"), "is a .npy file"),
-    (("x.npy", "y.npy", "--stream", "--grad-out", "-"), "to .npy files only"),
+    (("x.npy", "y.npy", "--stream", "--grad-out", "-"), "to .npy files and .zarr stores only"),
     (("x.npy", "y.npy", "--stream", "--memory", "lots"), "memory: expected a size"),
 ])
 def test_cli_stream_errors_say_what_to_do(in_tmp, args, message):
@@ -222,13 +222,17 @@ def test_cli_stream_errors_say_what_to_do(in_tmp, args, message):
     assert sorted(p.name for p in in_tmp.iterdir()) == ["x.csv", "x.npy", "y.npy"]
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_an_interrupted_stream_leaves_nothing(tmp_path, signum, code):
+@pytest.mark.parametrize("signum,code,out", [(signal.SIGTERM, 143, "g.npy"),
+                                             (signal.SIGINT, 130, "g.npy"),
+                                             (signal.SIGTERM, 143, "g.zarr")])
+def test_an_interrupted_stream_leaves_nothing(tmp_path, signum, code, out):
+    if out.endswith(".zarr"):
+        pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
     n = 40_000_000  # long enough to be interrupted mid-way
     for name in ("x.npy", "y.npy"):
         np.lib.format.open_memmap(tmp_path / name, "w+", np.float32, (n,))[:] = 0.5
     proc = subprocess.Popen([*launcher("module"), "compute", "sigmoid_focal", "x.npy",
-                             "y.npy", "--stream", "--memory", "8MiB", "--grad-out", "g.npy"],
+                             "y.npy", "--stream", "--memory", "8MiB", "--grad-out", out],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ), preexec_fn=_default_signals)
     deadline = time.time() + 120
@@ -330,3 +334,48 @@ def test_cli_streams_zarr_inputs(in_tmp):
     group_only = invoke("compute", "mse", "x.zarr", "run.zarr", "--no-grad")
     assert group_only.exit_code == 1 and "name one of its arrays" in group_only.stderr
     assert "targets" in group_only.stderr
+
+
+def test_cli_streams_into_zarr_outputs(in_tmp):
+    zarr = pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
+    _big(in_tmp, 100_000)
+    x, y = np.load(in_tmp / "x.npy"), np.load(in_tmp / "y.npy")
+    zarr.open_array(str(in_tmp / "x.zarr"), mode="w", shape=x.shape, dtype=x.dtype,
+                    chunks=(30_000,))[:] = x
+    group = zarr.open_group(str(in_tmp / "run.zarr"), mode="w")
+    group.create_array("targets", shape=y.shape, dtype=y.dtype, chunks=(7_000,))[:] = y
+    args = ("compute", "huber", "x.zarr", "run.zarr:targets", "--memory", "256KiB")
+    into = invoke(*args, "--grad-out", "run.zarr:grad", "--hess-out", "h.zarr",
+                  "--loss-out", "terms.zarr:loss")
+    whole = invoke("compute", "huber", "x.npy", "y.npy", "--grad-out", "g.npy", "--hess-out",
+                   "h.npy", "--loss-out", "l.npy")
+    assert into.exit_code == 0, into.stderr
+    assert into.stdout == whole.stdout
+    group = zarr.open_group(str(in_tmp / "run.zarr"), mode="r")
+    assert sorted(group.array_keys()) == ["grad", "targets"]
+    grad = group["grad"]
+    assert grad.chunks[0] < 100_000  # one piece a chunk
+    assert_same_array(grad[:], np.load(in_tmp / "g.npy"), "zarr grad")
+    assert_same_array(zarr.open_array(str(in_tmp / "h.zarr"), mode="r")[:],
+                      np.load(in_tmp / "h.npy"), "zarr hess")
+    assert_same_array(zarr.open_group(str(in_tmp / "terms.zarr"), mode="r")["loss"][:],
+                      np.load(in_tmp / "l.npy"), "zarr losses")
+    default = invoke("compute", "huber", "x.zarr", "run.zarr:targets")
+    assert default.exit_code == 0 and "x.grad.zarr" in default.stderr, default.stderr
+    assert_same_array(zarr.open_array(str(in_tmp / "x.grad.zarr"), mode="r")[:],
+                      np.load(in_tmp / "g.npy"), "default zarr grad")
+    refused = invoke(*args, "--grad-out", "run.zarr:targets")
+    assert refused.exit_code == 1 and "refusing to overwrite input" in refused.stderr
+    assert not [p for p in in_tmp.rglob(".lossjit-*")]
+
+
+def test_pieces_take_whole_zarr_chunks_where_they_fit():
+    zarr = pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
+    plan = make_plan("mse")
+    cut = plan.spec.layout.cut((10**6,), plan.options)
+    for chunk, memory, whole_chunks in ((3 * cut, 64 * cut * 12, True),
+                                        (cut + 1, 64 * cut * 12, False)):
+        x = zarr.create_array(store={}, shape=(10**6,), dtype="f4", chunks=(chunk,))
+        rows = streaming.stream_rows(plan, x, x, memory=memory)
+        assert rows % cut == 0 and rows * 12 * 3 <= memory
+        assert (rows % chunk == 0) is whole_chunks, (chunk, rows)

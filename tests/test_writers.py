@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ def awkward_floats(rng, n: int) -> np.ndarray:
 
 def test_format_tables():
     assert WRITE_FORMATS == (
-        ".npy", ".npz", ".csv", ".tsv", ".txt", ".parquet", ".feather", ".arrow"
+        ".npy", ".npz", ".csv", ".tsv", ".txt", ".parquet", ".feather", ".arrow", ".zarr"
     )
     assert STREAM_FORMATS == ("csv", "tsv", "txt", "npy")
 
@@ -910,3 +911,135 @@ def test_symlink_into_another_directory(tmp_path):
 
 def test_import_pulls_in_only_numpy_and_stdlib():
     assert new_imports("lossjit.writers") == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Zarr stores: a directory written as a temporary directory and put in place whole
+
+
+def zarr_or_skip():
+    return pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
+
+
+def no_temporaries(directory: Path) -> bool:
+    return not [p for p in directory.rglob(".lossjit-*")]
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12.0).reshape(4, 3) * 0.1,
+    np.array([-0.0, np.nan, np.inf, 1e-310], dtype=np.float64),
+    np.linspace(-3, 3, 7, dtype=np.float32),
+    np.arange(5, dtype=np.int16),
+    np.array(2.5),
+], ids=["2d", "specials", "float32", "int16", "0d"])
+def test_zarr_round_trip_is_bit_exact(tmp_path, array):
+    zarr = zarr_or_skip()
+    write_array(str(tmp_path / "g.zarr"), array)
+    back = zarr.open_array(str(tmp_path / "g.zarr"), mode="r")[...]
+    assert bits_equal(np.asarray(back), array)
+    assert listing(tmp_path) == ["g.zarr"]
+
+
+def test_zarr_replaces_an_array_whole_and_keeps_its_mode(tmp_path, monkeypatch):
+    zarr = zarr_or_skip()
+    path = tmp_path / "g.zarr"
+    write_array(str(path), np.zeros((100, 2)))
+    os.chmod(path, 0o750)
+    for exchange in (True, False):  # the one-step swap, and moving the old one aside
+        if not exchange:
+            monkeypatch.setattr(lw, "_exchange", lambda a, b: False)
+        new = np.full(7, 3.0 if exchange else 4.0)
+        write_array(str(path), new)
+        assert bits_equal(zarr.open_array(str(path), mode="r")[:], new)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o750
+        assert listing(tmp_path) == ["g.zarr"]
+
+
+def test_zarr_arrays_of_a_new_group_are_written_together(tmp_path):
+    zarr = zarr_or_skip()
+    with lw.OutputSet() as outputs:
+        outputs.add(str(tmp_path / "run.zarr:grad"), np.ones(3))
+        outputs.add(str(tmp_path / "run.zarr:hess"), np.full(3, 2.0), what="--hess-out")
+        assert listing(tmp_path) != ["run.zarr"]  # nothing in place before the commit
+        outputs.commit()
+    group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r")
+    assert sorted(group.array_keys()) == ["grad", "hess"]
+    assert bits_equal(group["hess"][:], np.full(3, 2.0))
+    assert listing(tmp_path) == ["run.zarr"]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_array_goes_into_an_existing_group_beside_its_arrays(tmp_path, zarr_format):
+    zarr = zarr_or_skip()
+    group = zarr.open_group(str(tmp_path / "run.zarr"), mode="w", zarr_format=zarr_format)
+    group.create_array("x", data=np.arange(4.0))
+    group.create_array("grad", data=np.zeros(9))
+    write_array(str(tmp_path / "run.zarr:grad"), np.arange(3.0))
+    write_array(str(tmp_path / "run.zarr:hess"), np.ones(2))
+    group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r")
+    assert sorted(group.array_keys()) == ["grad", "hess", "x"]
+    assert bits_equal(group["grad"][:], np.arange(3.0))
+    assert bits_equal(group["x"][:], np.arange(4.0))
+    assert group["hess"].metadata.zarr_format == zarr_format
+    assert no_temporaries(tmp_path)
+
+
+def test_zarr_destinations_refused_touch_nothing(tmp_path):
+    zarr = zarr_or_skip()
+    zarr.open_group(str(tmp_path / "run.zarr"), mode="w").create_array("x", data=np.ones(2))
+    zarr.create_array(store=str(tmp_path / "x.zarr"), data=np.ones(2))
+    (tmp_path / "notes.zarr").mkdir()
+    (tmp_path / "notes.zarr" / "todo.txt").write_text("keep me")
+    (tmp_path / "file.zarr").write_text("a file")
+    cases = {
+        "run.zarr": ["is a Zarr group", "run.zarr:grad"],
+        "x.zarr:grad": ["is not a Zarr group"],
+        "notes.zarr": ["holds no Zarr array"],
+        "notes.zarr:grad": ["is not a Zarr group"],
+        "file.zarr": ["is a file, not a Zarr store"],
+        "run.zarr:.hidden": ["is not an array name"],
+        "run.zarr:a/b": ["is not an array name"],
+        "run.zarr:": ["is not an array name"],
+    }
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for name, phrases in cases.items():
+        for func in (check_destination, lambda p, **kw: write_array(p, np.zeros(2), **kw)):
+            check(error(func, str(tmp_path / name)), "--grad-out", tmp_path / name, *phrases)
+    for name, protect in (("x.zarr", "x.zarr"), ("run.zarr:x", "run.zarr/x")):
+        message = error(check_destination, str(tmp_path / name),
+                        protect=[str(tmp_path / protect)])
+        check(message, "--grad-out", tmp_path / name, "refusing to overwrite input")
+    check_destination(str(tmp_path / "run.zarr:y"), protect=[str(tmp_path / "run.zarr/x")])
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "notes.zarr" / "todo.txt").read_text() == "keep me"
+
+
+def test_zarr_set_left_by_an_error_leaves_the_old_array(tmp_path):
+    zarr = zarr_or_skip()
+    path = tmp_path / "g.zarr"
+    write_array(str(path), np.arange(3.0))
+    with pytest.raises(RuntimeError), lw.OutputSet() as outputs:
+        pieces = outputs.mapped(str(path), (10, 2), np.float32, rows=4)
+        pieces[:4] = 1.0
+        assert pieces.chunks == (4, 2)
+        raise RuntimeError("interrupted")
+    assert bits_equal(zarr.open_array(str(path), mode="r")[:], np.arange(3.0))
+    assert listing(tmp_path) == ["g.zarr"]
+
+
+def test_stale_zarr_temporaries_are_removed(tmp_path):
+    stale = tmp_path / ".lossjit-g.zarr.999999999.abc.tmp"
+    (stale / "c").mkdir(parents=True)
+    (stale / "zarr.json").write_text("{}")
+    foreign = tmp_path / "lossjit-g.zarr.999999999.abc.tmp"  # not lossjit's name: kept
+    foreign.mkdir()
+    assert lw.remove_stale(str(tmp_path), now=time.time() + 2 * lw.STALE_AGE) == [stale.name]
+    assert listing(tmp_path) == [foreign.name]
+
+
+@pytest.mark.parametrize("func", BOTH)
+def test_missing_zarr_names_the_extra(tmp_path, monkeypatch, func):
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    path = tmp_path / "g.zarr"
+    check(error(func, str(path)), "--grad-out", path, "zarr", "lossjit[dask]")
+    assert listing(tmp_path) == []
