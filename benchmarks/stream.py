@@ -10,6 +10,7 @@ each in a fresh process (``/usr/bin/time``-like: ``resource.getrusage`` of the c
 - with ``--in-memory``, the same command with ``--no-stream`` (needs the inputs, the gradient
   and their copies in memory).
 
+Each command runs ``--repeat`` times (3): the median is reported, with every run's seconds.
 Peak RSS is reported above the baseline of a process that only imports lossjit and loads the
 loss's kernels (``--warm-only``), and the loss printed by both runs is compared.
 
@@ -25,11 +26,13 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,14 +82,20 @@ def measure(command: list[str], cwd: Path) -> dict[str, float | str]:
             "stdout": done.stdout.strip()}
 
 
-def peak_of(command: list[str], cwd: Path) -> dict[str, float | str]:
-    """``measure`` in a fresh wrapper process, so that each command's peak is its own."""
+def peak_of(command: list[str], cwd: Path, repeat: int = 1) -> dict[str, Any]:
+    """``measure`` in a fresh wrapper process, so that each command's peak is its own;
+    ``repeat`` times: the median seconds and peak, and every run's seconds."""
     wrapper = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
                "from stream import measure; from pathlib import Path; "
                f"print(json.dumps(measure({command!r}, Path({str(cwd)!r}))))")
-    out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
+                             check=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    return {"seconds": statistics.median(r["seconds"] for r in runs),
+            "peak_mib": statistics.median(r["peak_mib"] for r in runs),
+            "runs": [round(r["seconds"], 2) for r in runs], "stdout": runs[-1]["stdout"]}
 
 
 def main() -> None:
@@ -98,6 +107,8 @@ def main() -> None:
                         help="also the --no-stream run (needs several times --gib of memory)")
     parser.add_argument("--dir", default=None, help="where to make the inputs [a temporary "
                                                      "directory]")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each command (the median is reported) [3]")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     names = {"mse": "mse", "bce": "bce_with_logits", "ce": "cross_entropy"}
@@ -116,9 +127,11 @@ def main() -> None:
                             "--grad-out", "g.npy"], small)
             row = {"case": loss, "shape": list(np.load(x, mmap_mode="r").shape),
                    "inputs_gib": round(size, 2), "baseline_mib": base["peak_mib"]}
-            row["cat"] = peak_of(["sh", "-c", f"cat '{x}' '{y}' > /dev/null"], work)
+            row["cat"] = peak_of(["sh", "-c", f"cat '{x}' '{y}' > /dev/null"], work,
+                                 args.repeat)
             streamed = peak_of([*LOSSJIT, "compute", loss, str(x), str(y), "--stream",
-                                "--memory", args.memory, "--grad-out", "g.npy"], work)
+                                "--memory", args.memory, "--grad-out", "g.npy"], work,
+                               args.repeat)
             row["stream"] = streamed
             if args.in_memory:
                 (work / "g.npy").unlink()
@@ -128,7 +141,8 @@ def main() -> None:
             results.append(row)
             above = streamed["peak_mib"] - base["peak_mib"]
             print(f"{loss:16} {size:5.2f} GiB inputs  cat {row['cat']['seconds']:6.2f} s  "
-                  f"stream {streamed['seconds']:6.2f} s, peak RSS {streamed['peak_mib']:7.0f} "
+                  f"stream {streamed['seconds']:6.2f} s {streamed['runs']}, "
+                  f"peak RSS {streamed['peak_mib']:7.0f} "
                   f"MiB ({above:+.0f} MiB above the {base['peak_mib']:.0f} MiB baseline)"
                   + (f"  in memory {row['in_memory']['seconds']:6.2f} s, "
                      f"{row['in_memory']['peak_mib']:7.0f} MiB, same loss: {row['same_loss']}"

@@ -121,8 +121,9 @@ def _run_task(name: str, settings: dict[str, Any], options: dict[str, Any],
             sums.extend(found)
         else:
             shared.append((s, *rows))
-    joined = [None if outputs[0][k] is None else np.concatenate([o[k] for o in outputs])
-              for k in range(3)]
+    joined = outputs[0] if len(outputs) == 1 else [
+        None if outputs[0][k] is None else np.concatenate([o[k] for o in outputs])
+        for k in range(3)]
     return sums, joined[0], joined[1], joined[2], shared
 
 

@@ -6,6 +6,9 @@ as one line and exit 1.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class LossjitError(ValueError):
     """Bad input to a loss: an argument's shape, dtype or value is not what the loss accepts.
@@ -61,13 +64,33 @@ class Interrupted(BaseException):
 received: int | None = None
 
 
+#: How many :func:`deferred` blocks are running (a signal then only is remembered).
+_deferring = 0
+
+
 def interrupt(signum: int, frame: object) -> None:
     """The CLI's signal handler: remember the signal and raise :class:`Interrupted`. An
     exception raised while a C library calls back into Python (Numba's compiler does) is
-    dropped there, so :func:`check_interrupted` raises it again where lossjit next looks."""
+    dropped there, so :func:`check_interrupted` raises it again where lossjit next looks.
+    Inside :func:`deferred`, the signal is only remembered."""
     global received
     received = signum
-    raise Interrupted(signum)
+    if not _deferring:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Let a signal stop the run only once the block is done: for work that other threads
+    finish on their own (zarr writes its chunks from its I/O thread), so that nothing is
+    written into a temporary after it is removed."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    check_interrupted()
 
 
 def check_interrupted() -> None:

@@ -25,15 +25,18 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
+import os
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from lossjit.errors import LossjitError, check_interrupted
+from lossjit.errors import LossjitError, check_interrupted, deferred
 from lossjit.plan import (
     ExactSum,
     LossValue,
@@ -144,6 +147,79 @@ def _release(array: Any, lo: int, hi: int) -> None:
         _advise(array, getattr(mmap, "MADV_DONTNEED", None), lo, hi)
 
 
+def _file_position(array: Any) -> int | None:
+    """Where the bytes of a C-contiguous memory-mapped array start in its file, or None for
+    any other array (or where the system has no ``preadv``)."""
+    handle = getattr(array, "_mmap", None)
+    if (handle is None or getattr(array, "filename", None) is None or not hasattr(os, "preadv")
+            or not array.flags.c_contiguous):
+        return None
+    start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY  # the mapping's byte 0
+    return start + array.ctypes.data - np.frombuffer(handle, np.uint8).ctypes.data
+
+
+#: Whether a second thread reads the next piece and writes the last one while the kernels
+#: run (measured by benchmarks/stream_io.py).
+_READ_AHEAD = True
+
+
+class _Rows:
+    """Rows of an input or output along axis 0, read or written a piece at a time.
+
+    A memory-mapped ``.npy`` file is read with ``preadv`` into buffers reused from piece to
+    piece (one per slot: a piece being computed, the next one being read), and written with
+    ``pwritev``: no page faults, and no file pages held by the process. Anything else (a Zarr
+    array, an array in memory) is sliced, a mapping's pages dropped once a piece is done.
+    ``read`` returns a view valid until the slot's next ``read``."""
+
+    def __init__(self, array: Any, rows: int, *, write: bool = False, slots: int = 1) -> None:
+        self.array = array
+        self.position = _file_position(array)
+        self.row = array.dtype.itemsize * math.prod(array.shape[1:])
+        self.fd = -1
+        if self.position is not None:
+            self.fd = os.open(array.filename, os.O_WRONLY if write else os.O_RDONLY)
+            if not write and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            self.buffers = [] if write else [np.empty((rows, *array.shape[1:]), array.dtype)
+                                             for _ in range(slots)]
+
+    def read(self, lo: int, hi: int, slot: int = 0) -> np.ndarray:
+        if self.fd < 0:
+            return np.asarray(self.array[lo:hi])
+        piece = self.buffers[slot][:hi - lo]
+        view = memoryview(piece).cast("B")
+        done, start = 0, self.position + lo * self.row
+        while done < view.nbytes:
+            got = os.preadv(self.fd, [view[done:]], start + done)
+            if got <= 0:
+                raise LossjitError(f"{self.array.filename}: the file ended at byte "
+                                   f"{start + done}, before row {hi} of {self.array.shape}")
+            done += got
+        return piece
+
+    def write(self, lo: int, part: np.ndarray) -> None:
+        if self.fd < 0:
+            with deferred():  # zarr's I/O thread finishes the chunks it has begun
+                self.array[lo:lo + part.shape[0]] = part
+            _release(self.array, lo, lo + part.shape[0])
+            return
+        view = memoryview(np.ascontiguousarray(part, self.array.dtype)).cast("B")
+        done, start = 0, self.position + lo * self.row
+        while done < view.nbytes:
+            done += os.pwritev(self.fd, [view[done:]], start + done)
+
+    def release(self, lo: int, hi: int) -> None:
+        """A piece read is done with."""
+        if self.fd < 0:
+            _release(self.array, lo, hi)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def piece_rows(plan: Plan, shape: tuple[int, ...], dtypes: list[np.dtype], memory: int,
                rows: int | None = None, align: int = 1) -> int:
     """How many indices of axis 0 each piece takes: a multiple of the layout's cut, the most
@@ -186,10 +262,6 @@ def _bounds(n: int, rows: int) -> Iterator[tuple[int, int]]:
         yield lo, min(n, lo + rows)
 
 
-def _piece(array: Any, lo: int, hi: int) -> np.ndarray | None:
-    return None if array is None else np.asarray(array[lo:hi])
-
-
 def piece_count(plan: Plan, shape: tuple[int, ...], lo: int, hi: int, x: Any, y: Any,
                 sw: Any) -> ExactSum:
     """The share of the mean's denominator of the piece ``lo:hi`` of a call of ``shape``
@@ -207,10 +279,13 @@ def piece_count(plan: Plan, shape: tuple[int, ...], lo: int, hi: int, x: Any, y:
 
 
 def piece_run(plan: Plan, shape: tuple[int, ...], lo: int, hi: int, x: np.ndarray, y: Any,
-              sw: Any, scale: float) -> tuple[list[float], Any, Any, Any]:
+              sw: Any, scale: float, buffers: dict[str, np.ndarray] | None = None,
+              ) -> tuple[list[float], Any, Any, Any]:
     """Run the piece ``lo:hi`` of a call of ``shape`` with the whole call's ``scale`` (1 /
     its denominator): the piece's block sums, and its gradient, Hessian diagonal and per-term
-    losses (None where the plan does not compute them)."""
+    losses (None where the plan does not compute them). The gradient and Hessian go into the
+    first rows of ``buffers["grad"]`` and ``buffers["hess"]`` where they are given (arrays
+    reused from piece to piece), of the layout's dtype, else into new arrays."""
     inputs = plan.lay_out(x, y, _piece_options(plan, shape, lo, hi))
     weights = None if sw is None else sample_weights(sw, inputs, plan.nan_policy)
     if plan.nan_policy == "raise":
@@ -219,8 +294,15 @@ def piece_run(plan: Plan, shape: tuple[int, ...], lo: int, hi: int, x: np.ndarra
     if plan.nan_policy == "omit":
         omitted, weights = omitted_terms(inputs, weights)
     dtype = inputs.x.dtype
-    g = np.empty(x.shape, dtype) if plan.computes_grad else None
-    h = np.empty(x.shape, dtype) if plan.hessian else None
+
+    def output(key: str) -> np.ndarray:
+        buffer = (buffers or {}).get(key)
+        if buffer is not None and buffer.dtype == dtype and buffer.shape[1:] == x.shape[1:]:
+            return buffer[:x.shape[0]]
+        return np.empty(x.shape, dtype)
+
+    g = output("grad") if plan.computes_grad else None
+    h = output("hess") if plan.hessian else None
     found, outputs = run_piece(plan, inputs, weights, scale, g, h, omitted)
     terms = (outputs.losses.reshape(inputs.terms_shape) if plan.reduction == "none"
              else None)
@@ -247,6 +329,16 @@ def needs_count(plan: Plan, sample_weight: Any) -> bool:
                                          or plan.spec.layout.counts_by_targets)
 
 
+class _Lazy:
+    """A task run when its result is asked for (a future, where no thread runs ahead)."""
+
+    def __init__(self, task: Callable[..., Any], *args: Any) -> None:
+        self.task, self.args = task, args
+
+    def result(self) -> Any:
+        return self.task(*self.args)
+
+
 def stream(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: Any = None,
            grad: Any = None, hess: Any = None, losses: Any = None,
            memory: int = DEFAULT_MEMORY, rows: int | None = None,
@@ -270,43 +362,88 @@ def stream(plan: Plan, predictions: Any, targets: Any = None, *, sample_weight: 
     n = shape[0]
     step = stream_rows(plan, predictions, targets, outputs=(grad is not None)
                        + (hess is not None), memory=memory, rows=rows)
-    terms_shape = terms_shape_of(plan, shape, _piece(predictions, 0, min(n, step)),
-                                 _piece(targets, 0, min(n, step)))
-    sw_whole = None if sample_weight is None else np.broadcast_to(
-        sample_weight if isinstance(sample_weight, np.ndarray) else np.asarray(sample_weight),
-        terms_shape)
+    slots = 2 if _READ_AHEAD and n > step else 1
+    with contextlib.ExitStack() as files:
+        def rows_of(array: Any, write: bool = False) -> _Rows | None:
+            if array is None:
+                return None
+            found = _Rows(array, min(n, step), write=write, slots=slots)
+            files.callback(found.close)
+            return found
 
-    def weights(lo: int, hi: int) -> np.ndarray | None:
-        return None if sw_whole is None else np.asarray(sw_whole[lo:hi], dtype=np.float64)
+        xs, ys = rows_of(predictions), rows_of(targets)
 
-    if needs_count(plan, sample_weight):
-        # the predictions matter to the count only where NaN drops terms
-        count = ExactSum()
-        for lo, hi in _bounds(n, step):
-            x = _piece(predictions, lo, hi) if plan.nan_policy == "omit" else None
-            part = piece_count(plan, shape, lo, hi, x, _piece(targets, lo, hi), weights(lo, hi))
-            count.count += part.count
-            count.sums.extend(part.sums)
-            _release(predictions, lo, hi)
-            _release(targets, lo, hi)
-    else:
-        count = whole_count(plan, terms_shape)
-    divisor = denominator(plan, count, np.broadcast_to(np.zeros(()), shape))
-    scale = 1.0 / divisor if divisor else 0.0
+        def read(lo: int, hi: int, slot: int = 0, x: bool = True) -> tuple[Any, Any]:
+            return (None if xs is None or not x else xs.read(lo, hi, slot),
+                    None if ys is None else ys.read(lo, hi, slot))
 
-    sums: list[float] = []
-    for lo, hi in _bounds(n, step):
-        check_interrupted()
-        found, g, h, terms = piece_run(plan, shape, lo, hi, _piece(predictions, lo, hi),
-                                       _piece(targets, lo, hi), weights(lo, hi), scale)
-        sums.extend(found)
-        _release(predictions, lo, hi)
-        _release(targets, lo, hi)
-        for out, part in ((grad, g), (hess, h), (losses, terms)):
-            if out is not None and part is not None:
-                out[lo:hi] = part
-                _release(out, lo, hi)
-        if progress is not None:
-            progress(hi)
+        first = min(n, step)
+        terms_shape = terms_shape_of(plan, shape, *read(0, first))
+        sw_whole = None if sample_weight is None else np.broadcast_to(
+            sample_weight if isinstance(sample_weight, np.ndarray)
+            else np.asarray(sample_weight), terms_shape)
+
+        def weights(lo: int, hi: int) -> np.ndarray | None:
+            return None if sw_whole is None else np.asarray(sw_whole[lo:hi], dtype=np.float64)
+
+        def done(lo: int, hi: int) -> None:
+            for source in (xs, ys):
+                if source is not None:
+                    source.release(lo, hi)
+
+        if needs_count(plan, sample_weight):
+            # the predictions matter to the count only where NaN drops terms
+            count = ExactSum()
+            for lo, hi in _bounds(n, step):
+                x, y = read(lo, hi, x=plan.nan_policy == "omit")
+                part = piece_count(plan, shape, lo, hi, x, y, weights(lo, hi))
+                count.count += part.count
+                count.sums.extend(part.sums)
+                done(lo, hi)
+        else:
+            count = whole_count(plan, terms_shape)
+        divisor = denominator(plan, count, np.broadcast_to(np.zeros(()), shape))
+        scale = 1.0 / divisor if divisor else 0.0
+
+        outs = {key: rows_of(out, write=True) for key, out in
+                (("grad", grad), ("hess", hess), ("losses", losses)) if out is not None}
+        buffers = [{key: np.empty((first, *shape[1:]), out.array.dtype)
+                    for key, out in outs.items() if key != "losses"} for _ in range(slots)]
+
+        def write(lo: int, parts: dict[str, Any]) -> None:
+            for key, out in outs.items():
+                if parts[key] is not None:
+                    out.write(lo, parts[key])
+
+        # With two slots, piece j is computed while a second thread writes piece j - 1 out of
+        # the other slot and then reads piece j + 1 into it. The thread takes its tasks in
+        # order, so a slot is read into only once its last piece is written.
+        helper = files.enter_context(ThreadPoolExecutor(1, "lossjit-io")) if slots > 1 \
+            else None
+
+        def later(task: Callable[..., Any], *args: Any) -> Any:
+            return _Lazy(task, *args) if helper is None else helper.submit(task, *args)
+
+        bounds = list(_bounds(n, step))
+        ahead, behind = later(read, *bounds[0]), None
+        sums: list[float] = []
+        for j, (lo, hi) in enumerate(bounds):
+            check_interrupted()
+            x, y = ahead.result()
+            if j + 1 < len(bounds):
+                ahead = later(read, *bounds[j + 1], (j + 1) % slots)
+            found, g, h, terms = piece_run(plan, shape, lo, hi, x, y, weights(lo, hi), scale,
+                                           buffers[j % slots])
+            sums.extend(found)
+            done(lo, hi)
+            if behind is not None:
+                behind.result()  # (done by now, as a rule) its error, if any, stops the run
+            behind = later(write, lo, {"grad": g, "hess": h, "losses": terms})
+            if helper is None:  # one slot: out before the next piece is computed into it
+                behind = behind.result()
+            if progress is not None:
+                progress(hi)
+        if behind is not None:
+            behind.result()
     result = finish(plan, combine(sums), divisor, None, {}, None)
     return None if plan.reduction == "none" else result.value

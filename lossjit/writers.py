@@ -85,7 +85,7 @@ from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
-from lossjit.errors import LossjitError, check_interrupted, one_line, show
+from lossjit.errors import LossjitError, check_interrupted, deferred, one_line, show
 from lossjit.formats import ARROW_FORMATS, COMPRESSIONS, compress, optional, split_name
 
 __all__ = ["STREAM_FORMATS", "TEMP_PATTERN", "WRITE_FORMATS", "ZARR", "OutputSet",
@@ -627,7 +627,9 @@ class OutputSet:
         where = _where(what, path)
         _check_array(array, dest.ext, where)
         if dest.ext == ZARR:
-            self._zarr(dest, where, array.shape, array.dtype, None)[...] = array
+            stored = self._zarr(dest, where, array.shape, array.dtype, None)
+            with deferred():  # zarr's I/O thread finishes the chunks it has begun
+                stored[...] = array
             return
         self._pending.append(_write_temporary(dest, _file_writer(dest, array, columns, key),
                                               where))

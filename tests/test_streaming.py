@@ -105,6 +105,43 @@ def test_mapped_files_in_mapped_files_out(tmp_path, name, make):
     assert len(done) > 3 and done == sorted(done) and done[-1] == x.shape[0]
 
 
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "one-slot"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_mapped_files_are_read_and_written_through_their_descriptors(tmp_path, monkeypatch,
+                                                                     order, read_ahead):
+    """C-ordered mapped files go through preadv/pwritev (no pages mapped); a Fortran-ordered
+    input (not C-contiguous) is sliced instead; both give the in-memory bits, with the next
+    piece read (and the last one written) by a second thread or not."""
+    monkeypatch.setattr(streaming, "_READ_AHEAD", read_ahead)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((20_000, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 20_000)
+    np.save(tmp_path / "x.npy", np.asfortranarray(x) if order == "F" else x)
+    np.save(tmp_path / "y.npy", y)
+    calls = {"preadv": 0, "pwritev": 0}
+    for name in calls:
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, real=real, name=name: calls.__setitem__(
+            name, calls[name] + 1) or real(*a))
+    mx, my = streaming.open_npy(str(tmp_path / "x.npy")), streaming.open_npy(
+        str(tmp_path / "y.npy"))
+    plan = make_plan("cross_entropy", hessian=True)
+    grad = streaming.create_npy(str(tmp_path / "g.npy"), x.shape, x.dtype)
+    hess = streaming.create_npy(str(tmp_path / "h.npy"), x.shape, x.dtype)
+    value = streaming.stream(plan, mx, my, grad=grad, hess=hess, rows=2048)
+    del grad, hess
+    whole = run(plan, x, y)
+    assert_same_value(value, whole.value, order)
+    assert_same_array(np.load(tmp_path / "g.npy"), whole.grads["predictions"], order)
+    assert_same_array(np.load(tmp_path / "h.npy"), whole.hess, order)
+    pieces = -(-20_000 // streaming.stream_rows(plan, mx, my, outputs=2, rows=2048))
+    assert pieces > 5
+    assert calls["pwritev"] == 2 * pieces
+    # the targets in the count's pass and the run's, the predictions in the run's (C only);
+    # each once more for the terms' shape
+    assert calls["preadv"] == (2 * pieces + 1) + (0 if order == "F" else pieces + 1)
+
+
 def test_nan_policies_stream_as_in_memory(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(40_000)
@@ -379,3 +416,17 @@ def test_pieces_take_whole_zarr_chunks_where_they_fit():
         rows = streaming.stream_rows(plan, x, x, memory=memory)
         assert rows % cut == 0 and rows * 12 * 3 <= memory
         assert (rows % chunk == 0) is whole_chunks, (chunk, rows)
+
+
+def test_a_signal_inside_deferred_stops_the_run_once_the_block_is_done(monkeypatch):
+    from lossjit import errors
+
+    monkeypatch.setattr(errors, "received", None)
+    done = []
+    with pytest.raises(errors.Interrupted), errors.deferred():
+        errors.interrupt(signal.SIGTERM, None)
+        done.append("the block ran on")
+    assert done == ["the block ran on"]
+    monkeypatch.setattr(errors, "received", None)
+    with pytest.raises(errors.Interrupted):  # outside, at once
+        errors.interrupt(signal.SIGTERM, None)
