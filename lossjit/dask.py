@@ -30,7 +30,10 @@ where the workers share it).
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -46,6 +49,34 @@ def _dask() -> Any:
     dask = optional("dask", "lossjit.dask")
     optional("dask.array", "lossjit.dask")
     return dask
+
+
+Task = TypeVar("Task", bound=Callable[..., Any])
+
+
+def _task(function: Task) -> Task:
+    """A task whose kernels use the threads a worker gives one task: ``OMP_NUM_THREADS``
+    where it is set (distributed's worker processes set 1, since their own threads run tasks
+    side by side), else all of Numba's. The setting is the calling thread's, restored after."""
+
+    @functools.wraps(function)
+    def run(*args: Any) -> Any:
+        limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+        if not limit.isdigit() or int(limit) < 1:
+            return function(*args)
+        import numba
+
+        from lossjit._jit import start_threads
+
+        start_threads()
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(int(limit), numba.config.NUMBA_NUM_THREADS))
+        try:
+            return function(*args)
+        finally:
+            numba.set_num_threads(before)
+
+    return run  # type: ignore[return-value]
 
 
 def _plan(name: str, settings: dict[str, Any], options: dict[str, Any]) -> Plan:
@@ -79,6 +110,7 @@ def _rows_of(array: Any, lo: int, hi: int, start: int) -> Any:
     return None if array is None else np.asarray(array[lo - start:hi - start])
 
 
+@_task
 def _count_task(name: str, settings: dict[str, Any], options: dict[str, Any],
                 shape: tuple[int, ...], cut: int | None, lo: int, hi: int, x: Any, y: Any,
                 sw: Any) -> tuple[ExactSum, list[tuple[int, Any, Any, Any]]]:
@@ -99,6 +131,7 @@ def _count_task(name: str, settings: dict[str, Any], options: dict[str, Any],
     return count, shared
 
 
+@_task
 def _run_task(name: str, settings: dict[str, Any], options: dict[str, Any],
               shape: tuple[int, ...], cut: int | None, lo: int, hi: int, x: Any, y: Any,
               sw: Any, scale: float) -> tuple[list[float], Any, Any, Any, list[Any]]:
@@ -146,6 +179,7 @@ def _second(pair: tuple[float, float]) -> float:
     return pair[1]
 
 
+@_task
 def _merge_counts(name: str, settings: dict[str, Any], options: dict[str, Any],
                   shape: tuple[int, ...], cut: int | None, *parts: Any) -> ExactSum:
     from lossjit.streaming import piece_count
@@ -171,6 +205,7 @@ def _scale(name: str, settings: dict[str, Any], options: dict[str, Any],
     return divisor, (1.0 / divisor if divisor else 0.0)
 
 
+@_task
 def _value(name: str, settings: dict[str, Any], options: dict[str, Any],
            shape: tuple[int, ...], cut: int | None, scaled: tuple[float, float],
            *parts: tuple[list[float], list[Any]]) -> float:

@@ -261,3 +261,19 @@ def test_compute_on_a_local_cluster_reads_zarr(tmp_path):
     hess = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["hess"]
     assert_same_array(hess[:], np.load(tmp_path / "h.npy"), "zarr hess")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lossjit-")]
+
+
+def test_a_task_takes_the_threads_the_worker_gives_it(monkeypatch):
+    """distributed's workers set OMP_NUM_THREADS=1 (their threads run tasks side by side): a
+    task's kernels then use one thread, and the caller's setting comes back after."""
+    import numba
+
+    probe = ldask._task(numba.get_num_threads)
+    before = numba.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert probe() == 1
+    assert numba.get_num_threads() == before
+    monkeypatch.setenv("OMP_NUM_THREADS", str(10 * numba.config.NUMBA_NUM_THREADS))
+    assert probe() == numba.config.NUMBA_NUM_THREADS
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert probe() == before
