@@ -7,7 +7,8 @@ Cases: ``mse`` on 1e8 float32 numbers (the Dask user's form: ``d = x - y``,
 (4e6, 100) float32 logits (the user's form: a max-shifted log-softmax gathered at the labels,
 and softmax minus one-hot over n). Each is timed ``--repeat`` times on the cluster (medians),
 and the same computation in memory once per repeat. By default the gradient stays on the
-workers (``persist``, as a pipeline that writes it out or feeds it on would); ``--gather``
+workers (``client.compute``, as a pipeline that writes it out or feeds it on would; released
+before the next run, so that each run computes anew); ``--gather``
 brings it to the client (``dask.compute``), which then dominates both forms.
 
     python benchmarks/dask_cluster.py                    # 2 worker processes, 1 thread each
@@ -23,9 +24,14 @@ import time
 import numpy as np
 
 
-def _median(fn, repeat: int) -> tuple[float, object]:
+def _median(fn, repeat: int, release=lambda result: None) -> tuple[float, object]:
+    """The median seconds of ``repeat`` calls, and the last result; each earlier result is
+    released (its keys forgotten by the cluster) before the next call, which so computes
+    everything anew."""
     times, result = [], None
     for _ in range(repeat):
+        if result is not None:
+            release(result)
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
@@ -60,9 +66,13 @@ def main() -> None:
         def run(value, grad):
             if args.gather:
                 return dask.compute(value, grad)
-            value, grad = client.persist([value, grad])
-            distributed.wait([value, grad])
-            return value.compute(), grad
+            futures = client.compute([value, grad])  # the gradient stays on the workers
+            distributed.wait(futures)
+            return futures[0].result(), futures
+
+        def release(result):
+            if not args.gather:
+                client.cancel(result[1])
         print(f"LocalCluster: {args.workers} worker processes x {args.threads} thread(s); "
               f"dask {dask.__version__}")
         for case in args.cases.split(","):
@@ -102,10 +112,12 @@ def main() -> None:
             def ours(xd=xd, yd=yd, name=name, options=options):
                 return run(*ldask.value_and_grad(name, xd, yd, **options))
 
-            ours()  # the workers compile or load the kernels once
-            user()
-            t_ours, (value, _) = _median(ours, args.repeat)
-            t_user, (user_value, _) = _median(user, args.repeat)
+            release(ours())  # the workers compile or load the kernels once
+            release(user())
+            t_ours, (value, kept) = _median(ours, args.repeat, release)
+            release((value, kept))
+            t_user, (user_value, kept) = _median(user, args.repeat, release)
+            release((user_value, kept))
             t_mem, (mem_value, _) = _median(
                 lambda x=x, y=y, name=name: lossjit.value_and_grad(name, x, y), args.repeat)
             same = np.float64(value).tobytes() == np.float64(mem_value).tobytes()

@@ -5,6 +5,8 @@ For each case the benchmark makes the inputs with ``open_memmap`` (deleted after
 each in a fresh process (``/usr/bin/time``-like: ``resource.getrusage`` of the child):
 
 - ``cat x.npy y.npy > /dev/null``: reading alone;
+- ``dd`` of the gradient's bytes to a file, synced (``conv=fsync``): writing alone, which a
+  streamed run does too, since it syncs its outputs before renaming them into place;
 - ``lossjit compute LOSS x.npy y.npy --stream --grad-out g.npy``: streamed, the gradient
   written piece by piece;
 - with ``--in-memory``, the same command with ``--no-stream`` (needs the inputs, the gradient
@@ -117,6 +119,7 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(dir=args.dir, prefix="lossjit-stream-"))
         try:
             x, y = make_inputs(work, case, args.gib)
+            os.sync()  # on disk, as a user's inputs are: no write-back under the runs
             loss = names[case]
             size = (x.stat().st_size + y.stat().st_size) / 2**30
             small = work / "small"
@@ -129,6 +132,9 @@ def main() -> None:
                    "inputs_gib": round(size, 2), "baseline_mib": base["peak_mib"]}
             row["cat"] = peak_of(["sh", "-c", f"cat '{x}' '{y}' > /dev/null"], work,
                                  args.repeat)
+            mib = -(-x.stat().st_size // 2**20)
+            row["dd"] = peak_of(["sh", "-c", f"dd if=/dev/zero of=dd.out bs=1M count={mib} "
+                                 "conv=fsync 2>/dev/null; rm dd.out"], work, args.repeat)
             streamed = peak_of([*LOSSJIT, "compute", loss, str(x), str(y), "--stream",
                                 "--memory", args.memory, "--grad-out", "g.npy"], work,
                                args.repeat)
@@ -141,6 +147,7 @@ def main() -> None:
             results.append(row)
             above = streamed["peak_mib"] - base["peak_mib"]
             print(f"{loss:16} {size:5.2f} GiB inputs  cat {row['cat']['seconds']:6.2f} s  "
+                  f"dd {row['dd']['seconds']:6.2f} s {row['dd']['runs']}  "
                   f"stream {streamed['seconds']:6.2f} s {streamed['runs']}, "
                   f"peak RSS {streamed['peak_mib']:7.0f} "
                   f"MiB ({above:+.0f} MiB above the {base['peak_mib']:.0f} MiB baseline)"

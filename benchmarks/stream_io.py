@@ -113,6 +113,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(dir=args.dir, prefix="lossjit-stream-io-"))
     try:
         x_path, y_path = make_inputs(work, args.gib)
+        os.sync()  # on disk, as a user's inputs are: no write-back under the runs
         reference = str(work / "g_ref.npy")
         expected = streamed(x_path, y_path, reference)  # also compiles the kernel
         times: dict[str, list[float]] = {name: [] for name in WAYS}

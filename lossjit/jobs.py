@@ -566,9 +566,8 @@ def _streams(spec: LossSpec, job: Job) -> bool:
 def _run_streamed(spec: LossSpec, job: Job, reader: Reader, clock: _Clock,
                   say: Callable[[str], None] | None,
                   progress: Callable[[int, str], Callable[[int], None]] | None) -> Done:
-    """Run a job piece by piece from memory-mapped ``.npy`` inputs (or Zarr arrays) into
-    memory-mapped ``.npy`` outputs (or Zarr arrays, one piece a chunk)
-    (:mod:`lossjit.streaming`), written all or none."""
+    """Run a job piece by piece from ``.npy`` inputs (or Zarr arrays) into ``.npy`` outputs
+    (or Zarr arrays, one piece a chunk) (:mod:`lossjit.streaming`), written all or none."""
     from lossjit import streaming
     from lossjit.layouts import FLOATS
     from lossjit.plan import make_plan
