@@ -355,14 +355,20 @@ def test_zarr_arrays_stream_in_and_out(tmp_path):
                       whole.grads["predictions"], "zarr grad")
 
 
-def test_cli_streams_zarr_inputs(in_tmp):
+def _zarr_inputs(directory):
+    """x.npy and y.npy, and the same as x.zarr and the array targets of the group run.zarr."""
     zarr = pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
-    _big(in_tmp, 100_000)
-    x, y = np.load(in_tmp / "x.npy"), np.load(in_tmp / "y.npy")
-    zarr.open_array(str(in_tmp / "x.zarr"), mode="w", shape=x.shape, dtype=x.dtype,
+    _big(directory, 100_000)
+    x, y = np.load(directory / "x.npy"), np.load(directory / "y.npy")
+    zarr.open_array(str(directory / "x.zarr"), mode="w", shape=x.shape, dtype=x.dtype,
                     chunks=(30_000,))[:] = x
-    group = zarr.open_group(str(in_tmp / "run.zarr"), mode="w")
+    group = zarr.open_group(str(directory / "run.zarr"), mode="w")
     group.create_array("targets", shape=y.shape, dtype=y.dtype, chunks=(7_000,))[:] = y
+    return zarr
+
+
+def test_cli_streams_zarr_inputs(in_tmp):
+    _zarr_inputs(in_tmp)
     from_zarr = invoke("compute", "mse", "x.zarr", "run.zarr:targets", "--grad-out", "gz.npy")
     from_npy = invoke("compute", "mse", "x.npy", "y.npy", "--grad-out", "g.npy")
     assert from_zarr.exit_code == 0, from_zarr.stderr
@@ -374,13 +380,7 @@ def test_cli_streams_zarr_inputs(in_tmp):
 
 
 def test_cli_streams_into_zarr_outputs(in_tmp):
-    zarr = pytest.importorskip("zarr", reason="the dask extra (zarr) is not installed")
-    _big(in_tmp, 100_000)
-    x, y = np.load(in_tmp / "x.npy"), np.load(in_tmp / "y.npy")
-    zarr.open_array(str(in_tmp / "x.zarr"), mode="w", shape=x.shape, dtype=x.dtype,
-                    chunks=(30_000,))[:] = x
-    group = zarr.open_group(str(in_tmp / "run.zarr"), mode="w")
-    group.create_array("targets", shape=y.shape, dtype=y.dtype, chunks=(7_000,))[:] = y
+    zarr = _zarr_inputs(in_tmp)
     args = ("compute", "huber", "x.zarr", "run.zarr:targets", "--memory", "256KiB")
     into = invoke(*args, "--grad-out", "run.zarr:grad", "--hess-out", "h.zarr",
                   "--loss-out", "terms.zarr:loss")

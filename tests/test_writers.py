@@ -651,10 +651,12 @@ def test_missing_pyarrow_names_the_extra(tmp_path, monkeypatch, func, ext):
 
 
 @pytest.mark.parametrize("func", BOTH)
-def test_missing_zstandard_names_the_extra(tmp_path, monkeypatch, func):
-    monkeypatch.setitem(sys.modules, "zstandard", None)
-    path = tmp_path / "g.csv.zst"
-    check(error(func, str(path)), "--grad-out", path, "zstandard", "lossjit[zstd]")
+@pytest.mark.parametrize("module,name,extra", [("zstandard", "g.csv.zst", "zstd"),
+                                              ("zarr", "g.zarr", "dask")])
+def test_missing_package_names_the_extra(tmp_path, monkeypatch, func, module, name, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    path = tmp_path / name
+    check(error(func, str(path)), "--grad-out", path, module, f"lossjit[{extra}]")
     assert listing(tmp_path) == []
 
 
@@ -1035,11 +1037,3 @@ def test_stale_zarr_temporaries_are_removed(tmp_path):
     foreign.mkdir()
     assert lw.remove_stale(str(tmp_path), now=time.time() + 2 * lw.STALE_AGE) == [stale.name]
     assert listing(tmp_path) == [foreign.name]
-
-
-@pytest.mark.parametrize("func", BOTH)
-def test_missing_zarr_names_the_extra(tmp_path, monkeypatch, func):
-    monkeypatch.setitem(sys.modules, "zarr", None)
-    path = tmp_path / "g.zarr"
-    check(error(func, str(path)), "--grad-out", path, "zarr", "lossjit[dask]")
-    assert listing(tmp_path) == []
