@@ -54,8 +54,8 @@ from lossjit.plan import (
 #: The memory a streamed run may use for its pieces when nothing else is said.
 DEFAULT_MEMORY = 256 * 2**20
 
-#: How many bytes a piece needs in memory for each byte of its inputs and outputs: the
-#: pieces read, the layout's float copies, the outputs before they are written.
+#: How many bytes a piece needs in memory for each byte of its inputs and outputs: two slots
+#: of them (one piece computed while the next is read), and the layout's float copies.
 _OVERHEAD = 3
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
