@@ -29,8 +29,8 @@ from typing import BinaryIO
 
 from lossjit.errors import LossjitError
 
-__all__ = ["COMPRESSIONS", "compress", "compression_of", "decompress", "format_of",
-           "open_decompressed", "optional", "split_name"]
+__all__ = ["COMPRESSIONS", "ZARR", "compress", "compression_of", "decompress", "format_of",
+           "open_decompressed", "optional", "split_name", "zarr_parts"]
 
 #: Compression by extension: its magic bytes and the module that reads and writes it.
 COMPRESSIONS: dict[str, bytes] = {
@@ -53,6 +53,9 @@ MAGICS: tuple[tuple[bytes, str], ...] = (
 #: Extensions of the Arrow formats, read and written by pyarrow (the ``parquet`` extra).
 ARROW_FORMATS = (".parquet", ".arrow", ".feather", ".ipc", ".arrows")
 
+#: The extension of a Zarr store (a directory of chunks; zarr comes with the ``dask`` extra).
+ZARR = ".zarr"
+
 #: Which extra brings each optional package.
 EXTRAS = {"pyarrow": "parquet", "zstandard": "zstd", "matplotlib": "plot", "dask": "dask",
           "distributed": "dask", "zarr": "dask"}
@@ -74,6 +77,21 @@ def optional(module: str, needed_for: str) -> ModuleType:
         how = (f"pip install 'lossjit[{extra}]'" if extra else f"pip install {top}")
         raise LossjitError(f"{needed_for} needs the optional package {top}, which is not "
                            f"installed; install it with {how}") from None
+
+
+def zarr_parts(path: str) -> tuple[str, str | None] | None:
+    """``(store, name)`` of a path that names a Zarr array: ``x.zarr`` is an array (name
+    None), ``run.zarr:name`` the array ``name`` in a group; None for any other path.
+
+    >>> zarr_parts("out/g.zarr"), zarr_parts("run.zarr:grad"), zarr_parts("g.npy")
+    (('out/g.zarr', None), ('run.zarr', 'grad'), None)
+    """
+    store, colon, name = path.rpartition(":")
+    if colon and store.rstrip("/").lower().endswith(ZARR):
+        return store.rstrip("/") or store, name
+    if path.rstrip("/").lower().endswith(ZARR):
+        return path.rstrip("/") or path, None
+    return None
 
 
 def split_name(path: str) -> tuple[str, str]:

@@ -374,8 +374,9 @@ def _input_paths(job: Job) -> list[str]:
             except LossjitError:
                 continue
             paths.append(source.path)
-            if _zarr_source(text) is not None and source.selector:
-                paths.append(os.path.join(source.path, source.selector))  # a group's array
+            zarr_source = _zarr_source(text)
+            if zarr_source is not None and zarr_source[1]:
+                paths.append(os.path.join(*zarr_source))  # a group's array
     if "-" in paths and os.path.exists("/dev/stdin"):
         paths.append("/dev/stdin")
     return paths
@@ -515,13 +516,12 @@ def _npy_path(text: str | None) -> str | None:
     return source.path
 
 
-def _zarr_source(text: str | None) -> Source | None:
-    """A source that names a Zarr array (``x.zarr``, or ``x.zarr:name`` in a group), or
-    None."""
-    if text is None:
-        return None
-    source = Source.parse(text)
-    return source if source.path.rstrip("/").lower().endswith(".zarr") else None
+def _zarr_source(text: str | None) -> tuple[str, str | None] | None:
+    """``(store, name)`` of a source that names a Zarr array (``x.zarr``, or ``x.zarr:name``
+    in a group), or None."""
+    from lossjit.formats import zarr_parts
+
+    return None if text is None else zarr_parts(text)
 
 
 def _open_input(text: str, what: str) -> Any:
@@ -530,7 +530,7 @@ def _open_input(text: str, what: str) -> Any:
 
     zarr_source = _zarr_source(text)
     if zarr_source is not None:
-        return streaming.open_zarr(zarr_source.path, zarr_source.selector, what=what)
+        return streaming.open_zarr(*zarr_source, what=what)
     return streaming.open_npy(str(_npy_path(text)))
 
 
@@ -665,7 +665,7 @@ def _dask_input(text: str, rows: int) -> Any:
     if zarr_source is not None:
         import dask.array as da
 
-        return da.from_zarr(zarr_source.path, component=zarr_source.selector)
+        return da.from_zarr(zarr_source[0], component=zarr_source[1])
     return _dask_array(str(_npy_path(text)), rows)
 
 

@@ -86,14 +86,19 @@ from typing import Any, BinaryIO, NoReturn
 import numpy as np
 
 from lossjit.errors import LossjitError, check_interrupted, deferred, one_line, show
-from lossjit.formats import ARROW_FORMATS, COMPRESSIONS, compress, optional, split_name
+from lossjit.formats import (
+    ARROW_FORMATS,
+    COMPRESSIONS,
+    ZARR,
+    compress,
+    optional,
+    split_name,
+    zarr_parts,
+)
 
 __all__ = ["STREAM_FORMATS", "TEMP_PATTERN", "WRITE_FORMATS", "ZARR", "OutputSet",
            "check_destination", "default_grad_path", "remove_stale", "remove_temporaries",
            "text_lines", "write_array"]
-
-#: The extension of a Zarr store (a directory), written by zarr (the ``dask`` extra).
-ZARR = ".zarr"
 
 #: What ``-`` (stdout) can carry: text with one of three separators, or .npy bytes.
 STREAM_FORMATS = ("csv", "tsv", "txt", "npy")
@@ -316,21 +321,6 @@ def _refuse_inputs(path: str, target: str, protect: Iterable[str], what: str) ->
             raise LossjitError(
                 f"{what}: refusing to overwrite input file {show(path, 200)}; choose another {what}"
             )
-
-
-def zarr_parts(path: str) -> tuple[str, str | None] | None:
-    """``(store, name)`` of a Zarr destination: ``x.zarr`` is an array (name None),
-    ``run.zarr:name`` the array ``name`` in a group; None for any other path.
-
-    >>> zarr_parts("out/g.zarr"), zarr_parts("run.zarr:grad"), zarr_parts("g.npy")
-    (('out/g.zarr', None), ('run.zarr', 'grad'), None)
-    """
-    store, colon, name = path.rpartition(":")
-    if colon and store.rstrip("/").lower().endswith(ZARR):
-        return store.rstrip("/") or store, name
-    if path.rstrip("/").lower().endswith(ZARR):
-        return path.rstrip("/") or path, None
-    return None
 
 
 def _zarr_node(path: str) -> str | None:
